@@ -1,0 +1,1 @@
+"""Outbound campaign worker: the domain (no Celery, no FastAPI here)."""

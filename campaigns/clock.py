@@ -1,0 +1,103 @@
+"""Time is injected: every decision reads a ``Clock``, never ``datetime.now()`` directly.
+
+The warped clock maps real time onto app time (DESIGN.md §3)::
+
+    app_now = TIME_START + (real_now - TIME_WARP_ORIGIN) * TIME_WARP
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+from campaigns.settings import Settings
+
+
+def utcnow_real() -> datetime:
+    """Wall-clock time, for the few places that must not be warped (signature tolerance)."""
+    return datetime.now(UTC)
+
+
+class Clock(Protocol):
+    """Source of app time."""
+
+    @property
+    def rate(self) -> float:
+        """App seconds per real second (1 unless warped)."""
+        ...
+
+    def now(self) -> datetime:
+        """The current app instant, timezone-aware UTC."""
+        ...
+
+
+class SystemClock:
+    """Real time."""
+
+    rate = 1.0
+
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+
+class WarpedClock:
+    """App time running ``rate`` times faster than real time from ``start`` at real ``origin``."""
+
+    def __init__(self, origin: datetime, start: datetime, rate: float) -> None:
+        self.origin = origin
+        self.start = start
+        self._rate = rate
+
+    @property
+    def rate(self) -> float:
+        return self._rate
+
+    def now(self) -> datetime:
+        return self.start + (datetime.now(UTC) - self.origin) * self._rate
+
+
+class FrozenClock:
+    """A clock that only moves when told to (tests)."""
+
+    rate = 1.0
+
+    def __init__(self, at: datetime) -> None:
+        self._now = at
+
+    def now(self) -> datetime:
+        return self._now
+
+    def advance(self, seconds: float) -> datetime:
+        self._now += timedelta(seconds=seconds)
+        return self._now
+
+    def set(self, at: datetime) -> None:
+        self._now = at
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def clock_from_settings(settings: Settings) -> Clock:
+    """The system clock, or a warped one when any of the warp settings is given.
+
+    Without ``TIME_WARP_ORIGIN`` the origin is the start of this process group: ``campaigns up`` exports it to
+    its children so that every process agrees.
+    """
+    if settings.time_warp == 1.0 and settings.time_start is None and settings.time_warp_origin is None:
+        return SystemClock()
+    if settings.time_warp_origin is not None:
+        origin = _aware(settings.time_warp_origin)
+    else:
+        origin = datetime.fromtimestamp(time.time(), UTC)
+        os.environ["CAMPAIGNS_TIME_WARP_ORIGIN"] = origin.isoformat()
+    start = _aware(settings.time_start) if settings.time_start is not None else origin
+    return WarpedClock(origin=origin, start=start, rate=settings.time_warp)
+
+
+def real_seconds_to_app(clock: Clock, seconds: float) -> timedelta:
+    """An operational duration (a lease, a back-off) measured in real seconds, expressed in app time."""
+    return timedelta(seconds=seconds * clock.rate)

@@ -1,0 +1,534 @@
+"""The event lifecycle (DESIGN.md §2): claim, dispatch bookkeeping, outcomes, retries, reconciliation.
+
+Every function takes the session of the caller's unit of work and only flushes. Network calls never happen
+inside these functions: the worker commits ``begin_dispatch`` *before* it calls the provider, which is what
+makes dialing at-most-once per attempt.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from sqlalchemy import delete, insert, select, text
+from sqlalchemy.orm import Session
+
+from campaigns.models import CallAttempt, ScheduledEvent
+from campaigns.provider import DispatchRequest, DispatchResult, Providers
+
+log = logging.getLogger(__name__)
+
+RETRYABLE_CALL_STATUSES = frozenset({"busy", "no-answer", "failed", "canceled"})
+TERMINAL_CALL_STATUSES = RETRYABLE_CALL_STATUSES | {"completed"}
+SMS_SUCCESS = frozenset({"delivered", "sent", "delivery_unconfirmed"})
+SMS_FAILURE = frozenset({"delivery_failed", "sending_failed"})
+BUDGET_EXHAUSTED = "client-error retry budget exhausted after {n} attempt(s); last call status: {status}"
+
+
+# --- claim-time checks ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Defer:
+    """Put the event back to ``pending`` until ``until``; no retry budget is consumed."""
+
+    until: datetime
+    reason: str
+
+
+@dataclass(frozen=True)
+class Suppress:
+    """Fail the event without dispatching it."""
+
+    reason: str
+
+
+class ClaimCheck(Protocol):
+    """A check run on each claimed event before its attempt is created (windows, suppression, pacing)."""
+
+    def __call__(self, session: Session, event: ScheduledEvent, now: datetime) -> Defer | Suppress | None: ...
+
+
+@dataclass(frozen=True)
+class Claimed:
+    event_id: uuid.UUID
+    attempt_id: uuid.UUID
+
+
+def claim_due_events(
+    session: Session,
+    *,
+    now: datetime,
+    limit: int,
+    lease: timedelta,
+    providers: Providers,
+    checks: Sequence[ClaimCheck] = (),
+) -> list[Claimed]:
+    """Claim up to ``limit`` due pending events and create their attempt rows, in the caller's transaction.
+
+    ``FOR UPDATE SKIP LOCKED`` lets several schedulers run at once without claiming the same row; the partial
+    index on pending rows keeps the cost proportional to the due rows, not the table.
+    """
+    rows = session.execute(
+        text(
+            """
+            WITH due AS (
+                SELECT id FROM scheduled_events
+                WHERE status = 'pending' AND scheduled_at_fixed_datetime <= :now
+                ORDER BY scheduled_at_fixed_datetime
+                LIMIT :limit
+                FOR UPDATE SKIP LOCKED
+            )
+            UPDATE scheduled_events AS e
+            SET status = 'in_progress', lease_expires_at = :lease_until, updated_at = :now,
+                deferred_reason = NULL, deferred_until = NULL
+            FROM due WHERE e.id = due.id
+            RETURNING e.id
+            """
+        ),
+        {"now": now, "limit": limit, "lease_until": now + lease},
+    ).all()
+    if not rows:
+        return []
+    ids = [r[0] for r in rows]
+    events = session.scalars(
+        select(ScheduledEvent)
+        .where(ScheduledEvent.id.in_(ids))
+        .order_by(ScheduledEvent.scheduled_at_fixed_datetime)
+        .execution_options(populate_existing=True)
+    ).all()
+    claimed: list[Claimed] = []
+    attempts: list[dict[str, object]] = []
+    for event in events:
+        decision = _run_checks(session, event, now, checks)
+        if isinstance(decision, Defer):
+            event.status = "pending"
+            event.scheduled_at_fixed_datetime = decision.until
+            event.lease_expires_at = None
+            event.deferred_reason = decision.reason
+            event.deferred_until = decision.until
+            log.info("event deferred", extra={"event_id": str(event.id), "until": decision.until.isoformat()})
+            continue
+        if isinstance(decision, Suppress):
+            event.status = "failed"
+            event.lease_expires_at = None
+            event.errors = [*event.errors, decision.reason]
+            log.info("event suppressed", extra={"event_id": str(event.id), "reason": decision.reason})
+            continue
+        attempt_id = uuid.uuid4()
+        attempts.append(
+            {
+                "id": attempt_id,
+                "event_id": event.id,
+                "attempt_number": event.retry_count + 1,
+                "state": "claimed",
+                "provider": providers.for_channel(event.telnyx_conversation_channel).name,
+                "claimed_at": now,
+                "answered": False,
+            }
+        )
+        claimed.append(Claimed(event_id=event.id, attempt_id=attempt_id))
+    if attempts:
+        session.execute(insert(CallAttempt), attempts)
+    session.flush()
+    return claimed
+
+
+def _run_checks(
+    session: Session, event: ScheduledEvent, now: datetime, checks: Sequence[ClaimCheck]
+) -> Defer | Suppress | None:
+    for check in checks:
+        decision = check(session, event, now)
+        if decision is not None:
+            return decision
+    return None
+
+
+def next_due_at(session: Session) -> datetime | None:
+    """When the earliest pending event is due (served by the partial index)."""
+    return session.scalar(
+        select(ScheduledEvent.scheduled_at_fixed_datetime)
+        .where(ScheduledEvent.status == "pending")
+        .order_by(ScheduledEvent.scheduled_at_fixed_datetime)
+        .limit(1)
+    )
+
+
+# --- dispatch bookkeeping ---------------------------------------------------------------------------------
+
+
+def _lock_attempt(session: Session, attempt_id: uuid.UUID) -> tuple[CallAttempt, ScheduledEvent] | None:
+    """Lock the event, then the attempt (always in this order, so concurrent handlers cannot deadlock)."""
+    event_id = session.scalar(select(CallAttempt.event_id).where(CallAttempt.id == attempt_id))
+    if event_id is None:
+        return None
+    event = session.scalars(
+        select(ScheduledEvent)
+        .where(ScheduledEvent.id == event_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).one()
+    attempt = session.scalars(
+        select(CallAttempt).where(CallAttempt.id == attempt_id).execution_options(populate_existing=True)
+    ).one_or_none()
+    if attempt is None:
+        return None
+    return attempt, event
+
+
+def _withdraw_attempt(session: Session, attempt: CallAttempt, event: ScheduledEvent) -> None:
+    """Remove an attempt that never reached the provider (it is not part of the audit trail)."""
+    session.execute(delete(CallAttempt).where(CallAttempt.id == attempt.id))
+    session.expire(event, ["attempts"])
+
+
+def begin_dispatch(
+    session: Session, attempt_id: uuid.UUID, *, now: datetime, dispatch_lease: timedelta
+) -> DispatchRequest | None:
+    """Mark the attempt ``sending`` and return what to send; ``None`` when there is nothing to do.
+
+    The caller commits before calling the provider. A redelivered task finds the attempt already past
+    ``claimed`` and returns ``None``: that is the at-most-once guard.
+    """
+    locked = _lock_attempt(session, attempt_id)
+    if locked is None:
+        return None
+    attempt, event = locked
+    if attempt.state != "claimed" or event.status != "in_progress":
+        return None
+    if event.cancel_requested:
+        _withdraw_attempt(session, attempt, event)
+        _finish(event, "canceled", now, "canceled by request before dispatch")
+        session.flush()
+        return None
+    attempt.state = "sending"
+    attempt.attempted_at = now
+    event.dispatched_at = now
+    event.lease_expires_at = now + dispatch_lease
+    event.updated_at = now
+    session.flush()
+    return DispatchRequest(
+        attempt_id=attempt.id,
+        channel=event.telnyx_conversation_channel,
+        assistant_id=event.assistant_id,
+        to=event.telnyx_end_user_target,
+        from_=event.telnyx_agent_target,
+        dynamic_variables=dict(event.dynamic_variables),
+        text=event.text,
+        connection_id=event.connection_id,
+        sip_region=(event.call_settings or {}).get("sip_region"),
+    )
+
+
+def record_dispatched(
+    session: Session, attempt_id: uuid.UUID, result: DispatchResult, *, now: datetime, call_lease: timedelta
+) -> None:
+    """The provider accepted the request: keep its id. A callback may already have finished the attempt."""
+    locked = _lock_attempt(session, attempt_id)
+    if locked is None:
+        return
+    attempt, event = locked
+    attempt.provider_id = attempt.provider_id or result.provider_id
+    if attempt.state in ("sending", "unknown"):
+        attempt.state = "sent"
+        attempt.last_status = attempt.last_status or result.status
+        if event.status == "in_progress":
+            event.lease_expires_at = now + call_lease
+    session.flush()
+
+
+def record_refused(session: Session, attempt_id: uuid.UUID, reason: str, *, now: datetime, retry_at: datetime) -> None:
+    """The provider refused before placing anything (429, 5xx, unreachable): back to pending, budget intact."""
+    locked = _lock_attempt(session, attempt_id)
+    if locked is None:
+        return
+    attempt, event = locked
+    if attempt.state != "sending":
+        return
+    _withdraw_attempt(session, attempt, event)
+    if event.cancel_requested:
+        _finish(event, "canceled", now, "canceled by request before dispatch")
+    else:
+        event.status = "pending"
+        event.scheduled_at_fixed_datetime = retry_at
+        event.lease_expires_at = None
+        event.deferred_reason = f"provider refused: {reason}"
+        event.deferred_until = retry_at
+        event.updated_at = now
+    session.flush()
+
+
+def record_rejected(session: Session, attempt_id: uuid.UUID, reason: str, *, now: datetime) -> None:
+    """The provider rejected the request for good: the event fails with the provider's error."""
+    locked = _lock_attempt(session, attempt_id)
+    if locked is None:
+        return
+    attempt, event = locked
+    if attempt.state != "sending":
+        return
+    attempt.state = "finished"
+    attempt.call_status = "failed"
+    attempt.error = reason
+    attempt.finished_at = now
+    event.call_status = "failed" if event.telnyx_conversation_channel == "phone_call" else None
+    _finish(event, "failed", now, reason)
+    session.flush()
+
+
+def record_outcome_unknown(session: Session, attempt_id: uuid.UUID, reason: str, *, now: datetime) -> None:
+    """The request may have been placed: never re-send; a callback or the reconciler settles it."""
+    locked = _lock_attempt(session, attempt_id)
+    if locked is None:
+        return
+    attempt, _ = locked
+    if attempt.state == "sending":
+        attempt.state = "unknown"
+        attempt.error = reason
+    session.flush()
+
+
+# --- outcomes ---------------------------------------------------------------------------------------------
+
+
+def _finish(event: ScheduledEvent, status: str, now: datetime, error: str | None = None) -> None:
+    event.status = status
+    event.lease_expires_at = None
+    event.updated_at = now
+    if error:
+        event.errors = [*event.errors, error]
+
+
+def current_attempt_matches(event: ScheduledEvent, attempt: CallAttempt) -> bool:
+    """Only the event's current attempt may move the event; an older one is stale."""
+    return event.status == "in_progress" and attempt.attempt_number == event.retry_count + 1
+
+
+@dataclass(frozen=True)
+class OutcomeResult:
+    applied: bool
+    reason: str
+
+
+def apply_progress(
+    session: Session,
+    attempt_id: uuid.UUID,
+    status: str,
+    *,
+    sequence: int | None,
+    answered: bool,
+    now: datetime,
+) -> OutcomeResult:
+    """A non-terminal callback (initiated, ringing, answered): recorded on the attempt, never moves back."""
+    locked = _lock_attempt(session, attempt_id)
+    if locked is None:
+        return OutcomeResult(False, "unknown attempt")
+    attempt, _ = locked
+    if attempt.call_status is not None:
+        return OutcomeResult(False, "attempt already finished")
+    if sequence is not None and attempt.last_sequence is not None and sequence <= attempt.last_sequence:
+        return OutcomeResult(False, "stale")
+    attempt.last_status = status
+    attempt.answered = attempt.answered or answered
+    if sequence is not None:
+        attempt.last_sequence = sequence
+    session.flush()
+    return OutcomeResult(True, "progress")
+
+
+def apply_call_outcome(
+    session: Session,
+    attempt_id: uuid.UUID,
+    call_status: str,
+    *,
+    duration: int | None,
+    now: datetime,
+    sequence: int | None = None,
+    provider_id: str | None = None,
+) -> OutcomeResult:
+    """A terminal call status: finish the attempt, then complete, retry or fail the event (DESIGN.md §2.4)."""
+    if call_status not in TERMINAL_CALL_STATUSES:
+        raise ValueError(f"not a terminal call status: {call_status}")
+    locked = _lock_attempt(session, attempt_id)
+    if locked is None:
+        return OutcomeResult(False, "unknown attempt")
+    attempt, event = locked
+    if attempt.call_status is not None:
+        return OutcomeResult(False, "duplicate")
+    attempt.call_status = call_status
+    attempt.call_duration = duration
+    attempt.finished_at = now
+    attempt.state = "finished"
+    attempt.provider_id = attempt.provider_id or provider_id
+    if sequence is not None:
+        attempt.last_sequence = max(sequence, attempt.last_sequence or 0)
+    if attempt.attempted_at is None:
+        attempt.attempted_at = now
+    if not current_attempt_matches(event, attempt):
+        session.flush()
+        return OutcomeResult(False, "stale: event has moved on")
+    event.call_status = call_status
+    event.call_duration = duration
+    event.updated_at = now
+    if call_status == "completed":
+        _finish(event, "completed", now)
+    elif event.cancel_requested:
+        _finish(event, "canceled", now, f"canceled by request; last call status: {call_status}")
+    elif event.retry_count < event.max_retries_client_errors:
+        interval = timedelta(seconds=event.retry_interval_secs or 0)
+        event.retry_count += 1
+        event.status = "pending"
+        event.scheduled_at_fixed_datetime = next_retry_time(event, now + interval)
+        event.lease_expires_at = None
+        log.info(
+            "retry scheduled",
+            extra={"event_id": str(event.id), "at": event.scheduled_at_fixed_datetime.isoformat()},
+        )
+    else:
+        _finish(event, "failed", now, BUDGET_EXHAUSTED.format(n=attempt.attempt_number, status=call_status))
+    session.flush()
+    return OutcomeResult(True, call_status)
+
+
+def next_retry_time(event: ScheduledEvent, earliest: datetime) -> datetime:
+    """When a retry may run: ``earliest`` (calling windows move it later; see ``campaigns.windows``)."""
+    return earliest
+
+
+def apply_sms_outcome(
+    session: Session, attempt_id: uuid.UUID, status: str, *, now: datetime, provider_id: str | None = None
+) -> OutcomeResult:
+    """A messaging status: ``delivered`` completes, ``delivery_failed``/``sending_failed`` fail; ``sent`` waits."""
+    locked = _lock_attempt(session, attempt_id)
+    if locked is None:
+        return OutcomeResult(False, "unknown attempt")
+    attempt, event = locked
+    attempt.provider_id = attempt.provider_id or provider_id
+    if attempt.call_status is not None:
+        return OutcomeResult(False, "duplicate")
+    if status not in SMS_SUCCESS | SMS_FAILURE or status == "sent":
+        if attempt.last_status not in SMS_SUCCESS | SMS_FAILURE:
+            attempt.last_status = status
+        session.flush()
+        return OutcomeResult(True, "progress")
+    attempt.call_status = status
+    attempt.state = "finished"
+    attempt.finished_at = now
+    if not current_attempt_matches(event, attempt):
+        session.flush()
+        return OutcomeResult(False, "stale: event has moved on")
+    if status in SMS_SUCCESS:
+        _finish(event, "completed", now)
+    else:
+        _finish(event, "failed", now, f"message {status}")
+    session.flush()
+    return OutcomeResult(True, status)
+
+
+# --- reconciliation ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class ReconcileReport:
+    withdrawn: int = 0
+    extended: int = 0
+    failed_unknown: int = 0
+    completed_sms: int = 0
+
+
+def reconcile_expired_leases(
+    session: Session, *, now: datetime, providers: Providers, call_lease: timedelta, limit: int = 500
+) -> ReconcileReport:
+    """Settle ``in_progress`` events whose lease expired without a terminal outcome.
+
+    - never sent (attempt still ``claimed``, or no attempt): withdrawn, event back to ``pending`` now;
+    - sent and the provider says the call is still up: lease extended;
+    - an SMS the provider accepted (``sent``) with no final receipt: completed, as Telnyx would report it;
+    - otherwise the attempt is closed as unknown and the event fails closed. It is never re-dialled.
+    """
+    report = ReconcileReport()
+    events = session.scalars(
+        select(ScheduledEvent)
+        .where(ScheduledEvent.status == "in_progress", ScheduledEvent.lease_expires_at < now)
+        .order_by(ScheduledEvent.lease_expires_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    ).all()
+    for event in events:
+        attempt = session.scalars(
+            select(CallAttempt).where(
+                CallAttempt.event_id == event.id, CallAttempt.attempt_number == event.retry_count + 1
+            )
+        ).one_or_none()
+        if attempt is None or attempt.state == "claimed":
+            if attempt is not None:
+                _withdraw_attempt(session, attempt, event)
+            if event.cancel_requested:
+                _finish(event, "canceled", now, "canceled by request before dispatch")
+            else:
+                event.status = "pending"
+                event.scheduled_at_fixed_datetime = now
+                event.lease_expires_at = None
+                event.updated_at = now
+            report.withdrawn += 1
+            continue
+        if attempt.state == "finished":
+            # Outcome recorded but the event never moved (should not happen); leave a trace and fail closed.
+            _finish(event, "failed", now, f"attempt {attempt.attempt_number} finished without settling the event")
+            report.failed_unknown += 1
+            continue
+        if attempt.state == "sent" and attempt.provider_id:
+            if event.telnyx_conversation_channel == "sms_chat":
+                if attempt.last_status == "sent":
+                    attempt.state = "finished"
+                    attempt.call_status = "sent"
+                    attempt.finished_at = now
+                    _finish(event, "completed", now)
+                    report.completed_sms += 1
+                    continue
+            elif providers.by_name(attempt.provider).call_is_alive(attempt.provider_id):
+                event.lease_expires_at = now + call_lease
+                report.extended += 1
+                continue
+        why = (
+            "the provider request timed out after sending"
+            if attempt.state in ("sending", "unknown")
+            else "no terminal status arrived before the lease expired"
+        )
+        attempt.state = "finished"
+        attempt.call_status = "unknown"
+        attempt.finished_at = now
+        attempt.error = attempt.error or why
+        _finish(
+            event,
+            "failed",
+            now,
+            f"attempt {attempt.attempt_number}: outcome unknown ({why}); not re-dialled to avoid a double call",
+        )
+        report.failed_unknown += 1
+    session.flush()
+    return report
+
+
+__all__ = [
+    "ClaimCheck",
+    "Claimed",
+    "Defer",
+    "OutcomeResult",
+    "ReconcileReport",
+    "Suppress",
+    "apply_call_outcome",
+    "apply_progress",
+    "apply_sms_outcome",
+    "begin_dispatch",
+    "claim_due_events",
+    "next_due_at",
+    "reconcile_expired_leases",
+    "record_dispatched",
+    "record_outcome_unknown",
+    "record_refused",
+    "record_rejected",
+]

@@ -1,0 +1,158 @@
+"""SQLAlchemy models. PostgreSQL is the only source of truth."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from campaigns.db import Base
+
+EVENT_STATUSES = ("pending", "in_progress", "completed", "failed", "canceled")
+TERMINAL_EVENT_STATUSES = frozenset({"completed", "failed", "canceled"})
+CHANNELS = ("phone_call", "sms_chat")
+
+# Dispatch state of one attempt, separate from its call status:
+#   claimed  - created by the scheduler; nothing has been sent yet (safe to withdraw)
+#   sending  - committed right before the provider request; the request may have reached the provider
+#   sent     - the provider accepted it and we know its id
+#   unknown  - the request timed out after sending; never re-sent
+#   finished - a terminal outcome is recorded
+ATTEMPT_STATES = ("claimed", "sending", "sent", "unknown", "finished")
+
+TZ = DateTime(timezone=True)
+
+
+class ScheduledEvent(Base):
+    """One scheduled call or SMS, with every Telnyx field plus what the engine needs."""
+
+    __tablename__ = "scheduled_events"
+    __table_args__ = (
+        CheckConstraint(f"status IN {EVENT_STATUSES!r}", name="status"),
+        CheckConstraint(f"telnyx_conversation_channel IN {CHANNELS!r}", name="channel"),
+        CheckConstraint("retry_count >= 0 AND retry_count <= max_retries_client_errors", name="retry_budget"),
+        # Claims cost O(due): only pending rows are in this index, ordered by due time.
+        Index(
+            "ix_scheduled_events_due_pending",
+            "scheduled_at_fixed_datetime",
+            postgresql_where=text("status = 'pending'"),
+        ),
+        Index(
+            "ix_scheduled_events_lease_in_progress",
+            "lease_expires_at",
+            postgresql_where=text("status = 'in_progress'"),
+        ),
+        Index("ix_scheduled_events_assistant_scheduled", "assistant_id", "scheduled_at_fixed_datetime"),
+        Index("ix_scheduled_events_campaign_id", "campaign_id"),
+        Index("ix_scheduled_events_end_user_target", "telnyx_end_user_target"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
+    assistant_id: Mapped[str] = mapped_column(String(255))
+    telnyx_conversation_channel: Mapped[str] = mapped_column(String(16))
+    telnyx_end_user_target: Mapped[str] = mapped_column(String(255))
+    telnyx_agent_target: Mapped[str] = mapped_column(String(255))
+    scheduled_at_fixed_datetime: Mapped[datetime] = mapped_column(TZ)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    call_status: Mapped[str | None] = mapped_column(String(32))
+    call_duration: Mapped[int | None] = mapped_column(Integer)
+    conversation_id: Mapped[str | None] = mapped_column(String(255))
+    conversation_metadata: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+    dynamic_variables: Mapped[dict[str, str]] = mapped_column(JSONB, default=dict)
+    call_settings: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    text: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(TZ)
+    updated_at: Mapped[datetime] = mapped_column(TZ)
+    dispatched_at: Mapped[datetime | None] = mapped_column(TZ)
+    errors: Mapped[list[str]] = mapped_column(JSONB, default=list)
+    max_retries_client_errors: Mapped[int] = mapped_column(Integer, default=0)
+    retry_interval_secs: Mapped[int | None] = mapped_column(Integer)
+    retry_count: Mapped[int] = mapped_column(Integer, default=0)
+
+    # Engine fields.
+    lease_expires_at: Mapped[datetime | None] = mapped_column(TZ)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    campaign_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    ruleset: Mapped[str] = mapped_column(String(64), default="none")
+    timezone: Mapped[str | None] = mapped_column(String(64))
+    timezone_candidates: Mapped[list[str] | None] = mapped_column(JSONB)
+    connection_id: Mapped[str | None] = mapped_column(String(255))
+    deferred_reason: Mapped[str | None] = mapped_column(Text)
+    deferred_until: Mapped[datetime | None] = mapped_column(TZ)
+
+    attempts: Mapped[list[CallAttempt]] = relationship(
+        back_populates="event", order_by="CallAttempt.attempt_number", lazy="selectin"
+    )
+
+
+class CallAttempt(Base):
+    """One dispatch of an event; its id is the idempotency key sent to the provider."""
+
+    __tablename__ = "call_attempts"
+    __table_args__ = (
+        UniqueConstraint("event_id", "attempt_number"),
+        CheckConstraint(f"state IN {ATTEMPT_STATES!r}", name="state"),
+        Index("ix_call_attempts_provider_id", "provider_id"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
+    event_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("scheduled_events.id", ondelete="CASCADE"))
+    attempt_number: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(16), default="claimed")
+    provider: Mapped[str] = mapped_column(String(32))
+    claimed_at: Mapped[datetime] = mapped_column(TZ)
+    attempted_at: Mapped[datetime | None] = mapped_column(TZ)
+    finished_at: Mapped[datetime | None] = mapped_column(TZ)
+    provider_id: Mapped[str | None] = mapped_column(String(255))
+    """call_sid / call_control_id for calls, message id for SMS."""
+    last_status: Mapped[str | None] = mapped_column(String(32))
+    last_sequence: Mapped[int | None] = mapped_column(Integer)
+    answered: Mapped[bool] = mapped_column(Boolean, default=False)
+    call_status: Mapped[str | None] = mapped_column(String(32))
+    call_duration: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+
+    event: Mapped[ScheduledEvent] = relationship(back_populates="attempts")
+
+
+class WebhookReceipt(Base):
+    """Every verified callback, stored before it is applied; unique on the provider's identity of it."""
+
+    __tablename__ = "webhook_receipts"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
+    provider_key: Mapped[str] = mapped_column(String(512), unique=True)
+    kind: Mapped[str] = mapped_column(String(64))
+    received_at: Mapped[datetime] = mapped_column(TZ)
+    attempt_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    result: Mapped[str] = mapped_column(String(64))
+
+
+class IdempotencyKey(Base):
+    """A create request's ``Idempotency-Key``, the hash of its body and the response it got."""
+
+    __tablename__ = "idempotency_keys"
+
+    scope: Mapped[str] = mapped_column(String(255), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    request_hash: Mapped[str] = mapped_column(String(64))
+    response_status: Mapped[int] = mapped_column(Integer)
+    response_body: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = mapped_column(TZ)

@@ -1,0 +1,302 @@
+"""Telephony providers. The only module that touches ``httpx``.
+
+One ``Telephony`` protocol, three Telnyx adapters sharing one ``httpx.Client`` per process:
+
+- ``TelnyxTexml``: ``POST /texml/ai_calls/{connection_id}`` (default for calls). No idempotency key exists on
+  this endpoint, so a request whose outcome is unknown must never be re-sent.
+- ``TelnyxCallControl``: ``POST /calls`` with ``command_id`` = attempt id (Telnyx ignores a repeated dial).
+- ``TelnyxMessaging``: ``POST /messages`` with ``Idempotency-Key`` = attempt id.
+
+Errors are typed so the lifecycle can tell them apart:
+
+- ``TransientProviderError``: refused before anything happened (connection refused, 429, 5xx): try again
+  later, no retry budget consumed.
+- ``PermanentProviderError``: the provider rejected the request (4xx): the event fails with the error.
+- ``OutcomeUnknown``: the request may have reached the provider (read timeout, connection dropped after
+  sending): never re-sent.
+"""
+
+from __future__ import annotations
+
+import base64
+import threading
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+from urllib.parse import urlencode
+
+import httpx
+
+from campaigns.settings import Settings
+
+
+class ProviderError(Exception):
+    """Base of the typed provider errors."""
+
+    def __init__(self, message: str, *, status_code: int | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.code = code
+
+
+class TransientProviderError(ProviderError):
+    """Nothing was placed; the same request may be made again later."""
+
+
+class PermanentProviderError(ProviderError):
+    """The provider refused this request for good."""
+
+
+class OutcomeUnknown(ProviderError):
+    """The request may have been acted on; it must not be re-sent."""
+
+
+@dataclass(frozen=True)
+class DispatchRequest:
+    """What the engine asks a provider to do for one attempt."""
+
+    attempt_id: uuid.UUID
+    channel: str
+    assistant_id: str
+    to: str
+    from_: str
+    dynamic_variables: dict[str, str] = field(default_factory=dict)
+    text: str | None = None
+    connection_id: str | None = None
+    sip_region: str | None = None
+
+
+@dataclass(frozen=True)
+class DispatchResult:
+    """The provider accepted the request; ``provider_id`` is the call id or message id."""
+
+    provider: str
+    provider_id: str
+    status: str | None = None
+
+
+class Telephony(Protocol):
+    """A way to place a call or send a message."""
+
+    name: str
+
+    def dispatch(self, request: DispatchRequest) -> DispatchResult:
+        """Send the request once. Raises one of the typed ``ProviderError`` subclasses on failure."""
+        ...
+
+    def call_is_alive(self, provider_id: str) -> bool | None:
+        """Whether a dispatched call is still up; ``None`` when the provider cannot tell."""
+        ...
+
+
+_client_lock = threading.Lock()
+_clients: dict[tuple[str, float, int], httpx.Client] = {}
+
+
+def shared_client(settings: Settings) -> httpx.Client:
+    """One ``httpx.Client`` per process (created lazily, so Celery's forked children get their own)."""
+    import os
+
+    key = (settings.telnyx_base_url, settings.provider_timeout_secs, os.getpid())
+    with _client_lock:
+        client = _clients.get(key)
+        if client is None:
+            client = httpx.Client(
+                base_url=settings.telnyx_base_url.rstrip("/") + "/",
+                timeout=httpx.Timeout(settings.provider_timeout_secs, connect=5.0),
+                limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+                headers={
+                    "Authorization": f"Bearer {settings.telnyx_api_key or ''}",
+                    "Accept": "application/json",
+                },
+            )
+            _clients[key] = client
+        return client
+
+
+def _error_from_response(response: httpx.Response) -> tuple[str, str | None]:
+    try:
+        body = response.json()
+        first = body["errors"][0]
+        code = str(first.get("code")) if first.get("code") is not None else None
+        parts = [p for p in (first.get("title"), first.get("detail")) if p]
+        return (": ".join(str(p) for p in parts) or response.reason_phrase, code)
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+        return (response.text[:200] or response.reason_phrase, None)
+
+
+def post_json(
+    client: httpx.Client, path: str, body: dict[str, Any], headers: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """POST and classify every failure into the typed errors."""
+    try:
+        response = client.post(path, json=body, headers=headers)
+    except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+        raise TransientProviderError(f"could not connect to the provider: {exc!r}") from exc
+    except httpx.TransportError as exc:
+        # Read/write timeouts, resets after sending: the provider may have acted on it.
+        raise OutcomeUnknown(f"no answer from the provider after sending: {exc!r}") from exc
+    if response.status_code == 429 or response.status_code >= 500:
+        message, code = _error_from_response(response)
+        raise TransientProviderError(
+            f"provider refused ({response.status_code}{f', code {code}' if code else ''}): {message}",
+            status_code=response.status_code,
+            code=code,
+        )
+    if response.status_code >= 400:
+        message, code = _error_from_response(response)
+        raise PermanentProviderError(
+            f"provider rejected the request ({response.status_code}{f', code {code}' if code else ''}): {message}",
+            status_code=response.status_code,
+            code=code,
+        )
+    try:
+        parsed = response.json()
+    except ValueError as exc:
+        raise OutcomeUnknown("provider answered 2xx with a body that is not JSON") from exc
+    if not isinstance(parsed, dict):
+        raise OutcomeUnknown("provider answered 2xx with an unexpected body")
+    return parsed
+
+
+def callback_url(settings: Settings, path: str, attempt_id: uuid.UUID) -> str:
+    """Webhook URL that names the attempt, so callbacks match even before the provider id is stored."""
+    return f"{settings.public_base_url.rstrip('/')}{path}?{urlencode({'attempt_id': str(attempt_id)})}"
+
+
+class TelnyxTexml:
+    """Outbound AI-assistant calls through TeXML ``ai_calls``."""
+
+    name = "texml"
+
+    def __init__(self, settings: Settings, client: httpx.Client | None = None) -> None:
+        self.settings = settings
+        self.client = client or shared_client(settings)
+
+    def dispatch(self, request: DispatchRequest) -> DispatchResult:
+        connection_id = request.connection_id or self.settings.telnyx_texml_app_id
+        if not connection_id:
+            raise PermanentProviderError("no TeXML connection id: set CAMPAIGNS_TELNYX_TEXML_APP_ID")
+        body: dict[str, Any] = {
+            "From": request.from_,
+            "To": request.to,
+            "AIAssistantId": request.assistant_id,
+            "StatusCallback": callback_url(self.settings, "/webhooks/telnyx/call-status", request.attempt_id),
+            "StatusCallbackMethod": "POST",
+            "StatusCallbackEvent": "initiated ringing answered completed no-answer busy canceled failed",
+        }
+        if request.dynamic_variables:
+            body["AIAssistantDynamicVariables"] = dict(request.dynamic_variables)
+        if request.sip_region:
+            body["SipRegion"] = request.sip_region
+        data = post_json(self.client, f"texml/ai_calls/{connection_id}", body)
+        call_sid = data.get("call_sid")
+        if not isinstance(call_sid, str) or not call_sid:
+            raise OutcomeUnknown("TeXML answered without a call_sid")
+        return DispatchResult(provider=self.name, provider_id=call_sid, status=str(data.get("status") or "queued"))
+
+    def call_is_alive(self, provider_id: str) -> bool | None:
+        return call_control_is_alive(self.client, provider_id)
+
+
+def call_control_is_alive(client: httpx.Client, call_control_id: str) -> bool | None:
+    """``GET /calls/{id}``: ``is_alive``, or ``None`` when the provider cannot say."""
+    try:
+        response = client.get(f"calls/{call_control_id}")
+    except httpx.HTTPError:
+        return None
+    if response.status_code != 200:
+        return None
+    try:
+        alive = response.json()["data"]["is_alive"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    return bool(alive)
+
+
+class TelnyxCallControl:
+    """Calls dialled through Call Control with ``command_id`` = attempt id (at-most-once dialing)."""
+
+    name = "call_control"
+
+    def __init__(self, settings: Settings, client: httpx.Client | None = None) -> None:
+        self.settings = settings
+        self.client = client or shared_client(settings)
+
+    def dispatch(self, request: DispatchRequest) -> DispatchResult:
+        connection_id = request.connection_id or self.settings.telnyx_connection_id
+        if not connection_id:
+            raise PermanentProviderError("no Call Control connection id: set CAMPAIGNS_TELNYX_CONNECTION_ID")
+        body: dict[str, Any] = {
+            "connection_id": connection_id,
+            "from": request.from_,
+            "to": request.to,
+            "command_id": str(request.attempt_id),
+            "webhook_url": callback_url(self.settings, "/webhooks/telnyx", request.attempt_id),
+            "client_state": base64.b64encode(str(request.attempt_id).encode()).decode(),
+            "timeout_secs": 30,
+            "assistant": {"id": request.assistant_id, "dynamic_variables": dict(request.dynamic_variables)},
+        }
+        data = post_json(self.client, "calls", body).get("data") or {}
+        call_control_id = data.get("call_control_id") if isinstance(data, dict) else None
+        if not isinstance(call_control_id, str) or not call_control_id:
+            raise OutcomeUnknown("Call Control answered without a call_control_id")
+        return DispatchResult(provider=self.name, provider_id=call_control_id, status="queued")
+
+    def call_is_alive(self, provider_id: str) -> bool | None:
+        return call_control_is_alive(self.client, provider_id)
+
+
+class TelnyxMessaging:
+    """SMS through ``POST /messages`` with ``Idempotency-Key`` = attempt id."""
+
+    name = "messaging"
+
+    def __init__(self, settings: Settings, client: httpx.Client | None = None) -> None:
+        self.settings = settings
+        self.client = client or shared_client(settings)
+
+    def dispatch(self, request: DispatchRequest) -> DispatchResult:
+        body: dict[str, Any] = {
+            "from": request.from_,
+            "to": request.to,
+            "text": request.text or "",
+            "webhook_url": callback_url(self.settings, "/webhooks/telnyx", request.attempt_id),
+        }
+        if self.settings.telnyx_messaging_profile_id:
+            body["messaging_profile_id"] = self.settings.telnyx_messaging_profile_id
+        data = post_json(self.client, "messages", body, headers={"Idempotency-Key": str(request.attempt_id)})
+        message = data.get("data") or {}
+        message_id = message.get("id") if isinstance(message, dict) else None
+        if not isinstance(message_id, str) or not message_id:
+            raise OutcomeUnknown("messaging answered without a message id")
+        return DispatchResult(provider=self.name, provider_id=message_id, status="queued")
+
+    def call_is_alive(self, provider_id: str) -> bool | None:
+        return None
+
+
+@dataclass
+class Providers:
+    """The provider used for each channel."""
+
+    calls: Telephony
+    sms: Telephony
+
+    def for_channel(self, channel: str) -> Telephony:
+        return self.sms if channel == "sms_chat" else self.calls
+
+    def by_name(self, name: str) -> Telephony:
+        for candidate in (self.calls, self.sms):
+            if candidate.name == name:
+                return candidate
+        return self.calls
+
+
+def providers_from_settings(settings: Settings, client: httpx.Client | None = None) -> Providers:
+    calls: Telephony = (
+        TelnyxCallControl(settings, client)
+        if settings.call_provider == "call_control"
+        else TelnyxTexml(settings, client)
+    )
+    return Providers(calls=calls, sms=TelnyxMessaging(settings, client))

@@ -1,0 +1,53 @@
+"""Configuration from the environment (prefix ``CAMPAIGNS_``), read through one cached getter."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every knob of the worker. Names are a public contract (DESIGN.md §4)."""
+
+    model_config = SettingsConfigDict(env_prefix="CAMPAIGNS_", extra="ignore")
+
+    database_url: str | None = None
+    redis_url: str | None = None
+    api_token: str | None = None
+    telnyx_api_key: str | None = None
+    telnyx_base_url: str = "https://api.telnyx.com/v2"
+    telnyx_public_key: str | None = None
+    telnyx_texml_app_id: str | None = None
+    public_base_url: str = "http://127.0.0.1:8000"
+    time_warp: float = Field(default=1.0, gt=0)
+    time_warp_origin: datetime | None = None
+    time_start: datetime | None = None
+    default_ruleset: str = "none"
+
+    # Extensions (not part of the Telnyx surface).
+    call_provider: Literal["texml", "call_control"] = "texml"
+    telnyx_connection_id: str | None = None
+    """Call Control connection id, used when ``call_provider`` is ``call_control``."""
+    telnyx_messaging_profile_id: str | None = None
+    provider_timeout_secs: float = 10.0
+    claim_batch_size: int = 200
+    claim_lease_secs: float = 120.0
+    """Real seconds a claimed event may wait for its worker before the reconciler looks at it."""
+    call_lease_secs: float = 3600.0
+    """Real seconds a dispatched call may run without a terminal callback before reconciliation."""
+    transient_backoff_secs: float = 15.0
+    """App seconds an event waits after the provider refused it before it is tried again."""
+    scheduler_max_sleep_secs: float = 1.0
+    reconcile_interval_secs: float = 30.0
+    webhook_tolerance_secs: int = 300
+    log_json: bool = False
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings; tests call ``get_settings.cache_clear()`` after changing the env."""
+    return Settings()

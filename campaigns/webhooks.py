@@ -1,0 +1,219 @@
+"""Telnyx callbacks: parse, store durably (unique on the provider's identity), apply idempotently.
+
+Signature verification happens in the HTTP layer before any of this runs.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from campaigns import lifecycle
+from campaigns.models import CallAttempt, WebhookReceipt
+
+# Call Control hangup causes before an answer → TeXML-style statuses (telnyx-api.md §2, an inference).
+HANGUP_TO_STATUS = {
+    "user_busy": "busy",
+    "no_answer": "no-answer",
+    "timeout": "no-answer",
+    "originator_cancel": "canceled",
+    "call_rejected": "failed",
+    "not_found": "failed",
+    "unspecified": "failed",
+}
+
+
+class WebhookRejected(Exception):
+    """The callback is well signed but malformed (answered 400)."""
+
+
+@dataclass(frozen=True)
+class Callback:
+    """A parsed callback, normalized across TeXML, Call Control and messaging."""
+
+    provider_key: str
+    kind: str
+    attempt_id: uuid.UUID | None
+    provider_id: str | None
+    status: str | None
+    terminal: bool
+    sequence: int | None = None
+    duration: int | None = None
+    answered: bool = False
+    channel: str = "call"
+
+
+def _parse_uuid(value: object) -> uuid.UUID | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        return None
+
+
+def _int(value: object) -> int | None:
+    try:
+        return int(str(value))
+    except (TypeError, ValueError):
+        return None
+
+
+def parse_texml_status(form: Mapping[str, str], attempt_hint: str | None) -> Callback:
+    """A form-encoded TeXML status callback."""
+    call_sid = form.get("CallSid") or form.get("CallControlId")
+    status = form.get("CallStatus")
+    if not call_sid or not status:
+        raise WebhookRejected("CallSid and CallStatus are required")
+    sequence = _int(form.get("SequenceNumber"))
+    key = f"texml:{call_sid}:{status}:{sequence if sequence is not None else ''}"
+    terminal = status in lifecycle.TERMINAL_CALL_STATUSES
+    return Callback(
+        provider_key=key,
+        kind=f"texml.{status}",
+        attempt_id=_parse_uuid(attempt_hint),
+        provider_id=call_sid,
+        status=status,
+        terminal=terminal,
+        sequence=sequence,
+        duration=_int(form.get("CallDuration")) if terminal else None,
+        answered=status == "in-progress",
+    )
+
+
+def parse_json_event(body: Mapping[str, Any], attempt_hint: str | None) -> Callback:
+    """A JSON Call Control or messaging webhook."""
+    data = body.get("data")
+    if not isinstance(data, dict):
+        raise WebhookRejected("data is required")
+    event_type = data.get("event_type")
+    event_id = data.get("id")
+    payload = data.get("payload")
+    if not isinstance(event_type, str) or not isinstance(payload, dict):
+        raise WebhookRejected("data.event_type and data.payload are required")
+    key = f"json:{event_id}" if event_id else f"json:{event_type}:{json.dumps(payload, sort_keys=True)[:400]}"
+    attempt_id = _parse_uuid(attempt_hint)
+    if event_type.startswith("message."):
+        to = payload.get("to")
+        status = None
+        if isinstance(to, list) and to and isinstance(to[0], dict):
+            status = to[0].get("status")
+        message_id = payload.get("id")
+        return Callback(
+            provider_key=key,
+            kind=event_type,
+            attempt_id=attempt_id,
+            provider_id=message_id if isinstance(message_id, str) else None,
+            status=status if isinstance(status, str) else None,
+            terminal=event_type == "message.finalized",
+            channel="sms",
+        )
+    if event_type.startswith("call."):
+        state = payload.get("client_state")
+        if attempt_id is None and isinstance(state, str):
+            try:
+                attempt_id = _parse_uuid(base64.b64decode(state, validate=True).decode())
+            except (binascii.Error, UnicodeDecodeError):
+                attempt_id = None
+        call_id = payload.get("call_control_id")
+        provider_id = call_id if isinstance(call_id, str) else None
+        if event_type == "call.hangup":
+            cause = payload.get("hangup_cause")
+            return Callback(
+                provider_key=key,
+                kind=event_type,
+                attempt_id=attempt_id,
+                provider_id=provider_id,
+                status=str(cause or "unspecified"),
+                terminal=True,
+                duration=_int(payload.get("call_duration")),
+            )
+        return Callback(
+            provider_key=key,
+            kind=event_type,
+            attempt_id=attempt_id,
+            provider_id=provider_id,
+            status="in-progress" if event_type == "call.answered" else event_type.removeprefix("call."),
+            terminal=False,
+            answered=event_type == "call.answered",
+        )
+    return Callback(
+        provider_key=key,
+        kind=event_type,
+        attempt_id=attempt_id,
+        provider_id=None,
+        status=None,
+        terminal=False,
+    )
+
+
+def _resolve_attempt(session: Session, callback: Callback) -> uuid.UUID | None:
+    if callback.attempt_id is not None:
+        found = session.scalar(select(CallAttempt.id).where(CallAttempt.id == callback.attempt_id))
+        if found is not None:
+            return found
+    if callback.provider_id:
+        return session.scalar(select(CallAttempt.id).where(CallAttempt.provider_id == callback.provider_id))
+    return None
+
+
+def record_and_apply(session: Session, callback: Callback, raw_body: bytes, *, now: datetime) -> str:
+    """Store the receipt (a duplicate stops here) and apply it. Returns what happened, for logs and metrics."""
+    attempt_id = _resolve_attempt(session, callback)
+    inserted = session.execute(
+        insert(WebhookReceipt)
+        .values(
+            id=uuid.uuid4(),
+            provider_key=callback.provider_key,
+            kind=callback.kind,
+            received_at=now,
+            attempt_id=attempt_id,
+            body=raw_body,
+            result="received",
+        )
+        .on_conflict_do_nothing(index_elements=["provider_key"])
+        .returning(WebhookReceipt.id)
+    ).scalar_one_or_none()
+    if inserted is None:
+        return "duplicate"
+    result = _apply(session, callback, attempt_id, now=now)
+    session.execute(update(WebhookReceipt).where(WebhookReceipt.id == inserted).values(result=result[:64]))
+    return result
+
+
+def _apply(session: Session, cb: Callback, attempt_id: uuid.UUID | None, *, now: datetime) -> str:
+    if attempt_id is None:
+        return "unmatched"
+    if cb.status is None:
+        return "ignored"
+    if cb.channel == "sms":
+        return lifecycle.apply_sms_outcome(session, attempt_id, cb.status, now=now, provider_id=cb.provider_id).reason
+    if not cb.terminal:
+        if cb.status not in ("initiated", "ringing", "in-progress", "queued"):
+            return "ignored"
+        return lifecycle.apply_progress(
+            session, attempt_id, cb.status, sequence=cb.sequence, answered=cb.answered, now=now
+        ).reason
+    status = cb.status
+    if cb.kind == "call.hangup":
+        answered = session.scalar(select(CallAttempt.answered).where(CallAttempt.id == attempt_id))
+        status = "completed" if answered else HANGUP_TO_STATUS.get(status, "failed")
+    return lifecycle.apply_call_outcome(
+        session,
+        attempt_id,
+        status,
+        duration=cb.duration,
+        now=now,
+        sequence=cb.sequence,
+        provider_id=cb.provider_id,
+    ).reason

@@ -1,0 +1,344 @@
+"""The lifecycle on real PostgreSQL, provider faked with respx, time driven by the frozen clock."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+import httpx
+import pytest
+import respx
+from sqlalchemy import text
+from sqlalchemy.orm import Session, sessionmaker
+
+from campaigns import lifecycle, webhooks
+from campaigns.clock import FrozenClock
+from campaigns.db import unit_of_work
+from campaigns.dispatch import dispatch_attempt
+from campaigns.models import CallAttempt, ScheduledEvent
+from tests.conftest import TEST_TELNYX_BASE_URL
+from tests.factories import call_body, make_event, sms_body
+from worker.runtime import Runtime
+
+TEXML = f"{TEST_TELNYX_BASE_URL}/texml/ai_calls/texml-app-1"
+MESSAGES = f"{TEST_TELNYX_BASE_URL}/messages"
+
+
+def create(rt: Runtime, body: dict[str, object]) -> uuid.UUID:
+    with unit_of_work(rt.sessions) as s:
+        return make_event(s, rt.clock.now(), body).id
+
+
+def claim(rt: Runtime) -> list[uuid.UUID]:
+    with unit_of_work(rt.sessions) as s:
+        claimed = lifecycle.claim_due_events(
+            s, now=rt.clock.now(), limit=100, lease=timedelta(minutes=2), providers=rt.providers
+        )
+    return [c.attempt_id for c in claimed]
+
+
+def dispatch(rt: Runtime, attempt_id: uuid.UUID) -> str:
+    return dispatch_attempt(rt.sessions, attempt_id, providers=rt.providers, clock=rt.clock, settings=rt.settings)
+
+
+def texml_callback(rt: Runtime, attempt_id: uuid.UUID, status: str, seq: int, duration: str = "0") -> str:
+    form = {"CallSid": f"v3:{attempt_id}", "CallStatus": status, "SequenceNumber": str(seq), "CallDuration": duration}
+    cb = webhooks.parse_texml_status(form, str(attempt_id))
+    with unit_of_work(rt.sessions) as s:
+        return webhooks.record_and_apply(s, cb, repr(form).encode(), now=rt.clock.now())
+
+
+def load(sessions: sessionmaker[Session], event_id: uuid.UUID) -> ScheduledEvent:
+    with sessions() as s:
+        event = s.get(ScheduledEvent, event_id)
+        assert event is not None
+        _ = event.attempts
+        return event
+
+
+def texml_ok(request: httpx.Request) -> httpx.Response:
+    return httpx.Response(200, json={"from": "+1", "to": "+1", "status": "queued", "call_sid": f"v3:{uuid.uuid4()}"})
+
+
+def run_call(rt: Runtime, clock: FrozenClock, event_id: uuid.UUID, outcome: str) -> uuid.UUID:
+    """Advance to the event's due time, claim it, dispatch it and deliver ``outcome``."""
+    event = load(rt.sessions, event_id)
+    clock.set(max(clock.now(), event.scheduled_at_fixed_datetime))
+    (attempt_id,) = claim(rt)
+    assert dispatch(rt, attempt_id) == "sent"
+    clock.advance(30)
+    texml_callback(rt, attempt_id, "initiated", 0)
+    texml_callback(rt, attempt_id, outcome, 3, duration="42" if outcome == "completed" else "0")
+    return attempt_id
+
+
+@respx.mock
+def test_zero_retries_means_one_attempt(runtime: Runtime, clock: FrozenClock) -> None:
+    respx.post(TEXML).mock(side_effect=texml_ok)
+    event_id = create(runtime, call_body(clock.now(), max_retries_client_errors=0))
+    run_call(runtime, clock, event_id, "busy")
+    event = load(runtime.sessions, event_id)
+    assert event.status == "failed"
+    assert [a.call_status for a in event.attempts] == ["busy"]
+    assert any("retry budget exhausted" in e for e in event.errors)
+    clock.advance(3600)
+    assert claim(runtime) == []
+
+
+@respx.mock
+def test_four_client_errors_exhaust_a_budget_of_three(runtime: Runtime, clock: FrozenClock) -> None:
+    route = respx.post(TEXML).mock(side_effect=texml_ok)
+    event_id = create(runtime, call_body(clock.now(), max_retries_client_errors=3, retry_interval_secs=300))
+    for outcome in ("busy", "no-answer", "failed", "canceled"):
+        run_call(runtime, clock, event_id, outcome)
+    event = load(runtime.sessions, event_id)
+    assert event.status == "failed"
+    assert event.retry_count == 3
+    assert [a.attempt_number for a in event.attempts] == [1, 2, 3, 4]
+    assert [a.call_status for a in event.attempts] == ["busy", "no-answer", "failed", "canceled"]
+    assert event.errors == ["client-error retry budget exhausted after 4 attempt(s); last call status: canceled"]
+    assert route.call_count == 4
+    clock.advance(86400)
+    assert claim(runtime) == []
+
+
+@respx.mock
+def test_retry_time_is_measured_from_the_outcome(runtime: Runtime, clock: FrozenClock) -> None:
+    respx.post(TEXML).mock(side_effect=texml_ok)
+    event_id = create(runtime, call_body(clock.now(), max_retries_client_errors=1, retry_interval_secs=600))
+    original_due = load(runtime.sessions, event_id).scheduled_at_fixed_datetime
+    clock.set(original_due)
+    (attempt_id,) = claim(runtime)
+    dispatch(runtime, attempt_id)
+    clock.advance(95)  # the call rang for a while
+    outcome_at = clock.now()
+    texml_callback(runtime, attempt_id, "no-answer", 2)
+    event = load(runtime.sessions, event_id)
+    assert event.status == "pending"
+    assert event.retry_count == 1
+    assert event.scheduled_at_fixed_datetime == outcome_at + timedelta(seconds=600)
+    assert event.scheduled_at_fixed_datetime != original_due + timedelta(seconds=600)
+    clock.set(outcome_at + timedelta(seconds=599))
+    assert claim(runtime) == []
+    clock.advance(1)
+    assert len(claim(runtime)) == 1
+
+
+@respx.mock
+def test_success_on_first_attempt(runtime: Runtime, clock: FrozenClock) -> None:
+    route = respx.post(TEXML).mock(side_effect=texml_ok)
+    event_id = create(
+        runtime,
+        call_body(clock.now(), max_retries_client_errors=2, retry_interval_secs=60, dynamic_variables={"name": "Ana"}),
+    )
+    run_call(runtime, clock, event_id, "completed")
+    event = load(runtime.sessions, event_id)
+    assert (event.status, event.call_status, event.call_duration, event.retry_count) == (
+        "completed",
+        "completed",
+        42,
+        0,
+    )
+    assert len(event.attempts) == 1
+    sent = route.calls.last.request
+    body = httpx.Response(200, content=sent.content).json()
+    assert body["To"] == "+15551234567" and body["From"] == "+15553456789"
+    assert body["AIAssistantId"] == "assistant-1"
+    assert body["AIAssistantDynamicVariables"] == {"name": "Ana"}
+    assert body["StatusCallback"].startswith("http://127.0.0.1:9/webhooks/telnyx/call-status?attempt_id=")
+    assert sent.headers["authorization"] == "Bearer KEY_TEST"
+
+
+@pytest.mark.parametrize(("final", "status"), [("delivered", "completed"), ("delivery_failed", "failed")])
+@respx.mock
+def test_sms_outcomes(runtime: Runtime, clock: FrozenClock, final: str, status: str) -> None:
+    route = respx.post(MESSAGES).mock(return_value=httpx.Response(200, json={"data": {"id": "msg-1", "to": []}}))
+    event_id = create(runtime, sms_body(clock.now()))
+    clock.advance(600)
+    (attempt_id,) = claim(runtime)
+    assert dispatch(runtime, attempt_id) == "sent"
+    assert route.calls.last.request.headers["idempotency-key"] == str(attempt_id)
+    for kind, st in (("message.sent", "sent"), ("message.finalized", final)):
+        body = {"data": {"event_type": kind, "id": f"{kind}-1", "payload": {"id": "msg-1", "to": [{"status": st}]}}}
+        cb = webhooks.parse_json_event(body, None)
+        with unit_of_work(runtime.sessions) as s:
+            webhooks.record_and_apply(s, cb, b"{}", now=clock.now())
+    event = load(runtime.sessions, event_id)
+    assert event.status == status
+    assert event.retry_count == 0
+    assert (event.errors == []) == (status == "completed")
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        httpx.Response(429, json={"errors": [{"code": "90103", "title": "Too many dials per second"}]}),
+        httpx.Response(429, json={"errors": [{"code": "10011", "title": "Too many requests"}]}),
+        httpx.Response(503, text="unavailable"),
+    ],
+)
+@respx.mock
+def test_refusals_consume_no_budget(runtime: Runtime, clock: FrozenClock, response: httpx.Response) -> None:
+    route = respx.post(TEXML).mock(side_effect=[response, httpx.Response(200, json={"call_sid": "v3:x"})])
+    event_id = create(runtime, call_body(clock.now(), max_retries_client_errors=1, retry_interval_secs=60))
+    clock.advance(600)
+    (attempt_id,) = claim(runtime)
+    assert dispatch(runtime, attempt_id) == "refused"
+    event = load(runtime.sessions, event_id)
+    assert (event.status, event.retry_count, event.attempts) == ("pending", 0, [])
+    assert event.scheduled_at_fixed_datetime == clock.now() + timedelta(seconds=runtime.settings.transient_backoff_secs)
+    assert event.deferred_reason and "provider refused" in event.deferred_reason
+    assert claim(runtime) == []  # not before the back-off
+    clock.advance(runtime.settings.transient_backoff_secs)
+    (second,) = claim(runtime)
+    assert dispatch(runtime, second) == "sent"
+    event = load(runtime.sessions, event_id)
+    assert [a.attempt_number for a in event.attempts] == [1]
+    assert route.call_count == 2
+
+
+@respx.mock
+def test_connection_refused_is_transient(runtime: Runtime, clock: FrozenClock) -> None:
+    respx.post(TEXML).mock(side_effect=httpx.ConnectError("refused"))
+    event_id = create(runtime, call_body(clock.now()))
+    clock.advance(600)
+    (attempt_id,) = claim(runtime)
+    assert dispatch(runtime, attempt_id) == "refused"
+    assert load(runtime.sessions, event_id).status == "pending"
+
+
+@respx.mock
+def test_provider_4xx_fails_the_event_with_its_error(runtime: Runtime, clock: FrozenClock) -> None:
+    respx.post(TEXML).mock(
+        return_value=httpx.Response(
+            422, json={"errors": [{"code": "10016", "title": "Invalid destination", "detail": "To is not dialable"}]}
+        )
+    )
+    event_id = create(runtime, call_body(clock.now(), max_retries_client_errors=3, retry_interval_secs=60))
+    clock.advance(600)
+    (attempt_id,) = claim(runtime)
+    assert dispatch(runtime, attempt_id) == "rejected"
+    event = load(runtime.sessions, event_id)
+    assert event.status == "failed"
+    assert event.retry_count == 0
+    assert len(event.errors) == 1 and "10016" in event.errors[0] and "To is not dialable" in event.errors[0]
+
+
+@respx.mock
+def test_timeout_after_sending_is_never_resent(runtime: Runtime, clock: FrozenClock) -> None:
+    route = respx.post(TEXML).mock(side_effect=httpx.ReadTimeout("slow"))
+    event_id = create(runtime, call_body(clock.now(), max_retries_client_errors=3, retry_interval_secs=60))
+    clock.advance(600)
+    (attempt_id,) = claim(runtime)
+    assert dispatch(runtime, attempt_id) == "unknown"
+    assert dispatch(runtime, attempt_id) == "skipped"  # a redelivered task does nothing
+    clock.advance(86400)
+    assert claim(runtime) == []
+    with unit_of_work(runtime.sessions) as s:
+        report = lifecycle.reconcile_expired_leases(
+            s, now=clock.now(), providers=runtime.providers, call_lease=timedelta(hours=1)
+        )
+    assert report.failed_unknown == 1
+    event = load(runtime.sessions, event_id)
+    assert event.status == "failed"
+    assert "outcome unknown" in event.errors[-1]
+    assert [a.call_status for a in event.attempts] == ["unknown"]
+    clock.advance(86400)
+    assert claim(runtime) == []
+    assert route.call_count == 1
+
+
+@respx.mock
+def test_late_callback_after_timeout_settles_the_event(runtime: Runtime, clock: FrozenClock) -> None:
+    respx.post(TEXML).mock(side_effect=httpx.ReadTimeout("slow"))
+    event_id = create(runtime, call_body(clock.now()))
+    clock.advance(600)
+    (attempt_id,) = claim(runtime)
+    dispatch(runtime, attempt_id)
+    texml_callback(runtime, attempt_id, "completed", 3, "12")
+    assert load(runtime.sessions, event_id).status == "completed"
+
+
+@respx.mock
+def test_worker_killed_after_claim_never_dials_twice(runtime: Runtime, clock: FrozenClock) -> None:
+    """Claimed, then the worker died before sending: the reconciler withdraws the attempt, nothing was dialled."""
+    route = respx.post(TEXML).mock(side_effect=texml_ok)
+    event_id = create(runtime, call_body(clock.now()))
+    clock.advance(600)
+    (lost_attempt,) = claim(runtime)
+    clock.advance(300)  # lease (2 min) expired
+    with unit_of_work(runtime.sessions) as s:
+        report = lifecycle.reconcile_expired_leases(
+            s, now=clock.now(), providers=runtime.providers, call_lease=timedelta(hours=1)
+        )
+    assert report.withdrawn == 1
+    assert dispatch(runtime, lost_attempt) == "skipped"  # the redelivered task finds nothing to do
+    (fresh,) = claim(runtime)
+    assert dispatch(runtime, fresh) == "sent"
+    texml_callback(runtime, fresh, "completed", 3)
+    event = load(runtime.sessions, event_id)
+    assert event.status == "completed" and [a.attempt_number for a in event.attempts] == [1]
+    assert route.call_count == 1
+
+
+@respx.mock
+def test_worker_killed_while_sending_fails_closed(runtime: Runtime, clock: FrozenClock) -> None:
+    """Killed after committing ``sending`` (the request may be out): never re-sent, failed closed."""
+    route = respx.post(TEXML).mock(side_effect=texml_ok)
+    event_id = create(runtime, call_body(clock.now(), max_retries_client_errors=2, retry_interval_secs=60))
+    clock.advance(600)
+    (attempt_id,) = claim(runtime)
+    with unit_of_work(runtime.sessions) as s:  # what the worker did before it died
+        assert lifecycle.begin_dispatch(s, attempt_id, now=clock.now(), dispatch_lease=timedelta(minutes=2))
+    assert dispatch(runtime, attempt_id) == "skipped"  # redelivery
+    clock.advance(600)
+    with unit_of_work(runtime.sessions) as s:
+        lifecycle.reconcile_expired_leases(
+            s, now=clock.now(), providers=runtime.providers, call_lease=timedelta(hours=1)
+        )
+    event = load(runtime.sessions, event_id)
+    assert event.status == "failed" and "not re-dialled" in event.errors[-1]
+    assert route.call_count == 0
+
+
+def test_reconciler_extends_a_live_call(runtime: Runtime, clock: FrozenClock) -> None:
+    with respx.mock:
+        respx.post(TEXML).mock(return_value=httpx.Response(200, json={"call_sid": "v3:live"}))
+        respx.get(f"{TEST_TELNYX_BASE_URL}/calls/v3:live").mock(
+            return_value=httpx.Response(200, json={"data": {"call_control_id": "v3:live", "is_alive": True}})
+        )
+        event_id = create(runtime, call_body(clock.now()))
+        clock.advance(600)
+        (attempt_id,) = claim(runtime)
+        dispatch(runtime, attempt_id)
+        clock.advance(7200)
+        with unit_of_work(runtime.sessions) as s:
+            report = lifecycle.reconcile_expired_leases(
+                s, now=clock.now(), providers=runtime.providers, call_lease=timedelta(hours=1)
+            )
+    assert report.extended == 1
+    assert load(runtime.sessions, event_id).status == "in_progress"
+
+
+def test_claim_uses_the_partial_index(session: Session) -> None:
+    session.execute(text("SET LOCAL enable_seqscan = off"))
+    plan = "\n".join(
+        row[0]
+        for row in session.execute(
+            text(
+                "EXPLAIN SELECT id FROM scheduled_events WHERE status = 'pending' "
+                "AND scheduled_at_fixed_datetime <= now() ORDER BY scheduled_at_fixed_datetime LIMIT 10"
+            )
+        )
+    )
+    assert "ix_scheduled_events_due_pending" in plan
+
+
+def test_attempt_numbers_are_unique_per_event(session: Session, clock: FrozenClock) -> None:
+    from sqlalchemy.exc import IntegrityError
+
+    event = make_event(session, clock.now())
+    for _ in range(2):
+        session.add(CallAttempt(event_id=event.id, attempt_number=1, provider="texml", claimed_at=clock.now()))
+    with pytest.raises(IntegrityError):
+        session.flush()

@@ -1,0 +1,1 @@
+"""Wiring: Celery app and tasks, scheduler loop, HTTP API, CLI and the Telnyx simulator."""

@@ -1,0 +1,321 @@
+"""The HTTP API: Telnyx-compatible scheduled events, webhook receivers, health and metrics."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import uuid
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
+from urllib.parse import parse_qsl
+
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import select, text, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from campaigns import events as events_service
+from campaigns import webhooks
+from campaigns.clock import utcnow_real
+from campaigns.db import unit_of_work
+from campaigns.errors import Conflict, FieldError, NotFound, ValidationFailed
+from campaigns.models import IdempotencyKey
+from campaigns.signatures import SIGNATURE_HEADER, TIMESTAMP_HEADER, SignatureError, load_public_key, verify
+from worker.runtime import Runtime, get_runtime
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+KNOWN_RULESETS = frozenset({"none"})
+MAX_PAGE_SIZE = 250
+
+
+def error_response(status: int, code: str, title: str, detail: str, pointer: str | None = None) -> JSONResponse:
+    error: dict[str, Any] = {"code": code, "title": title, "detail": detail}
+    if pointer is not None:
+        error["source"] = {"pointer": pointer}
+    return JSONResponse({"errors": [error]}, status_code=status)
+
+
+class Unauthorized(Exception):
+    pass
+
+
+def create_app(runtime: Runtime | None = None) -> FastAPI:
+    """The API; ``runtime`` defaults to the process-wide one (tests pass their own)."""
+    app = FastAPI(title="campaigns", version="0.1.0", description="Telnyx-compatible scheduled events and more")
+
+    def rt() -> Runtime:
+        return runtime or get_runtime()
+
+    def in_uow(fn: Callable[[Session], T]) -> T:
+        with unit_of_work(rt().sessions) as session:
+            return fn(session)
+
+    async def db(fn: Callable[[Session], T]) -> T:
+        return await run_in_threadpool(in_uow, fn)
+
+    def require_token(request: Request) -> None:
+        token = rt().settings.api_token
+        if not token:
+            return
+        header = request.headers.get("authorization", "")
+        scheme, _, given = header.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
+            raise Unauthorized
+
+    Auth = Depends(require_token)
+
+    @app.exception_handler(Unauthorized)
+    async def _unauthorized(_: Request, __: Unauthorized) -> JSONResponse:
+        response = error_response(401, "10009", "Authentication failed", "a valid bearer token is required")
+        response.headers["WWW-Authenticate"] = "Bearer"
+        return response
+
+    @app.exception_handler(ValidationFailed)
+    async def _invalid(_: Request, exc: ValidationFailed) -> JSONResponse:
+        return JSONResponse({"errors": [e.as_dict() for e in exc.errors]}, status_code=400)
+
+    @app.exception_handler(NotFound)
+    async def _not_found(_: Request, exc: NotFound) -> JSONResponse:
+        return error_response(404, "10005", "Resource not found", f"no scheduled event {exc}")
+
+    @app.exception_handler(Conflict)
+    async def _conflict(_: Request, exc: Conflict) -> JSONResponse:
+        return error_response(409, "10013", "Conflict", str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def _bad_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = []
+        for err in exc.errors():
+            loc = [str(p) for p in err.get("loc", ()) if p not in ("query", "path", "body")]
+            errors.append(FieldError("/" + "/".join(loc), str(err.get("msg", "is invalid"))).as_dict())
+        return JSONResponse({"errors": errors}, status_code=400)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return error_response(exc.status_code, str(exc.status_code), "Error", str(exc.detail))
+
+    base = "/v2/ai/assistants/{assistant_id}/scheduled_events"
+
+    @app.post(base, status_code=201, dependencies=[Auth])
+    async def create_scheduled_event(assistant_id: str, request: Request) -> JSONResponse:
+        raw = await request.body()
+        try:
+            body = json.loads(raw or b"null")
+        except (ValueError, UnicodeDecodeError):
+            raise ValidationFailed([FieldError("", "request body is not valid JSON")]) from None
+        now = rt().clock.now()
+        new = events_service.validate_create(
+            body, now=now, default_ruleset=rt().settings.default_ruleset, known_rulesets=KNOWN_RULESETS
+        )
+        key = request.headers.get("idempotency-key")
+        if not key:
+            created = await db(
+                lambda s: events_service.serialize_event(events_service.create_event(s, assistant_id, new, now=now))
+            )
+            return JSONResponse(created, status_code=201)
+        if len(key) > 255:
+            raise ValidationFailed([FieldError("/Idempotency-Key", "must be at most 255 characters")])
+        digest = hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+        def create_once(s: Session) -> tuple[int, dict[str, Any]]:
+            inserted = s.execute(
+                insert(IdempotencyKey)
+                .values(
+                    scope=assistant_id,
+                    key=key,
+                    request_hash=digest,
+                    response_status=0,
+                    response_body={},
+                    created_at=now,
+                )
+                .on_conflict_do_nothing()
+                .returning(IdempotencyKey.key)
+            ).scalar_one_or_none()
+            if inserted is None:
+                stored = s.scalars(
+                    select(IdempotencyKey).where(IdempotencyKey.scope == assistant_id, IdempotencyKey.key == key)
+                ).one()
+                if stored.request_hash != digest:
+                    return 422, {}
+                return stored.response_status, stored.response_body
+            result = events_service.serialize_event(events_service.create_event(s, assistant_id, new, now=now))
+            s.execute(
+                update(IdempotencyKey)
+                .where(IdempotencyKey.scope == assistant_id, IdempotencyKey.key == key)
+                .values(response_status=201, response_body=result)
+            )
+            return 201, result
+
+        status, payload = await db(create_once)
+        if status == 422:
+            return error_response(
+                422,
+                "10015",
+                "Idempotency key reused",
+                "this Idempotency-Key was used with a different request body",
+                "/Idempotency-Key",
+            )
+        return JSONResponse(payload, status_code=status)
+
+    @app.get(base, dependencies=[Auth])
+    async def list_scheduled_events(
+        assistant_id: str,
+        page_number: Annotated[int, Query(alias="page[number]", ge=1)] = 1,
+        page_size: Annotated[int, Query(alias="page[size]", ge=1, le=MAX_PAGE_SIZE)] = 20,
+        from_date: str | None = None,
+        to_date: str | None = None,
+        conversation_channel: str | None = None,
+        status: str | None = None,
+        campaign_id: uuid.UUID | None = None,
+        end_user_target: str | None = None,
+    ) -> dict[str, Any]:
+        problems: list[FieldError] = []
+        parsed: dict[str, Any] = {}
+        for name, value in (("from_date", from_date), ("to_date", to_date)):
+            if value is not None:
+                parsed[name] = events_service.parse_datetime(value)
+                if parsed[name] is None:
+                    problems.append(FieldError(f"/{name}", "must be an ISO 8601 date-time"))
+        if conversation_channel is not None and conversation_channel not in events_service.CHANNELS:
+            problems.append(FieldError("/conversation_channel", "must be one of phone_call, sms_chat"))
+        if status is not None and status not in ("pending", "in_progress", "completed", "failed", "canceled"):
+            problems.append(FieldError("/status", "must be one of pending, in_progress, completed, failed, canceled"))
+        if problems:
+            raise ValidationFailed(problems)
+        filters = events_service.EventFilter(
+            assistant_id=assistant_id,
+            from_date=parsed.get("from_date"),
+            to_date=parsed.get("to_date"),
+            channel=conversation_channel,
+            status=status,
+            campaign_id=campaign_id,
+            end_user_target=end_user_target,
+        )
+
+        def page(s: Session) -> dict[str, Any]:
+            rows, total = events_service.list_events(s, filters, page_number=page_number, page_size=page_size)
+            return {
+                "data": [events_service.serialize_event(e) for e in rows],
+                "meta": {
+                    "total_pages": (total + page_size - 1) // page_size,
+                    "total_results": total,
+                    "page_number": page_number,
+                    "page_size": page_size,
+                },
+            }
+
+        return await db(page)
+
+    @app.get(base + "/{event_id}", dependencies=[Auth])
+    async def retrieve_scheduled_event(assistant_id: str, event_id: str) -> dict[str, Any]:
+        return await db(lambda s: events_service.serialize_event(events_service.get_event(s, assistant_id, event_id)))
+
+    @app.delete(base + "/{event_id}", status_code=204, dependencies=[Auth])
+    async def delete_scheduled_event(assistant_id: str, event_id: str) -> Response:
+        now = rt().clock.now()
+
+        def cancel(s: Session) -> None:
+            event = events_service.get_event(s, assistant_id, event_id, for_update=True)
+            events_service.cancel_event(s, event, now=now)
+
+        await db(cancel)
+        return Response(status_code=204)
+
+    # --- webhooks -----------------------------------------------------------------------------------------
+
+    async def verified_body(request: Request) -> bytes | JSONResponse:
+        raw = await request.body()
+        key_b64 = rt().settings.telnyx_public_key
+        if not key_b64:
+            log.error("webhook rejected: CAMPAIGNS_TELNYX_PUBLIC_KEY is not set")
+            return error_response(401, "10009", "Signature verification failed", "no public key configured")
+        try:
+            verify(
+                load_public_key(key_b64),
+                signature=request.headers.get(SIGNATURE_HEADER),
+                timestamp=request.headers.get(TIMESTAMP_HEADER),
+                body=raw,
+                real_now=utcnow_real(),
+                tolerance_secs=rt().settings.webhook_tolerance_secs,
+            )
+        except SignatureError as exc:
+            log.warning("webhook rejected: %s", exc)
+            return error_response(401, "10009", "Signature verification failed", str(exc))
+        return raw
+
+    async def apply_callback(callback: webhooks.Callback, raw: bytes) -> JSONResponse:
+        now = rt().clock.now()
+        result = await db(lambda s: webhooks.record_and_apply(s, callback, raw, now=now))
+        return JSONResponse({"result": result})
+
+    @app.post("/webhooks/telnyx/call-status")
+    async def texml_call_status(request: Request) -> JSONResponse:
+        raw = await verified_body(request)
+        if isinstance(raw, JSONResponse):
+            return raw
+        form = dict(parse_qsl(raw.decode("utf-8", errors="replace"), keep_blank_values=True))
+        try:
+            callback = webhooks.parse_texml_status(form, request.query_params.get("attempt_id"))
+        except webhooks.WebhookRejected as exc:
+            return error_response(400, "10015", "Invalid callback", str(exc))
+        return await apply_callback(callback, raw)
+
+    @app.post("/webhooks/telnyx")
+    async def telnyx_json_webhook(request: Request) -> JSONResponse:
+        raw = await verified_body(request)
+        if isinstance(raw, JSONResponse):
+            return raw
+        try:
+            body = json.loads(raw)
+            if not isinstance(body, dict):
+                raise webhooks.WebhookRejected("body must be a JSON object")
+            callback = webhooks.parse_json_event(body, request.query_params.get("attempt_id"))
+        except (ValueError, webhooks.WebhookRejected) as exc:
+            return error_response(400, "10015", "Invalid callback", str(exc))
+        return await apply_callback(callback, raw)
+
+    # --- operations ---------------------------------------------------------------------------------------
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok", "time": rt().clock.now().isoformat()}
+
+    @app.get("/readyz")
+    async def readyz() -> JSONResponse:
+        checks: dict[str, str] = {}
+
+        def ping_db() -> None:
+            with rt().sessions() as s:
+                s.execute(text("SELECT 1"))
+
+        try:
+            await run_in_threadpool(ping_db)
+            checks["database"] = "ok"
+        except Exception as exc:
+            checks["database"] = f"unreachable: {type(exc).__name__}"
+        try:
+            import redis
+
+            url = rt().settings.redis_url or "redis://127.0.0.1:6379/0"
+            client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
+            await run_in_threadpool(client.ping)
+            client.close()
+            checks["redis"] = "ok"
+        except Exception as exc:
+            checks["redis"] = f"unreachable: {type(exc).__name__}"
+        ok = all(v == "ok" for v in checks.values())
+        return JSONResponse({"status": "ok" if ok else "unavailable", **checks}, status_code=200 if ok else 503)
+
+    @app.get("/metrics")
+    async def metrics() -> PlainTextResponse:
+        return PlainTextResponse(generate_latest().decode(), media_type=CONTENT_TYPE_LATEST)
+
+    return app
