@@ -431,7 +431,7 @@ class _Simulator:
         try:
             await coro
         except Exception:
-            log.exception("simulator background work failed", extra={"what": what})
+            log.exception("simulator background work failed: %s", what)
 
     def client(self) -> httpx.AsyncClient:
         """The one shared outgoing client, created on first use inside the running loop."""
@@ -472,7 +472,7 @@ class _Simulator:
                 problem = f"HTTP {response.status_code}"
             if attempt < tries:
                 await asyncio.sleep(_RETRY_BACKOFF_SECS * attempt)
-        log.warning("simulator gave up on a callback", extra={"url": url, "tries": tries, "problem": problem})
+        log.warning("simulator gave up on a callback to %s after %d tries: %s", url, tries, problem)
 
     async def deliver_event(self, url: str | None, event_type: str, payload: dict[str, Any]) -> None:
         """Send one JSON webhook in the Telnyx event envelope (same event id on every try)."""

@@ -8,6 +8,7 @@ from collections import Counter
 from datetime import timedelta
 
 import httpx
+import pytest
 import respx
 from sqlalchemy import func, insert, select
 
@@ -108,10 +109,8 @@ def test_enqueue_failure_leaves_events_to_the_reconciler(runtime: Runtime, clock
     def broken(_: list[str]) -> None:
         raise ConnectionError("redis is down")
 
-    try:
+    with pytest.raises(ConnectionError):
         scheduler.run_once(runtime, broken)
-    except ConnectionError:
-        pass
     clock.advance(3600)
     with unit_of_work(runtime.sessions) as s:
         report = lifecycle.reconcile_expired_leases(

@@ -1,0 +1,46 @@
+# One entry point for humans: `make help`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+.PHONY: help test demo lint types migrate check format up simulator clean
+
+help: ## List the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev,embedded]'
+	@touch $(STAMP)
+
+venv: $(STAMP) ## Create .venv with everything installed
+
+test: $(STAMP) ## Run the tests (real PostgreSQL/Redis from CAMPAIGNS_TEST_* or embedded ones)
+	$(BIN)/pytest -q
+
+demo: $(STAMP) ## Run a whole demo campaign on embedded servers and the simulator
+	$(BIN)/campaigns demo
+
+lint: $(STAMP) ## ruff check + format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+types: $(STAMP) ## mypy --strict
+	$(BIN)/mypy
+
+migrate: $(STAMP) ## Apply migrations to CAMPAIGNS_DATABASE_URL
+	$(BIN)/campaigns migrate
+
+check: lint types test ## Everything CI runs
+
+up: $(STAMP) ## api + scheduler + worker + beat (embedded servers unless configured)
+	$(BIN)/campaigns up
+
+simulator: $(STAMP) ## The fake Telnyx on :8081
+	$(BIN)/campaigns simulator --mix completed=0.6,busy=0.2,no-answer=0.2
+
+clean: ## Remove the virtual environment and caches
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
