@@ -11,6 +11,7 @@ from typing import Any, TypeGuard
 from sqlalchemy import Select, func, select, text
 from sqlalchemy.orm import Session
 
+from campaigns import windows
 from campaigns.errors import Conflict, FieldError, NotFound, ValidationFailed
 from campaigns.models import TERMINAL_EVENT_STATUSES, ScheduledEvent
 
@@ -254,6 +255,7 @@ def create_event(
         campaign_id=campaign_id,
         ruleset=new.ruleset,
         timezone=new.timezone,
+        timezone_candidates=windows.candidate_zones(phone=new.end_user_target, timezone=new.timezone),
         attempts=[],
     )
     session.add(event)

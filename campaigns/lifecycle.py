@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from sqlalchemy import delete, insert, select, text
+from sqlalchemy import delete, func, insert, select, text
 from sqlalchemy.orm import Session
 
+from campaigns import windows
 from campaigns.models import CallAttempt, ScheduledEvent
 from campaigns.provider import DispatchRequest, DispatchResult, Providers
 
@@ -66,7 +67,7 @@ def claim_due_events(
     limit: int,
     lease: timedelta,
     providers: Providers,
-    checks: Sequence[ClaimCheck] = (),
+    checks: Sequence[ClaimCheck] | None = None,
 ) -> list[Claimed]:
     """Claim up to ``limit`` due pending events and create their attempt rows, in the caller's transaction.
 
@@ -79,6 +80,8 @@ def claim_due_events(
             WITH due AS (
                 SELECT id FROM scheduled_events
                 WHERE status = 'pending' AND scheduled_at_fixed_datetime <= :now
+                  AND (campaign_id IS NULL
+                       OR campaign_id NOT IN (SELECT id FROM campaigns WHERE status IN ('paused', 'canceled')))
                 ORDER BY scheduled_at_fixed_datetime
                 LIMIT :limit
                 FOR UPDATE SKIP LOCKED
@@ -104,7 +107,7 @@ def claim_due_events(
     claimed: list[Claimed] = []
     attempts: list[dict[str, object]] = []
     for event in events:
-        decision = _run_checks(session, event, now, checks)
+        decision = _run_checks(session, event, now, default_checks() if checks is None else checks)
         if isinstance(decision, Defer):
             event.status = "pending"
             event.scheduled_at_fixed_datetime = decision.until
@@ -394,8 +397,77 @@ def apply_call_outcome(
 
 
 def next_retry_time(event: ScheduledEvent, earliest: datetime) -> datetime:
-    """When a retry may run: ``earliest`` (calling windows move it later; see ``campaigns.windows``)."""
+    """When a retry may run: ``max(earliest, next window opening)``."""
+    if windows.RULESETS[event.ruleset].needs_zone:
+        return windows.next_opening(earliest, event.timezone_candidates or [], event.ruleset) or windows.HOLD_UNTIL
     return earliest
+
+
+def window_check(session: Session, event: ScheduledEvent, now: datetime) -> Defer | None:
+    """Defer an event whose recipient is outside the calling window to the next opening (or hold it)."""
+    rules = windows.RULESETS.get(event.ruleset)
+    if rules is None or not rules.needs_zone:
+        return None
+    zones = event.timezone_candidates or []
+    if not zones:
+        return Defer(windows.HOLD_UNTIL, "held: the recipient's time zone could not be determined")
+    if windows.is_allowed(now, zones, event.ruleset):
+        return None
+    opening = windows.next_opening(now, zones, event.ruleset)
+    if opening is None:
+        return Defer(windows.HOLD_UNTIL, f"held: no opening within 8 days under ruleset {event.ruleset}")
+    return Defer(opening, f"outside the {event.ruleset} calling window in {', '.join(zones)}")
+
+
+class PacingCheck:
+    """A campaign's ``max_concurrent_calls`` and ``max_dispatches_per_second``, counted once per claim batch.
+
+    Live calls are attempts not yet finished; the dispatch rate counts attempts claimed in the last (app) second.
+    Events over a limit go back to ``pending`` shortly after, without consuming an attempt.
+    """
+
+    def __init__(self) -> None:
+        self.limits: dict[uuid.UUID, tuple[int | None, float | None]] = {}
+        self.used: dict[uuid.UUID, list[int]] = {}
+
+    def __call__(self, session: Session, event: ScheduledEvent, now: datetime) -> Defer | None:
+        campaign_id = event.campaign_id
+        if campaign_id is None:
+            return None
+        if campaign_id not in self.limits:
+            from campaigns.models import Campaign
+
+            row = session.execute(
+                select(Campaign.max_concurrent_calls, Campaign.max_dispatches_per_second).where(
+                    Campaign.id == campaign_id
+                )
+            ).one()
+            self.limits[campaign_id] = (row[0], row[1])
+            live = recent = 0
+            if row[0] is not None or row[1] is not None:
+                live, recent = session.execute(
+                    select(
+                        func.count().filter(CallAttempt.state.in_(("claimed", "sending", "sent", "unknown"))),
+                        func.count().filter(CallAttempt.claimed_at > now - timedelta(seconds=1)),
+                    )
+                    .join(ScheduledEvent, ScheduledEvent.id == CallAttempt.event_id)
+                    .where(ScheduledEvent.campaign_id == campaign_id)
+                ).one()
+            self.used[campaign_id] = [int(live), int(recent)]
+        max_live, max_rate = self.limits[campaign_id]
+        used = self.used[campaign_id]
+        if max_live is not None and used[0] >= max_live:
+            return Defer(now + timedelta(seconds=1), f"pacing: {max_live} concurrent calls in progress")
+        if max_rate is not None and used[1] >= max_rate:
+            return Defer(now + timedelta(seconds=1), f"pacing: {max_rate:g} dispatches per second reached")
+        used[0] += 1
+        used[1] += 1
+        return None
+
+
+def default_checks() -> tuple[ClaimCheck, ...]:
+    """The checks every claim runs, fresh per batch: calling window first, then pacing."""
+    return (window_check, PacingCheck())
 
 
 def apply_sms_outcome(

@@ -7,9 +7,11 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     CheckConstraint,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -59,7 +61,15 @@ class ScheduledEvent(Base):
             postgresql_where=text("status = 'in_progress'"),
         ),
         Index("ix_scheduled_events_assistant_scheduled", "assistant_id", "scheduled_at_fixed_datetime"),
-        Index("ix_scheduled_events_campaign_id", "campaign_id"),
+        Index("ix_scheduled_events_campaign_status", "campaign_id", "status"),
+        # One event per recipient per campaign: re-running an interrupted import cannot duplicate anyone.
+        Index(
+            "uq_scheduled_events_campaign_recipient",
+            "campaign_id",
+            "telnyx_end_user_target",
+            unique=True,
+            postgresql_where=text("campaign_id IS NOT NULL"),
+        ),
         Index("ix_scheduled_events_end_user_target", "telnyx_end_user_target"),
     )
 
@@ -88,7 +98,10 @@ class ScheduledEvent(Base):
     # Engine fields.
     lease_expires_at: Mapped[datetime | None] = mapped_column(TZ)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
-    campaign_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    campaign_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    source_row: Mapped[int | None] = mapped_column(Integer)
+    """Row number in the campaign's uploaded file."""
+    state: Mapped[str | None] = mapped_column(String(8))
     ruleset: Mapped[str] = mapped_column(String(64), default="none")
     timezone: Mapped[str | None] = mapped_column(String(64))
     timezone_candidates: Mapped[list[str] | None] = mapped_column(JSONB)
@@ -156,3 +169,71 @@ class IdempotencyKey(Base):
     response_status: Mapped[int] = mapped_column(Integer)
     response_body: Mapped[dict[str, Any]] = mapped_column(JSONB)
     created_at: Mapped[datetime] = mapped_column(TZ)
+
+
+CAMPAIGN_STATUSES = ("active", "paused", "canceled", "completed")
+IMPORT_STATUSES = ("pending", "running", "completed", "failed")
+
+
+class Campaign(Base):
+    """A call list turned into events, with its settings, import progress and status."""
+
+    __tablename__ = "campaigns"
+    __table_args__ = (
+        CheckConstraint(f"status IN {CAMPAIGN_STATUSES!r}", name="status"),
+        CheckConstraint(f"import_status IN {IMPORT_STATUSES!r}", name="import_status"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
+    name: Mapped[str] = mapped_column(String(255))
+    assistant_id: Mapped[str] = mapped_column(String(255))
+    telnyx_conversation_channel: Mapped[str] = mapped_column(String(16))
+    telnyx_agent_target: Mapped[str] = mapped_column(String(255))
+    connection_id: Mapped[str | None] = mapped_column(String(255))
+    text: Mapped[str | None] = mapped_column(Text)
+    max_retries_client_errors: Mapped[int] = mapped_column(Integer, default=0)
+    retry_interval_secs: Mapped[int | None] = mapped_column(Integer)
+    start_at: Mapped[datetime] = mapped_column(TZ)
+    default_region: Mapped[str | None] = mapped_column(String(8))
+    ruleset: Mapped[str] = mapped_column(String(64), default="us")
+    timezone: Mapped[str | None] = mapped_column(String(64))
+    max_concurrent_calls: Mapped[int | None] = mapped_column(Integer)
+    max_dispatches_per_second: Mapped[float | None] = mapped_column(Float)
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    created_at: Mapped[datetime] = mapped_column(TZ)
+    updated_at: Mapped[datetime] = mapped_column(TZ)
+
+    columns: Mapped[list[str]] = mapped_column(JSONB, default=list)
+    """Variable and metadata columns of the uploaded file, in file order (for the export)."""
+    import_status: Mapped[str] = mapped_column(String(16), default="pending")
+    import_error: Mapped[str | None] = mapped_column(Text)
+    rows_total: Mapped[int] = mapped_column(Integer, default=0)
+    rows_accepted: Mapped[int] = mapped_column(Integer, default=0)
+    rows_rejected: Mapped[int] = mapped_column(Integer, default=0)
+    rows_duplicate: Mapped[int] = mapped_column(Integer, default=0)
+    rows_suppressed: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class ImportIssue(Base):
+    """A row of an upload that was not imported: rejected, duplicate or suppressed (for ``errors.csv``)."""
+
+    __tablename__ = "import_issues"
+    __table_args__ = (Index("ix_import_issues_campaign_row", "campaign_id", "row_number"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    campaign_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    row_number: Mapped[int] = mapped_column(Integer)
+    column: Mapped[str] = mapped_column(String(255))
+    value: Mapped[str] = mapped_column(Text)
+    reason: Mapped[str] = mapped_column(Text)
+    kind: Mapped[str] = mapped_column(String(16))
+
+
+class UploadChunk(Base):
+    """An uploaded file kept in PostgreSQL until its import finishes, so any worker can read it."""
+
+    __tablename__ = "upload_chunks"
+
+    campaign_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)

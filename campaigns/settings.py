@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     reconcile_interval_secs: float = 30.0
     webhook_tolerance_secs: int = 300
     log_json: bool = False
+    max_upload_bytes: int = 2 * 1024**3
+    inline_import_max_bytes: int = 1024 * 1024
+    """Uploads up to this size are imported during the request; larger ones by a worker task."""
 
 
 @lru_cache(maxsize=1)

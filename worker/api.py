@@ -22,17 +22,18 @@ from sqlalchemy.orm import Session
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from campaigns import events as events_service
-from campaigns import webhooks
+from campaigns import webhooks, windows
 from campaigns.clock import utcnow_real
 from campaigns.db import unit_of_work
 from campaigns.errors import Conflict, FieldError, NotFound, ValidationFailed
 from campaigns.models import IdempotencyKey
 from campaigns.signatures import SIGNATURE_HEADER, TIMESTAMP_HEADER, SignatureError, load_public_key, verify
+from worker.api_campaigns import EnqueueImport, campaign_router, celery_enqueue_import
 from worker.runtime import Runtime, get_runtime
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-KNOWN_RULESETS = frozenset({"none"})
+KNOWN_RULESETS = frozenset(windows.RULESETS)
 MAX_PAGE_SIZE = 250
 
 
@@ -47,7 +48,7 @@ class Unauthorized(Exception):
     pass
 
 
-def create_app(runtime: Runtime | None = None) -> FastAPI:
+def create_app(runtime: Runtime | None = None, enqueue_import: EnqueueImport | None = None) -> FastAPI:
     """The API; ``runtime`` defaults to the process-wide one (tests pass their own)."""
     app = FastAPI(title="campaigns", version="0.1.0", description="Telnyx-compatible scheduled events and more")
 
@@ -84,7 +85,8 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
 
     @app.exception_handler(NotFound)
     async def _not_found(_: Request, exc: NotFound) -> JSONResponse:
-        return error_response(404, "10005", "Resource not found", f"no scheduled event {exc}")
+        what = str(exc) if str(exc).startswith("campaign") else f"scheduled event {exc}"
+        return error_response(404, "10005", "Resource not found", f"no {what}")
 
     @app.exception_handler(Conflict)
     async def _conflict(_: Request, exc: Conflict) -> JSONResponse:
@@ -228,6 +230,8 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
 
         await db(cancel)
         return Response(status_code=204)
+
+    app.include_router(campaign_router(rt, db, Auth, enqueue_import or celery_enqueue_import))
 
     # --- webhooks -----------------------------------------------------------------------------------------
 

@@ -27,7 +27,9 @@ def celery_enqueue(attempt_ids: list[str]) -> None:
     dispatch_attempts.delay(attempt_ids)
 
 
-def run_once(rt: Runtime, enqueue: Enqueue, *, checks: Sequence[lifecycle.ClaimCheck] = (), chunk: int = 10) -> int:
+def run_once(
+    rt: Runtime, enqueue: Enqueue, *, checks: Sequence[lifecycle.ClaimCheck] | None = None, chunk: int = 10
+) -> int:
     """Claim one batch and enqueue it once the claim has committed. Returns how many were claimed."""
     with unit_of_work(rt.sessions) as session:
         claimed = lifecycle.claim_due_events(

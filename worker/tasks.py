@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import uuid
 
-from campaigns import dispatch, lifecycle
+from campaigns import dispatch, importer, lifecycle
 from campaigns.clock import real_seconds_to_app
 from campaigns.db import unit_of_work
 from worker.celery_app import app
@@ -38,3 +38,11 @@ def reconcile() -> None:
         )
     if report.withdrawn or report.failed_unknown or report.extended or report.completed_sms:
         log.info("reconciled expired leases: %s", report)
+
+
+@app.task(name="campaigns.import", acks_late=True, ignore_result=True)  # type: ignore[untyped-decorator]
+def import_campaign(campaign_id: str) -> None:
+    """Import a stored upload (large files); safe to redeliver."""
+    rt = get_runtime()
+    result = importer.run_stored_import(rt.sessions, uuid.UUID(campaign_id), now=rt.clock.now)
+    log.info("import %s: %s", campaign_id, result)

@@ -579,3 +579,55 @@ def test_call_control_hangup_after_answer_completes(cc: Harness, cc_call: Dispat
         0,
     )
     assert len(cc.receipts()) == 2
+
+
+def test_call_control_hangup_before_the_dial_response_is_matched_by_client_state(cc: Harness) -> None:
+    """Telnyx may call back before ``POST /calls`` has answered: only ``client_state`` names the attempt then."""
+    replies: list[httpx.Response] = []
+
+    def dial(request: httpx.Request) -> httpx.Response:
+        attempt_id = uuid.UUID(json.loads(request.content)["command_id"])
+        assert cc.attempts(event_id)[0]["provider_id"] is None  # not recorded yet
+        hangup = call_control_webhook("call.hangup", attempt_id, hangup_cause="user_busy", hangup_source="callee")
+        replies.append(cc.post(JSON_PATH, hangup, JSON))
+        return httpx.Response(200, json={"data": {"call_control_id": "v3:cc", "is_alive": False}})
+
+    route = cc.router.post(CALLS_URL).mock(side_effect=dial)
+    event_id = cc.create(max_retries_client_errors=1, retry_interval_secs=120)
+    target = cc.claim_and_dispatch(event_id, route, "webhook_url")
+    assert [r.json() for r in replies] == [{"result": "busy"}]
+    event = cc.event(event_id)
+    assert (event["status"], event["retry_count"], event["call_status"]) == ("pending", 1, "busy")
+    (attempt,) = cc.attempts(event_id)
+    assert (attempt["state"], attempt["call_status"], attempt["provider_id"]) == ("finished", "busy", "v3:cc")
+    assert [r[1] for r in cc.receipts()] == [target.attempt_id]
+
+
+def test_texml_terminal_before_the_dial_response_is_matched_by_the_callback_url(h: Harness) -> None:
+    replies: list[httpx.Response] = []
+
+    def dial(request: httpx.Request) -> httpx.Response:
+        url = urlsplit(json.loads(request.content)["StatusCallback"])
+        attempt_id = uuid.UUID(url.query.removeprefix("attempt_id="))
+        early = Dispatched(event_id, attempt_id, "v3:early", f"{url.path}?{url.query}")
+        replies.append(h.send_texml(early, "completed", 3, CallDuration="7"))
+        return httpx.Response(200, json={"status": "queued", "call_sid": "v3:early"})
+
+    route = h.router.post(TEXML_URL).mock(side_effect=dial)
+    event_id = h.create()
+    h.claim_and_dispatch(event_id, route, "StatusCallback")
+    assert [r.json() for r in replies] == [{"result": "completed"}]
+    event = h.event(event_id)
+    assert (event["status"], event["call_duration"]) == ("completed", 7)
+    assert event["call_attempts"][0]["telnyx_call_control_id"] == "v3:early"
+    assert h.attempts(event_id)[0]["state"] == "finished"
+
+
+def test_cancel_while_ringing_then_busy_stops_the_retries(h: Harness, call: Dispatched) -> None:
+    assert h.client.delete(f"{EVENTS}/{call.event_id}").status_code == 204
+    assert h.event(call.event_id)["status"] == "in_progress"
+    assert h.send_texml(call, "busy", 3).json() == {"result": "busy"}
+    event = h.event(call.event_id)
+    assert (event["status"], event["retry_count"]) == ("canceled", 0)
+    h.clock.advance(86400)
+    assert h.claim() == []

@@ -1,0 +1,308 @@
+"""Campaigns: settings validation, status changes, progress counts and the wire shape."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, TypeGuard
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import phonenumbers
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from campaigns import windows
+from campaigns.errors import Conflict, FieldError, NotFound, ValidationFailed
+from campaigns.events import CHANNELS, is_target, parse_datetime
+from campaigns.models import TERMINAL_EVENT_STATUSES, CallAttempt, Campaign, ScheduledEvent
+
+SETTINGS_FIELDS = frozenset(
+    {
+        "name",
+        "assistant_id",
+        "telnyx_conversation_channel",
+        "telnyx_agent_target",
+        "text",
+        "max_retries_client_errors",
+        "retry_interval_secs",
+        "start_at",
+        "default_region",
+        "ruleset",
+        "timezone",
+        "max_concurrent_calls",
+        "max_dispatches_per_second",
+        "connection_id",
+    }
+)
+
+
+@dataclass(frozen=True)
+class CampaignSettings:
+    name: str
+    assistant_id: str
+    channel: str
+    agent_target: str
+    text: str | None
+    max_retries_client_errors: int
+    retry_interval_secs: int | None
+    start_at: datetime
+    default_region: str | None
+    ruleset: str
+    timezone: str | None
+    max_concurrent_calls: int | None
+    max_dispatches_per_second: float | None
+    connection_id: str | None
+
+
+def _int(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def validate_settings(body: object, *, now: datetime) -> CampaignSettings:
+    """Campaign settings use the Telnyx field names and the same retry rules as the API."""
+    if not isinstance(body, dict):
+        raise ValidationFailed([FieldError("/campaign", "campaign settings must be a JSON object")])
+    errors: list[FieldError] = []
+
+    def bad(name: str, detail: str) -> None:
+        errors.append(FieldError(f"/campaign/{name}", detail))
+
+    for name in sorted(set(body) - SETTINGS_FIELDS):
+        bad(name, "is not a known campaign setting")
+    for name in ("name", "assistant_id"):
+        value = body.get(name)
+        if not isinstance(value, str) or not value.strip():
+            bad(name, "is required")
+    channel = body.get("telnyx_conversation_channel", "phone_call")
+    if channel not in CHANNELS:
+        bad("telnyx_conversation_channel", "must be one of phone_call, sms_chat")
+    agent = body.get("telnyx_agent_target")
+    if not isinstance(agent, str) or not is_target(agent.strip()):
+        bad("telnyx_agent_target", "is required: the E.164 number (or SIP URI) calls and texts come from")
+    text = body.get("text")
+    if text is not None and not isinstance(text, str):
+        bad("text", "must be a string")
+    retries = body.get("max_retries_client_errors")
+    interval = body.get("retry_interval_secs")
+    if channel == "sms_chat":
+        if retries not in (None, 0):
+            bad("max_retries_client_errors", "retries apply to phone_call campaigns only")
+        if interval not in (None, 0):
+            bad("retry_interval_secs", "retries apply to phone_call campaigns only")
+    else:
+        if retries is not None and (not _int(retries) or not 0 <= retries <= 10):
+            bad("max_retries_client_errors", "must be an integer from 0 to 10")
+        if interval is not None and (not _int(interval) or not 60 <= interval <= 86400):
+            bad("retry_interval_secs", "must be an integer from 60 to 86400")
+        if _int(retries) and retries > 0 and interval is None:
+            bad("retry_interval_secs", "is required when max_retries_client_errors is greater than 0")
+        if interval not in (None, 0) and not (_int(retries) and retries > 0):
+            bad("retry_interval_secs", "is only allowed together with max_retries_client_errors greater than 0")
+    start_raw = body.get("start_at")
+    start_at = now if start_raw is None else parse_datetime(start_raw)
+    if start_at is None:
+        bad("start_at", "must be an ISO 8601 date-time")
+    region = body.get("default_region")
+    if region is not None and (not isinstance(region, str) or region.upper() not in phonenumbers.SUPPORTED_REGIONS):
+        bad("default_region", "must be a two-letter region code such as US")
+    ruleset = body.get("ruleset", "us")
+    if ruleset not in windows.RULESETS:
+        bad("ruleset", f"must be one of {', '.join(sorted(windows.RULESETS))}")
+    zone = body.get("timezone")
+    if zone is not None:
+        try:
+            if not isinstance(zone, str):
+                raise ValueError
+            ZoneInfo(zone)
+        except (ValueError, ZoneInfoNotFoundError):
+            bad("timezone", "must be an IANA time zone name, e.g. America/New_York")
+    concurrent = body.get("max_concurrent_calls")
+    if concurrent is not None and (not _int(concurrent) or concurrent < 1):
+        bad("max_concurrent_calls", "must be a positive integer")
+    rate = body.get("max_dispatches_per_second")
+    if rate is not None and (isinstance(rate, bool) or not isinstance(rate, int | float) or rate <= 0):
+        bad("max_dispatches_per_second", "must be a positive number")
+    connection = body.get("connection_id")
+    if connection is not None and not isinstance(connection, str):
+        bad("connection_id", "must be a string")
+    if errors:
+        raise ValidationFailed(errors)
+    assert start_at is not None
+    return CampaignSettings(
+        name=str(body["name"]).strip(),
+        assistant_id=str(body["assistant_id"]).strip(),
+        channel=str(channel),
+        agent_target=str(agent).strip(),
+        text=text if isinstance(text, str) else None,
+        max_retries_client_errors=int(retries or 0),
+        retry_interval_secs=int(interval) if interval else None,
+        start_at=start_at.astimezone(UTC),
+        default_region=region.upper() if isinstance(region, str) else None,
+        ruleset=str(ruleset),
+        timezone=zone if isinstance(zone, str) else None,
+        max_concurrent_calls=int(concurrent) if concurrent is not None else None,
+        max_dispatches_per_second=float(rate) if rate is not None else None,
+        connection_id=connection if isinstance(connection, str) else None,
+    )
+
+
+def create_campaign(session: Session, settings: CampaignSettings, *, now: datetime) -> Campaign:
+    campaign = Campaign(
+        id=uuid.uuid4(),
+        name=settings.name,
+        assistant_id=settings.assistant_id,
+        telnyx_conversation_channel=settings.channel,
+        telnyx_agent_target=settings.agent_target,
+        connection_id=settings.connection_id,
+        text=settings.text,
+        max_retries_client_errors=settings.max_retries_client_errors,
+        retry_interval_secs=settings.retry_interval_secs,
+        start_at=settings.start_at,
+        default_region=settings.default_region,
+        ruleset=settings.ruleset,
+        timezone=settings.timezone,
+        max_concurrent_calls=settings.max_concurrent_calls,
+        max_dispatches_per_second=settings.max_dispatches_per_second,
+        status="active",
+        created_at=now,
+        updated_at=now,
+        columns=[],
+        import_status="pending",
+        rows_total=0,
+        rows_accepted=0,
+        rows_rejected=0,
+        rows_duplicate=0,
+        rows_suppressed=0,
+    )
+    session.add(campaign)
+    session.flush()
+    return campaign
+
+
+def get_campaign(session: Session, campaign_id: str | uuid.UUID, *, for_update: bool = False) -> Campaign:
+    try:
+        key = campaign_id if isinstance(campaign_id, uuid.UUID) else uuid.UUID(campaign_id)
+    except ValueError as exc:
+        raise NotFound(f"campaign {campaign_id}") from exc
+    query = select(Campaign).where(Campaign.id == key)
+    if for_update:
+        query = query.with_for_update()
+    campaign = session.scalars(query).one_or_none()
+    if campaign is None:
+        raise NotFound(f"campaign {campaign_id}")
+    return campaign
+
+
+def pause(session: Session, campaign: Campaign, *, now: datetime) -> None:
+    """The scheduler skips a paused campaign's events; calls already under way finish."""
+    if campaign.status != "active":
+        raise Conflict(f"campaign is {effective_status(session, campaign)}; only an active campaign can be paused")
+    campaign.status = "paused"
+    campaign.updated_at = now
+    session.flush()
+
+
+def resume(session: Session, campaign: Campaign, *, now: datetime) -> None:
+    if campaign.status != "paused":
+        raise Conflict(f"campaign is {campaign.status}; only a paused campaign can be resumed")
+    campaign.status = "active"
+    campaign.updated_at = now
+    session.execute(select(func.pg_notify("campaigns_due", "")))
+    session.flush()
+
+
+def cancel(session: Session, campaign: Campaign, *, now: datetime) -> int:
+    """Pending events become ``canceled``; events in progress make no further attempts."""
+    if campaign.status == "canceled":
+        raise Conflict("campaign is already canceled")
+    campaign.status = "canceled"
+    campaign.updated_at = now
+    canceled = session.execute(
+        update(ScheduledEvent)
+        .returning(ScheduledEvent.id)
+        .where(ScheduledEvent.campaign_id == campaign.id, ScheduledEvent.status == "pending")
+        .values(
+            status="canceled",
+            updated_at=now,
+            errors=func.jsonb_build_array("canceled with its campaign before dispatch").op("||")(ScheduledEvent.errors),
+        )
+    ).all()
+    session.execute(
+        update(ScheduledEvent)
+        .where(ScheduledEvent.campaign_id == campaign.id, ScheduledEvent.status == "in_progress")
+        .values(cancel_requested=True, updated_at=now)
+    )
+    session.flush()
+    return len(canceled)
+
+
+def event_counts(session: Session, campaign_id: uuid.UUID) -> dict[str, int]:
+    rows = session.execute(
+        select(ScheduledEvent.status, func.count())
+        .where(ScheduledEvent.campaign_id == campaign_id)
+        .group_by(ScheduledEvent.status)
+    ).all()
+    counts = {status: 0 for status in ("pending", "in_progress", "completed", "failed", "canceled")}
+    counts.update({str(status): int(n) for status, n in rows})
+    return counts
+
+
+def attempt_counts(session: Session, campaign_id: uuid.UUID) -> dict[str, int]:
+    status = func.coalesce(CallAttempt.call_status, CallAttempt.last_status, "queued")
+    rows = session.execute(
+        select(status, func.count())
+        .join(ScheduledEvent, ScheduledEvent.id == CallAttempt.event_id)
+        .where(ScheduledEvent.campaign_id == campaign_id, CallAttempt.attempted_at.is_not(None))
+        .group_by(status)
+    ).all()
+    return {str(status): int(n) for status, n in rows}
+
+
+def effective_status(session: Session, campaign: Campaign, counts: dict[str, int] | None = None) -> str:
+    """``completed`` once the import is done and every event is terminal."""
+    if campaign.status != "active" or campaign.import_status not in ("completed", "failed"):
+        return campaign.status
+    counts = counts if counts is not None else event_counts(session, campaign.id)
+    live = sum(n for status, n in counts.items() if status not in TERMINAL_EVENT_STATUSES)
+    return "completed" if live == 0 else "active"
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z") if value else None
+
+
+def serialize_campaign(session: Session, campaign: Campaign, *, with_counts: bool = True) -> dict[str, Any]:
+    counts = event_counts(session, campaign.id) if with_counts else None
+    body: dict[str, Any] = {
+        "id": str(campaign.id),
+        "name": campaign.name,
+        "status": effective_status(session, campaign, counts),
+        "assistant_id": campaign.assistant_id,
+        "telnyx_conversation_channel": campaign.telnyx_conversation_channel,
+        "telnyx_agent_target": campaign.telnyx_agent_target,
+        "text": campaign.text,
+        "max_retries_client_errors": campaign.max_retries_client_errors,
+        "retry_interval_secs": campaign.retry_interval_secs,
+        "start_at": _iso(campaign.start_at),
+        "default_region": campaign.default_region,
+        "ruleset": campaign.ruleset,
+        "timezone": campaign.timezone,
+        "max_concurrent_calls": campaign.max_concurrent_calls,
+        "max_dispatches_per_second": campaign.max_dispatches_per_second,
+        "connection_id": campaign.connection_id,
+        "created_at": _iso(campaign.created_at),
+        "import": {
+            "status": campaign.import_status,
+            "error": campaign.import_error,
+            "rows_total": campaign.rows_total,
+            "rows_accepted": campaign.rows_accepted,
+            "rows_rejected": campaign.rows_rejected,
+            "rows_duplicate": campaign.rows_duplicate,
+            "rows_suppressed": campaign.rows_suppressed,
+        },
+    }
+    if counts is not None:
+        body["counts"] = counts
+        body["attempts"] = attempt_counts(session, campaign.id)
+    return body

@@ -1,0 +1,100 @@
+"""Results and rejected-rows CSV exports, streamed, safe to open in a spreadsheet."""
+
+from __future__ import annotations
+
+import csv
+import io
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+from sqlalchemy import select, tuple_
+from sqlalchemy.orm import Session
+
+from campaigns.models import CallAttempt, Campaign, ImportIssue, ScheduledEvent
+
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+RESULT_COLUMNS = [
+    "phone",
+    "status",
+    "attempts",
+    "last_call_status",
+    "call_duration",
+    "first_attempt_at",
+    "last_attempt_at",
+    "errors",
+    "source_row",
+    "event_id",
+]
+BATCH = 2000
+
+
+def neutralize(value: object) -> str:
+    """Text a spreadsheet would execute as a formula gets a leading apostrophe (OWASP CSV injection)."""
+    if value is None:
+        return ""
+    raw = value if isinstance(value, str) else str(value)
+    return "'" + raw if raw.startswith(FORMULA_PREFIXES) else raw
+
+
+def _iso(value: datetime | None) -> str:
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z") if value else ""
+
+
+def _line(values: list[object]) -> str:
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\r\n").writerow([neutralize(v) for v in values])
+    return out.getvalue()
+
+
+def export_results(session: Session, campaign: Campaign) -> Iterator[str]:
+    """One row per event: outcome, attempts, timing, errors and the row's own columns."""
+    variable_columns = [c for c in campaign.columns if c not in ("scheduled_at", "timezone", "state", "text")]
+    yield _line([*RESULT_COLUMNS, *variable_columns])
+    last: tuple[int, uuid.UUID] | None = None
+    while True:
+        query = select(ScheduledEvent).where(ScheduledEvent.campaign_id == campaign.id)
+        if last is not None:
+            query = query.where(tuple_(ScheduledEvent.source_row, ScheduledEvent.id) > tuple_(last[0], last[1]))
+        events = session.scalars(query.order_by(ScheduledEvent.source_row, ScheduledEvent.id).limit(BATCH)).all()
+        if not events:
+            return
+        for event in events:
+            attempts: list[CallAttempt] = [a for a in event.attempts if a.attempted_at is not None]
+            values: dict[str, str] = {**event.dynamic_variables}
+            values.update({f"metadata.{k}": str(v) for k, v in event.conversation_metadata.items()})
+            yield _line(
+                [
+                    event.telnyx_end_user_target,
+                    event.status,
+                    len(attempts),
+                    attempts[-1].call_status or attempts[-1].last_status if attempts else "",
+                    event.call_duration if event.call_duration is not None else "",
+                    _iso(attempts[0].attempted_at) if attempts else "",
+                    _iso(attempts[-1].attempted_at) if attempts else "",
+                    "; ".join(event.errors),
+                    event.source_row or "",
+                    event.id,
+                    *[values.get(c, "") for c in variable_columns],
+                ]
+            )
+        last = (events[-1].source_row or 0, events[-1].id)
+        session.expunge_all()
+
+
+def export_issues(session: Session, campaign_id: uuid.UUID) -> Iterator[str]:
+    """Every row that was not imported, with row number, column and reason."""
+    yield _line(["row_number", "column", "value", "reason", "kind"])
+    last_id = 0
+    while True:
+        issues = session.scalars(
+            select(ImportIssue)
+            .where(ImportIssue.campaign_id == campaign_id, ImportIssue.id > last_id)
+            .order_by(ImportIssue.id)
+            .limit(BATCH)
+        ).all()
+        if not issues:
+            return
+        for issue in issues:
+            yield _line([issue.row_number, issue.column, issue.value, issue.reason, issue.kind])
+        last_id = issues[-1].id

@@ -1,0 +1,376 @@
+"""Loading a call list into a campaign: stream, validate, COPY, dedupe in the database, report.
+
+The whole load runs in the caller's transaction: an import interrupted at any point (worker killed) leaves
+nothing behind, and running it again cannot duplicate anyone (the unique (campaign, recipient) index is the
+second guard). Progress is reported through a callback so it can be written on another connection.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import IO, Any
+
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session
+
+from campaigns.csv_source import CsvFileError, CsvLayout, ParsedRow, RowError, open_call_list
+from campaigns.models import Campaign, UploadChunk
+
+CHUNK_ROWS = 20_000
+PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z0-9_.\-]+)\s*\}\}")
+MAX_REPORTED_ISSUES = 1000
+
+Progress = Callable[[int], None]
+MarkSuppressed = Callable[[Session, uuid.UUID], None]
+"""Hook run after staging: marks staged rows whose number must not be contacted (do-not-contact lists).
+
+It inserts into the temp table ``import_staging_issues`` (row_number, col, value, reason, kind='suppressed').
+"""
+
+
+@dataclass
+class ImportIssueRow:
+    row_number: int
+    column: str
+    value: str
+    reason: str
+    kind: str
+
+
+@dataclass
+class ImportReport:
+    rows_total: int = 0
+    rows_accepted: int = 0
+    rows_rejected: int = 0
+    rows_duplicate: int = 0
+    rows_suppressed: int = 0
+    columns: list[str] = field(default_factory=list)
+    layout: CsvLayout | None = None
+    issues: list[ImportIssueRow] = field(default_factory=list)
+    """The first ``MAX_REPORTED_ISSUES`` issues (all of them are in ``import_issues`` after a real import)."""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "rows_total": self.rows_total,
+            "rows_accepted": self.rows_accepted,
+            "rows_rejected": self.rows_rejected,
+            "rows_duplicate": self.rows_duplicate,
+            "rows_suppressed": self.rows_suppressed,
+            "issues": [issue.__dict__ for issue in self.issues],
+        }
+
+
+def render_template(template: str, variables: dict[str, str]) -> str:
+    """``{{name}}`` → the row's value; unknown placeholders stay verbatim (as the assistant does)."""
+    return PLACEHOLDER.sub(lambda m: variables.get(m.group(1), m.group(0)), template)
+
+
+def _copy_text(value: object) -> str:
+    """One field in PostgreSQL's COPY text format."""
+    if value is None:
+        return "\\N"
+    raw = value if isinstance(value, str) else str(value)
+    return raw.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+
+
+def _chunks(items: Iterator[ParsedRow | RowError]) -> Iterator[tuple[list[ParsedRow], list[RowError]]]:
+    rows: list[ParsedRow] = []
+    errors: list[RowError] = []
+    for item in items:
+        if isinstance(item, RowError):
+            errors.append(item)
+        else:
+            rows.append(item)
+        if len(rows) + len(errors) >= CHUNK_ROWS:
+            yield rows, errors
+            rows, errors = [], []
+    if rows or errors:
+        yield rows, errors
+
+
+def _driver(session: Session) -> Any:
+    """The psycopg connection under the session's transaction (for COPY)."""
+    return session.connection().connection.driver_connection
+
+
+STAGING = """
+CREATE TEMP TABLE import_staging (
+    row_number integer, phone text, scheduled_at timestamptz, timezone text, state text, body text,
+    metadata jsonb, variables jsonb
+) ON COMMIT DROP;
+CREATE TEMP TABLE import_staging_issues (
+    row_number integer, col text, value text, reason text, kind text
+) ON COMMIT DROP;
+"""
+
+
+def load_call_list(
+    session: Session,
+    campaign: Campaign,
+    data: IO[bytes],
+    *,
+    now: datetime,
+    dry_run: bool = False,
+    progress: Progress | None = None,
+    mark_suppressed: MarkSuppressed | None = None,
+) -> ImportReport:
+    """Import ``data`` into ``campaign`` inside the caller's transaction (``dry_run``: stage and count only).
+
+    Raises ``CsvFileError`` for file-level problems; the caller rolls back, so nothing is created.
+    """
+    layout, items = open_call_list(data, default_region=campaign.default_region or "US")
+    report = ImportReport(layout=layout)
+    report.columns = [c for c in layout.columns if c != layout.phone_column]
+    conn = _driver(session)
+    rejected_rows: set[int] = set()
+    template = campaign.text if campaign.telnyx_conversation_channel == "sms_chat" else None
+    with conn.cursor() as cur:
+        cur.execute("DROP TABLE IF EXISTS import_staging; DROP TABLE IF EXISTS import_staging_issues")
+        cur.execute(STAGING)
+        seen = 0
+        for rows, errors in _chunks(items):
+            with cur.copy("COPY import_staging FROM STDIN") as copy:
+                buffer = io.StringIO()
+                for row in rows:
+                    body = (
+                        row.text
+                        if row.text is not None
+                        else (render_template(template, row.variables) if template else None)
+                    )
+                    buffer.write(
+                        "\t".join(
+                            (
+                                str(row.row_number),
+                                _copy_text(row.phone),
+                                _copy_text(row.scheduled_at.isoformat() if row.scheduled_at else None),
+                                _copy_text(row.timezone),
+                                _copy_text(row.state),
+                                _copy_text(body),
+                                _copy_text(json.dumps(row.metadata) if row.metadata else "{}"),
+                                _copy_text(json.dumps(row.variables) if row.variables else "{}"),
+                            )
+                        )
+                    )
+                    buffer.write("\n")
+                copy.write(buffer.getvalue())
+            if errors:
+                with cur.copy("COPY import_staging_issues FROM STDIN") as copy:
+                    for error in errors:
+                        rejected_rows.add(error.row_number)
+                        copy.write_row((error.row_number, error.column, error.value, error.reason, "rejected"))
+            seen += len(rows) + len({e.row_number for e in errors})
+            if progress is not None:
+                progress(seen)
+        staged = cur.execute("SELECT count(*) FROM import_staging").fetchone()[0]
+        if campaign.telnyx_conversation_channel == "sms_chat":
+            cur.execute(
+                """INSERT INTO import_staging_issues
+                   SELECT row_number, 'text', '', 'no text: give a text column or a campaign text template', 'rejected'
+                   FROM import_staging WHERE body IS NULL OR btrim(body) = ''"""
+            )
+            cur.execute("DELETE FROM import_staging WHERE body IS NULL OR btrim(body) = ''")
+        cur.execute(
+            """INSERT INTO import_staging_issues
+               SELECT row_number, 'phone', phone, 'duplicate of row ' || first_row, 'duplicate'
+               FROM (SELECT row_number, phone, min(row_number) OVER (PARTITION BY phone) AS first_row
+                     FROM import_staging) s
+               WHERE row_number <> first_row"""
+        )
+        cur.execute(
+            """INSERT INTO import_staging_issues
+               SELECT s.row_number, 'phone', s.phone, 'already in this campaign', 'duplicate'
+               FROM import_staging s
+               JOIN scheduled_events e ON e.campaign_id = %s AND e.telnyx_end_user_target = s.phone
+               WHERE NOT EXISTS (SELECT 1 FROM import_staging_issues i
+                                 WHERE i.row_number = s.row_number AND i.kind = 'duplicate')""",
+            (campaign.id,),
+        )
+        if mark_suppressed is not None:
+            mark_suppressed(session, campaign.id)
+        cur.execute(
+            """DELETE FROM import_staging s USING import_staging_issues i
+               WHERE i.row_number = s.row_number AND i.kind IN ('duplicate', 'suppressed', 'rejected')"""
+        )
+        counts = dict(
+            cur.execute("SELECT kind, count(DISTINCT row_number) FROM import_staging_issues GROUP BY kind").fetchall()
+        )
+        if not dry_run:
+            cur.execute(
+                """INSERT INTO scheduled_events (
+                       id, assistant_id, telnyx_conversation_channel, telnyx_end_user_target, telnyx_agent_target,
+                       scheduled_at_fixed_datetime, status, conversation_metadata, dynamic_variables, text,
+                       created_at, updated_at, errors, max_retries_client_errors, retry_interval_secs, retry_count,
+                       cancel_requested, campaign_id, source_row, state, ruleset, timezone, connection_id)
+                   SELECT gen_random_uuid(), %(assistant)s, %(channel)s, phone, %(agent)s,
+                          coalesce(scheduled_at, %(start)s), 'pending', metadata, variables, body,
+                          %(now)s, %(now)s, '[]'::jsonb, %(retries)s, %(interval)s, 0,
+                          false, %(campaign)s, row_number, state, %(ruleset)s, timezone, %(connection)s
+                   FROM import_staging ORDER BY row_number
+                   ON CONFLICT (campaign_id, telnyx_end_user_target) WHERE campaign_id IS NOT NULL DO NOTHING""",
+                {
+                    "assistant": campaign.assistant_id,
+                    "channel": campaign.telnyx_conversation_channel,
+                    "agent": campaign.telnyx_agent_target,
+                    "start": campaign.start_at,
+                    "now": now,
+                    "retries": campaign.max_retries_client_errors,
+                    "interval": campaign.retry_interval_secs,
+                    "campaign": campaign.id,
+                    "ruleset": campaign.ruleset,
+                    "connection": campaign.connection_id,
+                },
+            )
+            report.rows_accepted = cur.rowcount
+            cur.execute(
+                """INSERT INTO import_issues (campaign_id, row_number, "column", value, reason, kind)
+                   SELECT %s, row_number, col, coalesce(value, ''), reason, kind FROM import_staging_issues
+                   ORDER BY row_number""",
+                (campaign.id,),
+            )
+            cur.execute("SELECT pg_notify('campaigns_due', '')")
+        else:
+            report.rows_accepted = cur.execute("SELECT count(*) FROM import_staging").fetchone()[0]
+        report.issues = [
+            ImportIssueRow(*row)
+            for row in cur.execute(
+                "SELECT row_number, col, coalesce(value, ''), reason, kind FROM import_staging_issues "
+                "ORDER BY row_number LIMIT %s",
+                (MAX_REPORTED_ISSUES,),
+            ).fetchall()
+        ]
+        cur.execute("DROP TABLE import_staging; DROP TABLE import_staging_issues")
+    report.rows_rejected = int(counts.get("rejected", 0))
+    report.rows_duplicate = int(counts.get("duplicate", 0))
+    report.rows_suppressed = int(counts.get("suppressed", 0))
+    report.rows_total = int(staged) + len(rejected_rows)
+    return report
+
+
+def apply_report(campaign: Campaign, report: ImportReport, *, now: datetime) -> None:
+    campaign.import_status = "completed"
+    campaign.import_error = None
+    campaign.columns = report.columns
+    campaign.rows_total = report.rows_total
+    campaign.rows_accepted = report.rows_accepted
+    campaign.rows_rejected = report.rows_rejected
+    campaign.rows_duplicate = report.rows_duplicate
+    campaign.rows_suppressed = report.rows_suppressed
+    campaign.updated_at = now
+
+
+# --- uploads kept in PostgreSQL ---------------------------------------------------------------------------
+
+UPLOAD_CHUNK_BYTES = 4 * 1024 * 1024
+
+
+def store_upload(session: Session, campaign_id: uuid.UUID, data: IO[bytes]) -> int:
+    """Keep the uploaded file in the database so that any worker can import it. Returns its size."""
+    size = 0
+    seq = 0
+    while block := data.read(UPLOAD_CHUNK_BYTES):
+        session.add(UploadChunk(campaign_id=campaign_id, seq=seq, data=block))
+        size += len(block)
+        seq += 1
+        session.flush()
+    return size
+
+
+class UploadReader(io.RawIOBase):
+    """Reads a stored upload back, one chunk at a time (bounded memory)."""
+
+    def __init__(self, session: Session, campaign_id: uuid.UUID) -> None:
+        self.session = session
+        self.campaign_id = campaign_id
+        self.seq = 0
+        self.buffer = b""
+        self.done = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, target: Any) -> int:
+        while not self.buffer and not self.done:
+            block = self.session.scalar(
+                select(UploadChunk.data).where(UploadChunk.campaign_id == self.campaign_id, UploadChunk.seq == self.seq)
+            )
+            if block is None:
+                self.done = True
+            else:
+                self.buffer = bytes(block)
+                self.seq += 1
+        n = min(len(target), len(self.buffer))
+        target[:n] = self.buffer[:n]
+        self.buffer = self.buffer[n:]
+        return n
+
+
+def delete_upload(session: Session, campaign_id: uuid.UUID) -> None:
+    session.execute(text("DELETE FROM upload_chunks WHERE campaign_id = :id"), {"id": campaign_id})
+
+
+__all__ = [
+    "CsvFileError",
+    "ImportReport",
+    "UploadReader",
+    "apply_report",
+    "delete_upload",
+    "load_call_list",
+    "render_template",
+    "store_upload",
+]
+
+
+# --- orchestration ----------------------------------------------------------------------------------------
+
+
+def run_stored_import(
+    factory: Any,
+    campaign_id: uuid.UUID,
+    *,
+    now: Callable[[], datetime],
+    mark_suppressed: MarkSuppressed | None = None,
+) -> str:
+    """Import a campaign's stored upload. Safe to run twice: one runs, the other finds it done or busy."""
+    from campaigns.db import unit_of_work
+
+    with unit_of_work(factory) as s:
+        campaign = s.get(Campaign, campaign_id, with_for_update=True)
+        if campaign is None or campaign.import_status in ("completed", "failed"):
+            return "nothing to do"
+        campaign.import_status = "running"
+
+    def progress(rows: int) -> None:
+        with unit_of_work(factory) as p:
+            p.execute(text("UPDATE campaigns SET rows_total = :n WHERE id = :id"), {"n": rows, "id": campaign_id})
+
+    try:
+        with unit_of_work(factory) as s, factory() as reader_session:
+            locked = s.execute(
+                text("SELECT pg_try_advisory_xact_lock(hashtextextended(:id, 0))"), {"id": str(campaign_id)}
+            ).scalar_one()
+            if not locked:
+                return "already running elsewhere"
+            campaign = s.get(Campaign, campaign_id)
+            assert campaign is not None
+            if campaign.import_status == "completed":
+                return "nothing to do"
+            data = io.BufferedReader(UploadReader(reader_session, campaign_id), buffer_size=1024 * 1024)
+            report = load_call_list(s, campaign, data, now=now(), progress=progress, mark_suppressed=mark_suppressed)
+            apply_report(campaign, report, now=now())
+            delete_upload(s, campaign_id)
+    except CsvFileError as exc:
+        with unit_of_work(factory) as s:
+            campaign = s.get(Campaign, campaign_id, with_for_update=True)
+            assert campaign is not None
+            campaign.import_status = "failed"
+            campaign.import_error = str(exc)
+            campaign.rows_total = 0
+            delete_upload(s, campaign_id)
+        return "failed"
+    return "completed"
