@@ -366,6 +366,9 @@ def test_stale_progress_after_the_terminal_status_changes_nothing(h: Harness, ca
     response = h.post(call.callback_path, ringing, FORM)
     assert response.status_code == 200
     assert response.json()["result"] not in ("progress", "completed", "duplicate")
+    # A progress callback without a SequenceNumber cannot be ordered, and still must not reopen the attempt.
+    unordered = urlencode({"CallSid": call.provider_id, "CallStatus": "in-progress"}).encode()
+    assert h.post(call.callback_path, unordered, FORM).json()["result"] not in ("progress", "duplicate")
 
     event = h.event(call.event_id)
     assert event == settled
@@ -373,7 +376,7 @@ def test_stale_progress_after_the_terminal_status_changes_nothing(h: Harness, ca
     assert [a["call_status"] for a in event["call_attempts"]] == ["completed"]
     assert h.attempts(call.event_id) == settled_attempts
     assert settled_attempts[0]["call_status"] == "completed"
-    assert h.receipts() == sorted([(completed, call.attempt_id), (ringing, call.attempt_id)])
+    assert h.receipts() == sorted((b, call.attempt_id) for b in (completed, ringing, unordered))
 
 
 def test_progress_callbacks_out_of_order_keep_the_newest(h: Harness, call: Dispatched) -> None:
