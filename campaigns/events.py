@@ -364,8 +364,8 @@ def serialize_event(event: ScheduledEvent) -> dict[str, Any]:
         "deferred_until": _iso(event.deferred_until),
     }
     if event.telnyx_conversation_channel == "sms_chat":
+        # No dispatched_at here: the Telnyx SDK tells SMS from call events by their fields.
         body["text"] = event.text
-        body["dispatched_at"] = _iso(event.dispatched_at)
         return body
     body.update(
         {

@@ -408,7 +408,9 @@ def window_check(session: Session, event: ScheduledEvent, now: datetime) -> Defe
     rules = windows.RULESETS.get(event.ruleset)
     if rules is None or not rules.needs_zone:
         return None
-    zones = event.timezone_candidates or []
+    if event.timezone_candidates is None:
+        event.timezone_candidates = _resolve_zones(session, event)
+    zones = event.timezone_candidates
     if not zones:
         return Defer(windows.HOLD_UNTIL, "held: the recipient's time zone could not be determined")
     if windows.is_allowed(now, zones, event.ruleset):
@@ -417,6 +419,19 @@ def window_check(session: Session, event: ScheduledEvent, now: datetime) -> Defe
     if opening is None:
         return Defer(windows.HOLD_UNTIL, f"held: no opening within 8 days under ruleset {event.ruleset}")
     return Defer(opening, f"outside the {event.ruleset} calling window in {', '.join(zones)}")
+
+
+def _resolve_zones(session: Session, event: ScheduledEvent) -> list[str]:
+    """Candidate zones of an imported event, resolved once at its first claim and stored."""
+    default_zone = None
+    if event.campaign_id is not None:
+        from campaigns.models import Campaign
+
+        campaign = session.get(Campaign, event.campaign_id)
+        default_zone = campaign.timezone if campaign is not None else None
+    return windows.candidate_zones(
+        phone=event.telnyx_end_user_target, timezone=event.timezone, state=event.state, default_zone=default_zone
+    )
 
 
 class PacingCheck:

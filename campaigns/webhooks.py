@@ -23,6 +23,9 @@ from campaigns.models import CallAttempt, WebhookReceipt
 
 # Call Control hangup causes before an answer → TeXML-style statuses (telnyx-api.md §2, an inference).
 HANGUP_TO_STATUS = {
+    # Only an answered call ends this way, even when call.answered has not arrived (yet).
+    "normal_clearing": "completed",
+    "time_limit": "completed",
     "user_busy": "busy",
     "no_answer": "no-answer",
     "timeout": "no-answer",

@@ -307,7 +307,7 @@ def export(campaign_id: Annotated[str, typer.Argument(help="The campaign id")]) 
 
 @app.command()
 def demo(
-    warp: Annotated[float, typer.Option(help="App seconds per real second")] = 60.0,
+    warp: Annotated[float, typer.Option(help="App seconds per real second")] = 360.0,
 ) -> None:
     """Run a whole campaign on embedded servers and the simulator; exits 0 when every event is terminal."""
     from worker.demo import run_demo

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -161,7 +163,8 @@ class Harness:
             timestamp = str(int(time.time()) - age)
             headers[TIMESTAMP_HEADER] = timestamp
             headers[SIGNATURE_HEADER] = sign(key or self.key, timestamp, body if signed_body is None else signed_body)
-        return self.client.post(path, content=body, headers=headers)
+        response: httpx.Response = self.client.post(path, content=body, headers=headers)
+        return response
 
     def texml(self, target: Dispatched, status: str, seq: int, **extra: str) -> bytes:
         """A form-encoded TeXML status callback body, fields as Telnyx sends them."""
@@ -634,3 +637,36 @@ def test_cancel_while_ringing_then_busy_stops_the_retries(h: Harness, call: Disp
     assert (event["status"], event["retry_count"]) == ("canceled", 0)
     h.clock.advance(86400)
     assert h.claim() == []
+
+
+def test_concurrent_redeliveries_are_applied_once(h: Harness, call: Dispatched) -> None:
+    body = h.texml(call, "no-answer", 3, CallDuration="0")
+    timestamp = str(int(time.time()))
+    headers = {"content-type": FORM, TIMESTAMP_HEADER: timestamp, SIGNATURE_HEADER: sign(h.key, timestamp, body)}
+    barrier = threading.Barrier(6)
+
+    def deliver(_: int) -> dict[str, Any]:
+        barrier.wait(timeout=10)
+        response = h.client.post(call.callback_path, content=body, headers=headers)
+        assert response.status_code == 200
+        result: dict[str, Any] = response.json()
+        return result
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        results = sorted(r["result"] for r in pool.map(deliver, range(6)))
+    assert results == ["duplicate"] * 5 + ["no-answer"]
+    event = h.event(call.event_id)
+    assert (event["status"], event["retry_count"]) == ("pending", 1)
+    assert [a["call_status"] for a in event["call_attempts"]] == ["no-answer"]
+    assert h.receipts() == [(body, call.attempt_id)]
+
+
+def test_call_control_hangup_before_answered_webhook_still_completes(cc: Harness, cc_call: Dispatched) -> None:
+    answered = call_control_webhook("call.answered", cc_call.attempt_id)
+    hangup = call_control_webhook(
+        "call.hangup", cc_call.attempt_id, hangup_cause="normal_clearing", hangup_source="caller", call_duration=61
+    )
+    assert cc.post(JSON_PATH, hangup, JSON).status_code == 200
+    assert cc.post(JSON_PATH, answered, JSON).status_code == 200
+    event = cc.event(cc_call.event_id)
+    assert (event["status"], event["call_status"], event["retry_count"]) == ("completed", "completed", 0)
