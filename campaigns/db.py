@@ -66,3 +66,14 @@ def unit_of_work(factory: sessionmaker[Session] | None = None) -> Iterator[Sessi
         raise
     finally:
         session.close()
+
+
+@contextmanager
+def rolled_back(factory: sessionmaker[Session] | None = None) -> Iterator[Session]:
+    """A transaction that is always rolled back (dry runs): nothing it writes survives."""
+    session = (factory or get_sessionmaker())()
+    try:
+        yield session
+    finally:
+        session.rollback()
+        session.close()

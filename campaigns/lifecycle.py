@@ -54,6 +54,12 @@ class ClaimCheck(Protocol):
     def __call__(self, session: Session, event: ScheduledEvent, now: datetime) -> Defer | Suppress | None: ...
 
 
+CLAIMABLE = (
+    "(campaign_id IS NULL OR campaign_id NOT IN (SELECT id FROM campaigns WHERE status IN ('paused', 'canceled')))"
+)
+"""Events of paused or canceled campaigns are skipped by the scheduler (and do not wake it)."""
+
+
 @dataclass(frozen=True)
 class Claimed:
     event_id: uuid.UUID
@@ -76,12 +82,10 @@ def claim_due_events(
     """
     rows = session.execute(
         text(
-            """
+            f"""
             WITH due AS (
                 SELECT id FROM scheduled_events
-                WHERE status = 'pending' AND scheduled_at_fixed_datetime <= :now
-                  AND (campaign_id IS NULL
-                       OR campaign_id NOT IN (SELECT id FROM campaigns WHERE status IN ('paused', 'canceled')))
+                WHERE status = 'pending' AND scheduled_at_fixed_datetime <= :now AND {CLAIMABLE}
                 ORDER BY scheduled_at_fixed_datetime
                 LIMIT :limit
                 FOR UPDATE SKIP LOCKED
@@ -154,10 +158,10 @@ def _run_checks(
 def next_due_at(session: Session) -> datetime | None:
     """When the earliest pending event is due (served by the partial index)."""
     return session.scalar(
-        select(ScheduledEvent.scheduled_at_fixed_datetime)
-        .where(ScheduledEvent.status == "pending")
-        .order_by(ScheduledEvent.scheduled_at_fixed_datetime)
-        .limit(1)
+        text(
+            f"SELECT scheduled_at_fixed_datetime FROM scheduled_events WHERE status = 'pending' AND {CLAIMABLE} "
+            "ORDER BY scheduled_at_fixed_datetime LIMIT 1"
+        )
     )
 
 

@@ -26,7 +26,15 @@ from campaigns.settings import Settings
 from worker.runtime import Runtime
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
-TABLES = ("call_attempts", "webhook_receipts", "idempotency_keys", "scheduled_events")
+TABLES = (
+    "call_attempts",
+    "webhook_receipts",
+    "idempotency_keys",
+    "scheduled_events",
+    "import_issues",
+    "upload_chunks",
+    "campaigns",
+)
 
 _skipped: list[str] = []
 

@@ -8,7 +8,6 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Annotated, Any, Protocol, TypeVar
 
-from campaigns.csv_source import CsvFileError, open_call_list
 from fastapi import APIRouter, File, Form, Query, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -18,7 +17,8 @@ from sqlalchemy.orm import Session
 from campaigns import campaign as campaign_service
 from campaigns import events as events_service
 from campaigns import export, importer
-from campaigns.db import unit_of_work
+from campaigns.csv_source import CsvFileError, open_call_list
+from campaigns.db import rolled_back, unit_of_work
 from campaigns.errors import FieldError, ValidationFailed
 from campaigns.models import Campaign
 from worker.runtime import Runtime
@@ -187,10 +187,9 @@ def _create(
         open_call_list(data, default_region=settings.default_region or "US")
         data.seek(0)
         if dry_run:
-            with rt.sessions() as s, s.begin():
+            with rolled_back(rt.sessions) as s:
                 found = campaign_service.create_campaign(s, settings, now=now)
                 report = importer.load_call_list(s, found, data, now=now, dry_run=True)
-                s.rollback()
             return {"dry_run": True, "import": report.as_dict()}
         if size <= rt.settings.inline_import_max_bytes:
             with unit_of_work(rt.sessions) as s:

@@ -168,13 +168,13 @@ def import_(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate and report; create nothing")] = False,
 ) -> None:
     """Create a campaign from a CSV call list (progress bar; --dry-run reports without creating)."""
-    from campaigns.csv_source import CsvFileError
     from rich.console import Console
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from campaigns import campaign as campaign_service
     from campaigns import importer
-    from campaigns.db import unit_of_work
+    from campaigns.csv_source import CsvFileError
+    from campaigns.db import rolled_back, unit_of_work
     from campaigns.errors import ValidationFailed
     from worker.runtime import get_runtime
 
@@ -203,12 +203,10 @@ def import_(
             bar.update(task, description=f"{rows:,} rows read")
 
         try:
-            with file.open("rb") as data, unit_of_work(rt.sessions) as s:
+            with file.open("rb") as data, (rolled_back if dry_run else unit_of_work)(rt.sessions) as s:
                 found = campaign_service.create_campaign(s, settings, now=rt.clock.now())
                 report = importer.load_call_list(s, found, data, now=rt.clock.now(), dry_run=dry_run, progress=progress)
-                if dry_run:
-                    s.rollback()
-                else:
+                if not dry_run:
                     importer.apply_report(found, report, now=rt.clock.now())
         except CsvFileError as exc:
             console.print(f"[red]{file}: {exc}[/red]")

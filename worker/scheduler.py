@@ -63,6 +63,7 @@ class Scheduler:
         self.rt = rt
         self.enqueue = enqueue
         self.stopping = threading.Event()
+        self.iterations = 0
 
     def _listen(self) -> psycopg.Connection[tuple[object, ...]] | None:
         url = self.rt.settings.database_url
@@ -82,6 +83,7 @@ class Scheduler:
         log.info("scheduler started")
         try:
             while not self.stopping.is_set():
+                self.iterations += 1
                 try:
                     claimed = run_once(self.rt, self.enqueue)
                 except Exception:
