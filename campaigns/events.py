@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from campaigns import windows
 from campaigns.errors import Conflict, FieldError, NotFound, ValidationFailed
+from campaigns.ids import uuid7
 from campaigns.models import TERMINAL_EVENT_STATUSES, ScheduledEvent
 
 CHANNELS = ("phone_call", "sms_chat")
@@ -234,7 +235,7 @@ def create_event(
 ) -> ScheduledEvent:
     """Store a validated event as ``pending``."""
     event = ScheduledEvent(
-        id=uuid.uuid4(),
+        id=uuid7(),
         assistant_id=assistant_id,
         telnyx_conversation_channel=new.channel,
         telnyx_end_user_target=new.end_user_target,

@@ -7,9 +7,12 @@ second guard). Progress is reported through a callback so it can be written on a
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import queue
 import re
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -20,6 +23,7 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from campaigns.csv_source import CsvFileError, CsvLayout, ParsedRow, RowError, open_call_list
+from campaigns.ids import uuid7_hex
 from campaigns.models import Campaign, UploadChunk
 
 CHUNK_ROWS = 20_000
@@ -94,6 +98,74 @@ def _chunks(items: Iterator[ParsedRow | RowError]) -> Iterator[tuple[list[Parsed
         yield rows, errors
 
 
+@dataclass
+class _Chunk:
+    payload: str
+    """Rows in COPY text format."""
+    errors: list[RowError]
+    rows: int
+
+
+def _encode(rows: list[ParsedRow], template: str | None) -> str:
+    buffer = io.StringIO()
+    for row in rows:
+        body = row.text if row.text is not None else (render_template(template, row.variables) if template else None)
+        buffer.write(
+            "\t".join(
+                (
+                    uuid7_hex(),
+                    str(row.row_number),
+                    _copy_text(row.phone),
+                    _copy_text(row.scheduled_at.isoformat() if row.scheduled_at else None),
+                    _copy_text(row.timezone),
+                    _copy_text(row.state),
+                    _copy_text(body),
+                    _copy_text(json.dumps(row.metadata) if row.metadata else "{}"),
+                    _copy_text(json.dumps(row.variables) if row.variables else "{}"),
+                )
+            )
+        )
+        buffer.write("\n")
+    return buffer.getvalue()
+
+
+def _produce(items: Iterator[ParsedRow | RowError], template: str | None) -> Iterator[_Chunk]:
+    """Parse and encode in a background thread while the database ingests the previous chunk.
+
+    Parsing is Python work and COPY is mostly PostgreSQL's: on two cores they overlap. Memory stays bounded
+    by the queue (two chunks ahead). An exception in the parser is re-raised here, in the caller's thread.
+    """
+    results: queue.Queue[_Chunk | BaseException | None] = queue.Queue(maxsize=2)
+    stop = threading.Event()
+
+    def work() -> None:
+        try:
+            for rows, errors in _chunks(items):
+                if stop.is_set():
+                    return
+                results.put(_Chunk(_encode(rows, template), errors, len(rows)))
+            results.put(None)
+        except BaseException as exc:  # handed to the consumer, which re-raises it
+            results.put(exc)
+
+    thread = threading.Thread(target=work, name="csv-parse", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = results.get()
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():  # unblock a producer waiting on a full queue
+            with contextlib.suppress(queue.Empty):
+                results.get(timeout=0.05)
+        thread.join()
+
+
 def _driver(session: Session) -> Any:
     """The psycopg connection under the session's transaction (for COPY)."""
     return session.connection().connection.driver_connection
@@ -101,7 +173,7 @@ def _driver(session: Session) -> Any:
 
 STAGING = """
 CREATE TEMP TABLE import_staging (
-    row_number integer, phone text, scheduled_at timestamptz, timezone text, state text, body text,
+    id uuid, row_number integer, phone text, scheduled_at timestamptz, timezone text, state text, body text,
     metadata jsonb, variables jsonb
 ) ON COMMIT DROP;
 CREATE TEMP TABLE import_staging_issues (
@@ -134,37 +206,17 @@ def load_call_list(
         cur.execute("DROP TABLE IF EXISTS import_staging; DROP TABLE IF EXISTS import_staging_issues")
         cur.execute(STAGING)
         seen = 0
-        for rows, errors in _chunks(items):
-            with cur.copy("COPY import_staging FROM STDIN") as copy:
-                buffer = io.StringIO()
-                for row in rows:
-                    body = (
-                        row.text
-                        if row.text is not None
-                        else (render_template(template, row.variables) if template else None)
-                    )
-                    buffer.write(
-                        "\t".join(
-                            (
-                                str(row.row_number),
-                                _copy_text(row.phone),
-                                _copy_text(row.scheduled_at.isoformat() if row.scheduled_at else None),
-                                _copy_text(row.timezone),
-                                _copy_text(row.state),
-                                _copy_text(body),
-                                _copy_text(json.dumps(row.metadata) if row.metadata else "{}"),
-                                _copy_text(json.dumps(row.variables) if row.variables else "{}"),
-                            )
-                        )
-                    )
-                    buffer.write("\n")
-                copy.write(buffer.getvalue())
+        for chunk in _produce(items, template):
+            errors = chunk.errors
+            if chunk.payload:
+                with cur.copy("COPY import_staging FROM STDIN") as copy:
+                    copy.write(chunk.payload)
             if errors:
                 with cur.copy("COPY import_staging_issues FROM STDIN") as copy:
                     for error in errors:
                         rejected_rows.add(error.row_number)
                         copy.write_row((error.row_number, error.column, error.value, error.reason, "rejected"))
-            seen += len(rows) + len({e.row_number for e in errors})
+            seen += chunk.rows + len({e.row_number for e in errors})
             if progress is not None:
                 progress(seen)
         staged = cur.execute("SELECT count(*) FROM import_staging").fetchone()[0]
@@ -207,11 +259,11 @@ def load_call_list(
                        scheduled_at_fixed_datetime, status, conversation_metadata, dynamic_variables, text,
                        created_at, updated_at, errors, max_retries_client_errors, retry_interval_secs, retry_count,
                        cancel_requested, campaign_id, source_row, state, ruleset, timezone, connection_id)
-                   SELECT gen_random_uuid(), %(assistant)s, %(channel)s, phone, %(agent)s,
+                   SELECT id, %(assistant)s, %(channel)s, phone, %(agent)s,
                           coalesce(scheduled_at, %(start)s), 'pending', metadata, variables, body,
                           %(now)s, %(now)s, '[]'::jsonb, %(retries)s, %(interval)s, 0,
                           false, %(campaign)s, row_number, state, %(ruleset)s, timezone, %(connection)s
-                   FROM import_staging ORDER BY row_number
+                   FROM import_staging
                    ON CONFLICT (campaign_id, telnyx_end_user_target) WHERE campaign_id IS NOT NULL DO NOTHING""",
                 {
                     "assistant": campaign.assistant_id,

@@ -18,6 +18,7 @@ from sqlalchemy import delete, func, insert, select, text
 from sqlalchemy.orm import Session
 
 from campaigns import windows
+from campaigns.ids import uuid7
 from campaigns.models import CallAttempt, ScheduledEvent
 from campaigns.provider import DispatchRequest, DispatchResult, Providers
 
@@ -126,7 +127,7 @@ def claim_due_events(
             event.errors = [*event.errors, decision.reason]
             log.info("event suppressed", extra={"event_id": str(event.id), "reason": decision.reason})
             continue
-        attempt_id = uuid.uuid4()
+        attempt_id = uuid7()
         attempts.append(
             {
                 "id": attempt_id,
@@ -157,12 +158,13 @@ def _run_checks(
 
 def next_due_at(session: Session) -> datetime | None:
     """When the earliest pending event is due (served by the partial index)."""
-    return session.scalar(
+    due: datetime | None = session.scalar(
         text(
             f"SELECT scheduled_at_fixed_datetime FROM scheduled_events WHERE status = 'pending' AND {CLAIMABLE} "
             "ORDER BY scheduled_at_fixed_datetime LIMIT 1"
         )
     )
+    return due
 
 
 # --- dispatch bookkeeping ---------------------------------------------------------------------------------

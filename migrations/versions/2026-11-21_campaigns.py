@@ -73,11 +73,9 @@ def upgrade() -> None:
     op.drop_index(op.f('ix_scheduled_events_campaign_id'), table_name='scheduled_events')
     op.create_index('ix_scheduled_events_campaign_status', 'scheduled_events', ['campaign_id', 'status'], unique=False)
     op.create_index('uq_scheduled_events_campaign_recipient', 'scheduled_events', ['campaign_id', 'telnyx_end_user_target'], unique=True, postgresql_where=sa.text('campaign_id IS NOT NULL'))
-    op.create_foreign_key(op.f('fk_scheduled_events_campaign_id_campaigns'), 'scheduled_events', 'campaigns', ['campaign_id'], ['id'], ondelete='CASCADE')
 
 
 def downgrade() -> None:
-    op.drop_constraint(op.f('fk_scheduled_events_campaign_id_campaigns'), 'scheduled_events', type_='foreignkey')
     op.drop_index('uq_scheduled_events_campaign_recipient', table_name='scheduled_events', postgresql_where=sa.text('campaign_id IS NOT NULL'))
     op.drop_index('ix_scheduled_events_campaign_status', table_name='scheduled_events')
     op.create_index(op.f('ix_scheduled_events_campaign_id'), 'scheduled_events', ['campaign_id'], unique=False)
