@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help test demo lint types migrate check format up simulator clean
+.PHONY: help test demo lint types migrate check format up simulator clean bench
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -41,6 +41,10 @@ up: $(STAMP) ## api + scheduler + worker + beat (embedded servers unless configu
 
 simulator: $(STAMP) ## The fake Telnyx on :8081
 	$(BIN)/campaigns simulator --mix completed=0.6,busy=0.2,no-answer=0.2
+
+bench: $(STAMP) ## Import benchmark (1M rows; CAMPAIGNS_DATABASE_URL or embedded PostgreSQL)
+	$(BIN)/python bench/bench_import.py --rows 1000000
+	$(BIN)/python bench/bench_parse.py --rows 1000000
 
 clean: ## Remove the virtual environment and caches
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -342,3 +342,27 @@ def test_attempt_numbers_are_unique_per_event(session: Session, clock: FrozenClo
         session.add(CallAttempt(event_id=event.id, attempt_number=1, provider="texml", claimed_at=clock.now()))
     with pytest.raises(IntegrityError):
         session.flush()
+
+
+@respx.mock
+def test_window_defers_the_claim_and_moves_a_late_retry_to_the_morning(runtime: Runtime, clock: FrozenClock) -> None:
+    from datetime import UTC, datetime
+
+    respx.post(TEXML).mock(side_effect=texml_ok)
+    clock.set(datetime(2025, 7, 15, 10, 0, tzinfo=UTC))  # 06:00 in New York
+    body = call_body(clock.now(), max_retries_client_errors=1, retry_interval_secs=3600, ruleset="us")
+    body["telnyx_end_user_target"] = "+12125550101"
+    event_id = create(runtime, body)
+    clock.advance(600)
+    assert claim(runtime) == []  # outside the window: deferred, no attempt
+    event = load(runtime.sessions, event_id)
+    assert event.status == "pending" and event.retry_count == 0
+    assert event.scheduled_at_fixed_datetime == datetime(2025, 7, 15, 12, 0, tzinfo=UTC)  # 08:00 EDT
+    assert event.deferred_reason and "calling window" in event.deferred_reason
+    clock.set(datetime(2025, 7, 16, 0, 30, tzinfo=UTC))  # 20:30 EDT, still open
+    (attempt_id,) = claim(runtime)
+    dispatch(runtime, attempt_id)
+    texml_callback(runtime, attempt_id, "busy", 2)  # retry at 21:30 would be after closing time
+    event = load(runtime.sessions, event_id)
+    assert event.status == "pending"
+    assert event.scheduled_at_fixed_datetime == datetime(2025, 7, 16, 12, 0, tzinfo=UTC)  # next morning, 08:00 EDT
