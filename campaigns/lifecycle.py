@@ -111,8 +111,9 @@ def claim_due_events(
     ).all()
     claimed: list[Claimed] = []
     attempts: list[dict[str, object]] = []
+    batch_checks = default_checks() if checks is None else checks  # once per batch: pacing counts accumulate
     for event in events:
-        decision = _run_checks(session, event, now, default_checks() if checks is None else checks)
+        decision = _run_checks(session, event, now, batch_checks)
         if isinstance(decision, Defer):
             event.status = "pending"
             event.scheduled_at_fixed_datetime = decision.until

@@ -8,7 +8,7 @@ from datetime import timedelta
 import httpx
 import pytest
 import respx
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from campaigns import lifecycle, webhooks
@@ -366,3 +366,27 @@ def test_window_defers_the_claim_and_moves_a_late_retry_to_the_morning(runtime: 
     event = load(runtime.sessions, event_id)
     assert event.status == "pending"
     assert event.scheduled_at_fixed_datetime == datetime(2025, 7, 16, 12, 0, tzinfo=UTC)  # next morning, 08:00 EDT
+
+
+def test_pacing_limits_concurrency_and_rate_without_consuming_attempts(runtime: Runtime, clock: FrozenClock) -> None:
+    from campaigns import campaign as campaign_service
+    from campaigns import importer
+
+    settings = campaign_service.validate_settings(
+        {"name": "paced", "assistant_id": "a1", "telnyx_agent_target": "+15553456789", "ruleset": "none",
+         "max_concurrent_calls": 3},
+        now=clock.now(),
+    )  # fmt: skip
+    data = "phone\n" + "".join(f"+1212555{n:04d}\n" for n in range(10))
+    with unit_of_work(runtime.sessions) as s:
+        campaign = campaign_service.create_campaign(s, settings, now=clock.now())
+        importer.load_call_list(s, campaign, __import__("io").BytesIO(data.encode()), now=clock.now())
+    clock.advance(1)
+    assert len(claim(runtime)) == 3
+    assert claim(runtime) == []  # three calls are live: the rest wait, with no attempt created
+    with runtime.sessions() as s:
+        waiting = s.scalars(select(ScheduledEvent).where(ScheduledEvent.status == "pending")).all()
+        assert len(waiting) == 7
+        assert all(
+            e.deferred_reason == "pacing: 3 concurrent calls in progress" and e.retry_count == 0 for e in waiting
+        )
