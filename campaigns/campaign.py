@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from campaigns import windows
 from campaigns.errors import Conflict, FieldError, NotFound, ValidationFailed
-from campaigns.events import CHANNELS, is_target, parse_datetime
+from campaigns.events import CHANNELS, check_retry_policy, is_target, parse_datetime
 from campaigns.models import TERMINAL_EVENT_STATUSES, CallAttempt, Campaign, ScheduledEvent
 
 SETTINGS_FIELDS = frozenset(
@@ -85,20 +85,7 @@ def validate_settings(body: object, *, now: datetime) -> CampaignSettings:
         bad("text", "must be a string")
     retries = body.get("max_retries_client_errors")
     interval = body.get("retry_interval_secs")
-    if channel == "sms_chat":
-        if retries not in (None, 0):
-            bad("max_retries_client_errors", "retries apply to phone_call campaigns only")
-        if interval not in (None, 0):
-            bad("retry_interval_secs", "retries apply to phone_call campaigns only")
-    else:
-        if retries is not None and (not _int(retries) or not 0 <= retries <= 10):
-            bad("max_retries_client_errors", "must be an integer from 0 to 10")
-        if interval is not None and (not _int(interval) or not 60 <= interval <= 86400):
-            bad("retry_interval_secs", "must be an integer from 60 to 86400")
-        if _int(retries) and retries > 0 and interval is None:
-            bad("retry_interval_secs", "is required when max_retries_client_errors is greater than 0")
-        if interval not in (None, 0) and not (_int(retries) and retries > 0):
-            bad("retry_interval_secs", "is only allowed together with max_retries_client_errors greater than 0")
+    check_retry_policy(channel, retries, interval, bad)
     start_raw = body.get("start_at")
     start_at = now if start_raw is None else parse_datetime(start_raw)
     if start_at is None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeGuard
@@ -153,25 +154,7 @@ def validate_create(
 
     retries = body.get("max_retries_client_errors")
     interval = body.get("retry_interval_secs")
-    if channel == "sms_chat":
-        if retries not in (None, 0):
-            bad("max_retries_client_errors", "retries apply to phone_call events only; omit it for sms_chat")
-        if interval not in (None, 0):
-            bad("retry_interval_secs", "retries apply to phone_call events only; omit it for sms_chat")
-    else:
-        if retries is not None and (not _is_int(retries) or not 0 <= retries <= 10):
-            bad("max_retries_client_errors", "must be an integer from 0 to 10")
-        if interval is not None and (not _is_int(interval) or not 60 <= interval <= 86400):
-            bad("retry_interval_secs", "must be an integer from 60 to 86400")
-        has_retries = _is_int(retries) and retries > 0
-        has_interval = interval is not None and interval != 0
-        if has_retries and interval is None:
-            bad("retry_interval_secs", "is required when max_retries_client_errors is greater than 0")
-        if has_interval and not has_retries and (retries is None or retries == 0):
-            bad(
-                "retry_interval_secs",
-                "is only allowed together with max_retries_client_errors greater than 0",
-            )
+    check_retry_policy(channel, retries, interval, bad)
 
     call_settings = body.get("call_settings")
     if call_settings is not None:
@@ -218,6 +201,39 @@ def validate_create(
         ruleset=str(ruleset),
         timezone=timezone if isinstance(timezone, str) else None,
     )
+
+
+def check_retry_policy(channel: object, retries: object, interval: object, bad: Callable[[str, str], None]) -> None:
+    """The documented retry rules, shared by events and campaigns: 0-10 retries, 60-86400 s, both or neither,
+    neither on SMS."""
+    if channel == "sms_chat":
+        if retries not in (None, 0):
+            bad("max_retries_client_errors", "retries apply to phone_call only; omit it for sms_chat")
+        if interval not in (None, 0):
+            bad("retry_interval_secs", "retries apply to phone_call only; omit it for sms_chat")
+        return
+    if retries is not None and (not _is_int(retries) or not 0 <= retries <= 10):
+        bad("max_retries_client_errors", "must be an integer from 0 to 10")
+    if interval is not None and (not _is_int(interval) or not 60 <= interval <= 86400):
+        bad("retry_interval_secs", "must be an integer from 60 to 86400")
+    has_retries = _is_int(retries) and retries > 0
+    if has_retries and interval is None:
+        bad("retry_interval_secs", "is required when max_retries_client_errors is greater than 0")
+    if interval not in (None, 0) and not has_retries and retries in (None, 0):
+        bad("retry_interval_secs", "is only allowed together with max_retries_client_errors greater than 0")
+
+
+def page_envelope(data: list[dict[str, Any]], total: int, page_number: int, page_size: int) -> dict[str, Any]:
+    """The Telnyx list envelope: ``data`` and ``meta`` with page counts."""
+    return {
+        "data": data,
+        "meta": {
+            "total_pages": (total + page_size - 1) // page_size,
+            "total_results": total,
+            "page_number": page_number,
+            "page_size": page_size,
+        },
+    }
 
 
 def notify_due(session: Session) -> None:

@@ -204,15 +204,9 @@ def create_app(runtime: Runtime | None = None, enqueue_import: EnqueueImport | N
 
         def page(s: Session) -> dict[str, Any]:
             rows, total = events_service.list_events(s, filters, page_number=page_number, page_size=page_size)
-            return {
-                "data": [events_service.serialize_event(e) for e in rows],
-                "meta": {
-                    "total_pages": (total + page_size - 1) // page_size,
-                    "total_results": total,
-                    "page_number": page_number,
-                    "page_size": page_size,
-                },
-            }
+            return events_service.page_envelope(
+                [events_service.serialize_event(e) for e in rows], total, page_number, page_size
+            )
 
         return await db(page)
 

@@ -91,15 +91,9 @@ def campaign_router(
                 .offset((page_number - 1) * page_size)
                 .limit(page_size)
             ).all()
-            return {
-                "data": [campaign_service.serialize_campaign(s, c) for c in rows],
-                "meta": {
-                    "total_pages": (total + page_size - 1) // page_size,
-                    "total_results": total,
-                    "page_number": page_number,
-                    "page_size": page_size,
-                },
-            }
+            return events_service.page_envelope(
+                [campaign_service.serialize_campaign(s, c) for c in rows], total, page_number, page_size
+            )
 
         return await db(page)
 
@@ -135,15 +129,9 @@ def campaign_router(
             found = campaign_service.get_campaign(s, campaign_id)
             filters = events_service.EventFilter(campaign_id=found.id, status=status)
             rows, total = events_service.list_events(s, filters, page_number=page_number, page_size=page_size)
-            return {
-                "data": [events_service.serialize_event(e) for e in rows],
-                "meta": {
-                    "total_pages": (total + page_size - 1) // page_size,
-                    "total_results": total,
-                    "page_number": page_number,
-                    "page_size": page_size,
-                },
-            }
+            return events_service.page_envelope(
+                [events_service.serialize_event(e) for e in rows], total, page_number, page_size
+            )
 
         return await db(page)
 
