@@ -5,8 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeGuard
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from typing import Any
 
 import phonenumbers
 from sqlalchemy import func, select, update
@@ -14,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from campaigns import windows
 from campaigns.errors import Conflict, FieldError, NotFound, ValidationFailed
-from campaigns.events import CHANNELS, check_retry_policy, is_target, parse_datetime
+from campaigns.events import CHANNELS, check_retry_policy, is_int, is_target, parse_datetime
 from campaigns.models import TERMINAL_EVENT_STATUSES, CallAttempt, Campaign, ScheduledEvent
 
 SETTINGS_FIELDS = frozenset(
@@ -55,10 +54,6 @@ class CampaignSettings:
     connection_id: str | None
 
 
-def _int(value: object) -> TypeGuard[int]:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def validate_settings(body: object, *, now: datetime) -> CampaignSettings:
     """Campaign settings use the Telnyx field names and the same retry rules as the API."""
     if not isinstance(body, dict):
@@ -97,15 +92,10 @@ def validate_settings(body: object, *, now: datetime) -> CampaignSettings:
     if ruleset not in windows.RULESETS:
         bad("ruleset", f"must be one of {', '.join(sorted(windows.RULESETS))}")
     zone = body.get("timezone")
-    if zone is not None:
-        try:
-            if not isinstance(zone, str):
-                raise ValueError
-            ZoneInfo(zone)
-        except (ValueError, ZoneInfoNotFoundError):
-            bad("timezone", "must be an IANA time zone name, e.g. America/New_York")
+    if zone is not None and not windows.is_timezone(zone):
+        bad("timezone", "must be an IANA time zone name, e.g. America/New_York")
     concurrent = body.get("max_concurrent_calls")
-    if concurrent is not None and (not _int(concurrent) or concurrent < 1):
+    if concurrent is not None and (not is_int(concurrent) or concurrent < 1):
         bad("max_concurrent_calls", "must be a positive integer")
     rate = body.get("max_dispatches_per_second")
     if rate is not None and (isinstance(rate, bool) or not isinstance(rate, int | float) or rate <= 0):

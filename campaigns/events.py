@@ -79,7 +79,8 @@ def is_target(value: str) -> bool:
     return bool(E164.match(value) or SIP_URI.match(value))
 
 
-def _is_int(value: object) -> TypeGuard[int]:
+def is_int(value: object) -> TypeGuard[int]:
+    """An integer that is not a bool (JSON ``true`` must not pass as 1)."""
     return isinstance(value, int) and not isinstance(value, bool)
 
 
@@ -137,7 +138,7 @@ def validate_create(
         bad("conversation_metadata", "must be an object")
     else:
         for key, value in metadata.items():
-            if not isinstance(value, str | bool) and not _is_int(value):
+            if not isinstance(value, str | bool) and not is_int(value):
                 errors.append(
                     FieldError(f"/conversation_metadata/{key}", "values must be strings, integers or booleans")
                 )
@@ -169,15 +170,8 @@ def validate_create(
     if not isinstance(ruleset, str) or (known_rulesets is not None and ruleset not in known_rulesets):
         bad("ruleset", f"must be one of {', '.join(sorted(known_rulesets or {'none'}))}")
     timezone = body.get("timezone")
-    if timezone is not None:
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-        try:
-            if not isinstance(timezone, str):
-                raise ValueError
-            ZoneInfo(timezone)
-        except (ZoneInfoNotFoundError, ValueError):
-            bad("timezone", "must be an IANA time zone name, e.g. America/New_York")
+    if timezone is not None and not windows.is_timezone(timezone):
+        bad("timezone", "must be an IANA time zone name, e.g. America/New_York")
 
     unknown = sorted(set(body) - KNOWN_FIELDS)
     for name in unknown:
@@ -212,11 +206,11 @@ def check_retry_policy(channel: object, retries: object, interval: object, bad: 
         if interval not in (None, 0):
             bad("retry_interval_secs", "retries apply to phone_call only; omit it for sms_chat")
         return
-    if retries is not None and (not _is_int(retries) or not 0 <= retries <= 10):
+    if retries is not None and (not is_int(retries) or not 0 <= retries <= 10):
         bad("max_retries_client_errors", "must be an integer from 0 to 10")
-    if interval is not None and (not _is_int(interval) or not 60 <= interval <= 86400):
+    if interval is not None and (not is_int(interval) or not 60 <= interval <= 86400):
         bad("retry_interval_secs", "must be an integer from 60 to 86400")
-    has_retries = _is_int(retries) and retries > 0
+    has_retries = is_int(retries) and retries > 0
     if has_retries and interval is None:
         bad("retry_interval_secs", "is required when max_retries_client_errors is greater than 0")
     if interval not in (None, 0) and not has_retries and retries in (None, 0):

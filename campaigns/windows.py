@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
 from phonenumbers import timezone as phone_timezones
@@ -61,6 +61,17 @@ STATE_ZONES: dict[str, tuple[str, ...]] = {
     "WY": ("America/Denver",), "PR": ("America/Puerto_Rico",), "VI": ("America/St_Thomas",),
     "GU": ("Pacific/Guam",), "AS": ("Pacific/Pago_Pago",), "MP": ("Pacific/Saipan",),
 }  # fmt: skip
+
+
+def is_timezone(name: object) -> bool:
+    """Whether ``name`` is an IANA time zone this machine knows."""
+    if not isinstance(name, str) or not name:
+        return False
+    try:
+        ZoneInfo(name)
+    except (ValueError, ZoneInfoNotFoundError):
+        return False
+    return True
 
 
 def candidate_zones(
