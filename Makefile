@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help test demo lint types migrate check format up simulator clean bench
+.PHONY: help test demo lint types migrate check format up simulator clean bench chaos
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -42,9 +42,17 @@ up: $(STAMP) ## api + scheduler + worker + beat (embedded servers unless configu
 simulator: $(STAMP) ## The fake Telnyx on :8081
 	$(BIN)/campaigns simulator --mix completed=0.6,busy=0.2,no-answer=0.2
 
-bench: $(STAMP) ## Import benchmark (1M rows; CAMPAIGNS_DATABASE_URL or embedded PostgreSQL)
-	$(BIN)/python bench/bench_import.py --rows 1000000
+bench: $(STAMP) ## All benchmarks, peers included (long; results in docs/benchmarks.md)
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	$(BIN)/python bench/bench_import.py --rows 1000000 --repeat 3
 	$(BIN)/python bench/bench_parse.py --rows 1000000
+	$(BIN)/python bench/bench_dispatch.py --burst 100000 --rate 1000 --duration 30 --repeat 3
+	$(BIN)/python bench/bench_backlog.py --backlog 10000000
+	$(BIN)/python bench/bench_webhooks.py --calls 20000 --repeat 3
+	$(BIN)/python bench/bench_memory.py --events 1000000
+
+chaos: $(STAMP) ## Full reliability suite: kill -9, restarts, webhook flood, fuzzing (CI runs a reduced one)
+	CHAOS_FULL=1 $(BIN)/pytest -q -s -p no:cacheprovider --timeout 3600 tests/reliability
 
 clean: ## Remove the virtual environment and caches
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

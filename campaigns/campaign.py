@@ -32,6 +32,9 @@ SETTINGS_FIELDS = frozenset(
         "max_concurrent_calls",
         "max_dispatches_per_second",
         "connection_id",
+        "custom_windows",
+        "cap_max_attempts",
+        "cap_window_secs",
     }
 )
 
@@ -52,6 +55,9 @@ class CampaignSettings:
     max_concurrent_calls: int | None
     max_dispatches_per_second: float | None
     connection_id: str | None
+    custom_windows: dict[str, Any] | None = None
+    cap_max_attempts: int | None = None
+    cap_window_secs: int | None = None
 
 
 def validate_settings(body: object, *, now: datetime) -> CampaignSettings:
@@ -89,8 +95,27 @@ def validate_settings(body: object, *, now: datetime) -> CampaignSettings:
     if region is not None and (not isinstance(region, str) or region.upper() not in phonenumbers.SUPPORTED_REGIONS):
         bad("default_region", "must be a two-letter region code such as US")
     ruleset = body.get("ruleset", "us")
-    if ruleset not in windows.RULESETS:
-        bad("ruleset", f"must be one of {', '.join(sorted(windows.RULESETS))}")
+    known = windows.ruleset_names()
+    if ruleset not in known:
+        bad("ruleset", f"must be one of {', '.join(sorted(known))}")
+    custom = body.get("custom_windows")
+    if ruleset == windows.CUSTOM and custom is None:
+        bad("custom_windows", 'is required with ruleset custom, e.g. {"hours": {"mon-fri": "09:00-17:00"}}')
+    elif custom is not None and ruleset != windows.CUSTOM:
+        bad("custom_windows", "is only used with ruleset custom")
+    elif custom is not None:
+        try:
+            windows.custom_ruleset(custom, "custom_windows")
+        except windows.RulesetError as exc:
+            bad("custom_windows", str(exc))
+    cap_attempts = body.get("cap_max_attempts")
+    if cap_attempts is not None and (not is_int(cap_attempts) or cap_attempts < 1):
+        bad("cap_max_attempts", "must be a positive integer (attempts per recipient per cap_window_secs)")
+    cap_window = body.get("cap_window_secs")
+    if cap_window is not None and (not is_int(cap_window) or cap_window < 1):
+        bad("cap_window_secs", "must be a positive integer number of seconds")
+    elif cap_window is not None and cap_attempts is None:
+        bad("cap_window_secs", "needs cap_max_attempts")
     zone = body.get("timezone")
     if zone is not None and not windows.is_timezone(zone):
         bad("timezone", "must be an IANA time zone name, e.g. America/New_York")
@@ -121,6 +146,9 @@ def validate_settings(body: object, *, now: datetime) -> CampaignSettings:
         max_concurrent_calls=int(concurrent) if concurrent is not None else None,
         max_dispatches_per_second=float(rate) if rate is not None else None,
         connection_id=connection if isinstance(connection, str) else None,
+        custom_windows=dict(custom) if isinstance(custom, dict) else None,
+        cap_max_attempts=int(cap_attempts) if cap_attempts is not None else None,
+        cap_window_secs=int(cap_window) if cap_window is not None else (86400 if cap_attempts is not None else None),
     )
 
 
@@ -141,6 +169,9 @@ def create_campaign(session: Session, settings: CampaignSettings, *, now: dateti
         timezone=settings.timezone,
         max_concurrent_calls=settings.max_concurrent_calls,
         max_dispatches_per_second=settings.max_dispatches_per_second,
+        custom_windows=settings.custom_windows,
+        cap_max_attempts=settings.cap_max_attempts,
+        cap_window_secs=settings.cap_window_secs,
         status="active",
         created_at=now,
         updated_at=now,
@@ -268,7 +299,11 @@ def serialize_campaign(session: Session, campaign: Campaign, *, with_counts: boo
         "max_concurrent_calls": campaign.max_concurrent_calls,
         "max_dispatches_per_second": campaign.max_dispatches_per_second,
         "connection_id": campaign.connection_id,
+        "custom_windows": campaign.custom_windows,
+        "cap_max_attempts": campaign.cap_max_attempts,
+        "cap_window_secs": campaign.cap_window_secs,
         "created_at": _iso(campaign.created_at),
+        "recurring_run_id": str(campaign.recurring_run_id) if campaign.recurring_run_id else None,
         "import": {
             "status": campaign.import_status,
             "error": campaign.import_error,
@@ -282,4 +317,19 @@ def serialize_campaign(session: Session, campaign: Campaign, *, with_counts: boo
     if counts is not None:
         body["counts"] = counts
         body["attempts"] = attempt_counts(session, campaign.id)
+        body["held"] = held_count(session, campaign.id)
     return body
+
+
+def held_count(session: Session, campaign_id: uuid.UUID) -> int:
+    """Pending events that will never be dispatched until someone fixes them (zone unknown, no opening)."""
+    return int(
+        session.scalar(
+            select(func.count()).where(
+                ScheduledEvent.campaign_id == campaign_id,
+                ScheduledEvent.status == "pending",
+                ScheduledEvent.scheduled_at_fixed_datetime >= windows.HOLD_UNTIL,
+            )
+        )
+        or 0
+    )

@@ -3,18 +3,40 @@
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from campaigns import lifecycle
+from campaigns import lifecycle, logs, suppression
 from campaigns.clock import Clock, real_seconds_to_app
 from campaigns.db import unit_of_work
-from campaigns.provider import OutcomeUnknown, PermanentProviderError, Providers, TransientProviderError
+from campaigns.provider import (
+    DispatchRequest,
+    DispatchResult,
+    OutcomeUnknown,
+    PermanentProviderError,
+    Providers,
+    TransientProviderError,
+)
 from campaigns.settings import Settings
 
 log = logging.getLogger(__name__)
+
+_SENDERS: ThreadPoolExecutor | None = None
+_SENDERS_LOCK = threading.Lock()
+
+
+def _senders() -> ThreadPoolExecutor:
+    """The process's pool for concurrent provider requests (created lazily: forked children get their own)."""
+    global _SENDERS
+    with _SENDERS_LOCK:
+        if _SENDERS is None:
+            _SENDERS = ThreadPoolExecutor(max_workers=64, thread_name_prefix="dispatch")
+        return _SENDERS
 
 
 def dispatch_attempt(
@@ -38,23 +60,8 @@ def dispatch_attempt(
     provider = providers.for_channel(request.channel)
     try:
         result = provider.dispatch(request)
-    except TransientProviderError as exc:
-        now = clock.now()
-        retry_at = now + timedelta(seconds=settings.transient_backoff_secs)
-        with unit_of_work(factory) as session:
-            lifecycle.record_refused(session, attempt_id, str(exc), now=now, retry_at=retry_at)
-        log.warning("provider refused, event back to pending", extra={"attempt_id": str(attempt_id)})
-        return "refused"
-    except PermanentProviderError as exc:
-        with unit_of_work(factory) as session:
-            lifecycle.record_rejected(session, attempt_id, str(exc), now=clock.now())
-        log.warning("provider rejected, event failed", extra={"attempt_id": str(attempt_id)})
-        return "rejected"
-    except OutcomeUnknown as exc:
-        with unit_of_work(factory) as session:
-            lifecycle.record_outcome_unknown(session, attempt_id, str(exc), now=clock.now())
-        log.error("provider outcome unknown, not re-sending", extra={"attempt_id": str(attempt_id)})
-        return "unknown"
+    except (TransientProviderError, PermanentProviderError, OutcomeUnknown) as exc:
+        return _record_failure(factory, request, exc, clock=clock, settings=settings)
     with unit_of_work(factory) as session:
         lifecycle.record_dispatched(
             session,
@@ -64,3 +71,80 @@ def dispatch_attempt(
             call_lease=real_seconds_to_app(clock, settings.call_lease_secs),
         )
     return "sent"
+
+
+def dispatch_attempts(
+    factory: sessionmaker[Session],
+    attempt_ids: Sequence[uuid.UUID],
+    *,
+    providers: Providers,
+    clock: Clock,
+    settings: Settings,
+) -> list[str]:
+    """Dispatch a batch, each attempt at most once, with two commits for the whole batch on the happy path.
+
+    One transaction marks every attempt ``sending`` (committed before any request, as for a single attempt);
+    the requests go out concurrently; one transaction records the provider ids of the accepted ones. A refusal,
+    rejection or unknown outcome is recorded on its own right away, exactly as ``dispatch_attempt`` does.
+    Returns one short word per attempt that was sent or tried.
+    """
+    with unit_of_work(factory) as session:
+        requests = lifecycle.begin_dispatch_many(
+            session,
+            attempt_ids,
+            now=clock.now(),
+            dispatch_lease=real_seconds_to_app(clock, settings.claim_lease_secs),
+        )
+    accepted: list[tuple[uuid.UUID, DispatchResult]] = []
+
+    def send(request: DispatchRequest) -> str:
+        with logs.bind(attempt_id=str(request.attempt_id)):
+            try:
+                accepted.append((request.attempt_id, providers.for_channel(request.channel).dispatch(request)))
+            except (TransientProviderError, PermanentProviderError, OutcomeUnknown) as exc:
+                return _record_failure(factory, request, exc, clock=clock, settings=settings)
+            return "sent"
+
+    # All at once: every attempt committed ``sending`` is on the wire within one round trip, so a worker killed
+    # mid-batch leaves few attempts that never left (those fail closed: nobody can tell they were not sent).
+    words = list(_senders().map(send, requests)) if len(requests) > 1 else [send(r) for r in requests]
+    if accepted:
+        with unit_of_work(factory) as session:
+            lifecycle.record_dispatched_many(
+                session, accepted, now=clock.now(), call_lease=real_seconds_to_app(clock, settings.call_lease_secs)
+            )
+    return words
+
+
+def _record_failure(
+    factory: sessionmaker[Session],
+    request: DispatchRequest,
+    exc: TransientProviderError | PermanentProviderError | OutcomeUnknown,
+    *,
+    clock: Clock,
+    settings: Settings,
+) -> str:
+    attempt_id = request.attempt_id
+    if isinstance(exc, TransientProviderError):
+        now = clock.now()
+        with unit_of_work(factory) as session:
+            lifecycle.record_refused(
+                session,
+                attempt_id,
+                str(exc),
+                now=now,
+                retry_at=now + timedelta(seconds=settings.transient_backoff_secs),
+            )
+        log.warning("provider refused, event back to pending", extra={"attempt_id": str(attempt_id)})
+        return "refused"
+    if isinstance(exc, PermanentProviderError):
+        with unit_of_work(factory) as session:
+            lifecycle.record_rejected(session, attempt_id, str(exc), now=clock.now())
+            if exc.code == suppression.PROVIDER_BLOCK_CODE:
+                suppression.record_provider_block(session, request.to, str(exc), now=clock.now())
+        log.warning("provider rejected, event failed", extra={"attempt_id": str(attempt_id)})
+        return "rejected"
+    with unit_of_work(factory) as session:
+        lifecycle.record_outcome_unknown(session, attempt_id, str(exc), now=clock.now())
+    log.error("provider outcome unknown, not re-sending", extra={"attempt_id": str(attempt_id)})
+    return "unknown"

@@ -12,7 +12,7 @@ from typing import Any, TypeGuard
 from sqlalchemy import Select, func, select, text
 from sqlalchemy.orm import Session
 
-from campaigns import windows
+from campaigns import metrics, windows
 from campaigns.errors import Conflict, FieldError, NotFound, ValidationFailed
 from campaigns.ids import uuid7
 from campaigns.models import TERMINAL_EVENT_STATUSES, ScheduledEvent
@@ -217,6 +217,10 @@ def check_retry_policy(channel: object, retries: object, interval: object, bad: 
         bad("retry_interval_secs", "is only allowed together with max_retries_client_errors greater than 0")
 
 
+MAX_PAGE_NUMBER = 1_000_000
+"""Highest ``page[number]`` accepted: keeps ``(page - 1) * size`` far inside PostgreSQL's bigint OFFSET."""
+
+
 def page_envelope(data: list[dict[str, Any]], total: int, page_number: int, page_size: int) -> dict[str, Any]:
     """The Telnyx list envelope: ``data`` and ``meta`` with page counts."""
     return {
@@ -272,6 +276,7 @@ def create_event(
     session.add(event)
     session.flush()
     notify_due(session)
+    metrics.EVENTS_CREATED.labels(new.channel, "api").inc()
     return event
 
 
@@ -337,6 +342,7 @@ def cancel_event(session: Session, event: ScheduledEvent, *, now: datetime) -> N
     if event.status in TERMINAL_EVENT_STATUSES:
         raise Conflict(f"event is already {event.status}")
     if event.status == "pending":
+        metrics.count_finished(event.telnyx_conversation_channel, "canceled")
         event.status = "canceled"
         event.errors = [*event.errors, "canceled by request before dispatch"]
     else:

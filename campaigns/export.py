@@ -23,6 +23,8 @@ RESULT_COLUMNS = [
     "first_attempt_at",
     "last_attempt_at",
     "errors",
+    "deferred_reason",
+    "deferred_until",
     "source_row",
     "event_id",
 ]
@@ -73,6 +75,8 @@ def export_results(session: Session, campaign: Campaign) -> Iterator[str]:
                     _iso(attempts[0].attempted_at) if attempts else "",
                     _iso(attempts[-1].attempted_at) if attempts else "",
                     "; ".join(event.errors),
+                    event.deferred_reason or "" if event.status == "pending" else "",
+                    _iso(event.deferred_until) if event.status == "pending" else "",
                     event.source_row or "",
                     event.id,
                     *[values.get(c, "") for c in variable_columns],

@@ -22,9 +22,11 @@ from typing import IO, Any
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
+from campaigns import metrics
 from campaigns.csv_source import CsvFileError, CsvLayout, ParsedRow, RowError, open_call_list
 from campaigns.ids import uuid7_hex
 from campaigns.models import Campaign, UploadChunk
+from campaigns.suppression import mark_suppressed_rows
 
 CHUNK_ROWS = 20_000
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z0-9_.\-]+)\s*\}\}")
@@ -190,9 +192,11 @@ def load_call_list(
     now: datetime,
     dry_run: bool = False,
     progress: Progress | None = None,
-    mark_suppressed: MarkSuppressed | None = None,
+    mark_suppressed: MarkSuppressed | None = mark_suppressed_rows,
 ) -> ImportReport:
     """Import ``data`` into ``campaign`` inside the caller's transaction (``dry_run``: stage and count only).
+
+    Numbers on the do-not-contact list are skipped and reported as ``suppressed`` (``mark_suppressed``).
 
     Raises ``CsvFileError`` for file-level problems; the caller rolls back, so nothing is created.
     """
@@ -305,6 +309,8 @@ def load_call_list(
 
 
 def apply_report(campaign: Campaign, report: ImportReport, *, now: datetime) -> None:
+    metrics.count_import(report.rows_accepted, report.rows_rejected, report.rows_duplicate, report.rows_suppressed)
+    metrics.EVENTS_CREATED.labels(campaign.telnyx_conversation_channel, "import").inc(report.rows_accepted)
     campaign.import_status = "completed"
     campaign.import_error = None
     campaign.columns = report.columns
@@ -386,7 +392,7 @@ def run_stored_import(
     campaign_id: uuid.UUID,
     *,
     now: Callable[[], datetime],
-    mark_suppressed: MarkSuppressed | None = None,
+    mark_suppressed: MarkSuppressed | None = mark_suppressed_rows,
 ) -> str:
     """Import a campaign's stored upload. Safe to run twice: one runs, the other finds it done or busy."""
     from campaigns.db import unit_of_work

@@ -17,9 +17,9 @@ from typing import Protocol
 from sqlalchemy import delete, func, insert, select, text
 from sqlalchemy.orm import Session
 
-from campaigns import windows
+from campaigns import logs, metrics, windows
 from campaigns.ids import uuid7
-from campaigns.models import CallAttempt, ScheduledEvent
+from campaigns.models import CallAttempt, Campaign, ScheduledEvent
 from campaigns.provider import DispatchRequest, DispatchResult, Providers
 
 log = logging.getLogger(__name__)
@@ -40,6 +40,8 @@ class Defer:
 
     until: datetime
     reason: str
+    kind: str = "window"
+    """Bounded label for metrics and reports: ``window``, ``held``, ``pacing`` or ``frequency_cap``."""
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,8 @@ class Suppress:
     """Fail the event without dispatching it."""
 
     reason: str
+    kind: str = "do_not_contact"
+    """Bounded label for metrics and reports: ``do_not_contact`` (the suppression list, opt-outs, blocks)."""
 
 
 class ClaimCheck(Protocol):
@@ -115,18 +119,15 @@ def claim_due_events(
     for event in events:
         decision = _run_checks(session, event, now, batch_checks)
         if isinstance(decision, Defer):
-            event.status = "pending"
-            event.scheduled_at_fixed_datetime = decision.until
-            event.lease_expires_at = None
-            event.deferred_reason = decision.reason
-            event.deferred_until = decision.until
-            log.info("event deferred", extra={"event_id": str(event.id), "until": decision.until.isoformat()})
+            _defer(event, decision)
             continue
         if isinstance(decision, Suppress):
             event.status = "failed"
             event.lease_expires_at = None
             event.errors = [*event.errors, decision.reason]
-            log.info("event suppressed", extra={"event_id": str(event.id), "reason": decision.reason})
+            metrics.SUPPRESSIONS.labels(decision.kind).inc()
+            metrics.count_finished(event.telnyx_conversation_channel, "failed")
+            log.info("event suppressed", extra={**logs.event_fields(event), "reason": decision.reason})
             continue
         attempt_id = uuid7()
         attempts.append(
@@ -138,6 +139,7 @@ def claim_due_events(
                 "provider": providers.for_channel(event.telnyx_conversation_channel).name,
                 "claimed_at": now,
                 "answered": False,
+                "recipient": event.telnyx_end_user_target,
             }
         )
         claimed.append(Claimed(event_id=event.id, attempt_id=attempt_id))
@@ -145,6 +147,17 @@ def claim_due_events(
         session.execute(insert(CallAttempt), attempts)
     session.flush()
     return claimed
+
+
+def _defer(event: ScheduledEvent, decision: Defer) -> None:
+    """Back to ``pending`` until ``decision.until``, saying why; no retry budget is consumed."""
+    event.status = "pending"
+    event.scheduled_at_fixed_datetime = decision.until
+    event.lease_expires_at = None
+    event.deferred_reason = decision.reason
+    event.deferred_until = decision.until
+    metrics.DEFERRALS.labels(decision.kind).inc()
+    log.info("event deferred", extra={**logs.event_fields(event), "until": decision.until.isoformat()})
 
 
 def _run_checks(
@@ -187,6 +200,7 @@ def _lock_attempt(session: Session, attempt_id: uuid.UUID) -> tuple[CallAttempt,
     ).one_or_none()
     if attempt is None:
         return None
+    logs.add_context(event_id=event.id, campaign_id=event.campaign_id)
     return attempt, event
 
 
@@ -196,31 +210,82 @@ def _withdraw_attempt(session: Session, attempt: CallAttempt, event: ScheduledEv
     session.expire(event, ["attempts"])
 
 
-def begin_dispatch(
-    session: Session, attempt_id: uuid.UUID, *, now: datetime, dispatch_lease: timedelta
-) -> DispatchRequest | None:
-    """Mark the attempt ``sending`` and return what to send; ``None`` when there is nothing to do.
+def _lock_attempts(session: Session, attempt_ids: Sequence[uuid.UUID]) -> list[tuple[CallAttempt, ScheduledEvent]]:
+    """Lock the events of several attempts in id order (so concurrent batches cannot deadlock), then read the
+    attempts; pairs come back in the order of ``attempt_ids``, unknown ids left out."""
+    if not attempt_ids:
+        return []
+    pairs = session.execute(select(CallAttempt.id, CallAttempt.event_id).where(CallAttempt.id.in_(attempt_ids))).all()
+    event_ids = sorted({event_id for _, event_id in pairs})
+    if not event_ids:
+        return []
+    events = {
+        event.id: event
+        for event in session.scalars(
+            select(ScheduledEvent)
+            .where(ScheduledEvent.id.in_(event_ids))
+            .order_by(ScheduledEvent.id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+    }
+    attempts = {
+        attempt.id: attempt
+        for attempt in session.scalars(
+            select(CallAttempt).where(CallAttempt.id.in_(attempt_ids)).execution_options(populate_existing=True)
+        )
+    }
+    event_of = {attempt_id: event_id for attempt_id, event_id in pairs}
+    return [
+        (attempts[a], events[event_of[a]])
+        for a in attempt_ids
+        if a in attempts and a in event_of and event_of[a] in events
+    ]
 
-    The caller commits before calling the provider. A redelivered task finds the attempt already past
-    ``claimed`` and returns ``None``: that is the at-most-once guard.
-    """
-    locked = _lock_attempt(session, attempt_id)
-    if locked is None:
-        return None
-    attempt, event = locked
+
+def _suppressed(session: Session, pairs: Sequence[tuple[CallAttempt, ScheduledEvent]]) -> dict[str, str]:
+    """Re-check the do-not-contact list right before sending: a STOP may have arrived since the claim."""
+    from campaigns.suppression import suppressed_targets  # suppression imports this module
+
+    return suppressed_targets(session, [event.telnyx_end_user_target for _, event in pairs])
+
+
+def _begin(
+    session: Session,
+    attempt: CallAttempt,
+    event: ScheduledEvent,
+    now: datetime,
+    dispatch_lease: timedelta,
+    suppressed: dict[str, str],
+) -> DispatchRequest | None:
     if attempt.state != "claimed" or event.status != "in_progress":
         return None
     if event.cancel_requested:
         _withdraw_attempt(session, attempt, event)
         _finish(event, "canceled", now, "canceled by request before dispatch")
-        session.flush()
+        return None
+    reason = suppressed.get(event.telnyx_end_user_target)
+    if reason is not None:
+        from campaigns.suppression import suppressed_error
+
+        _withdraw_attempt(session, attempt, event)
+        _finish(event, "failed", now, suppressed_error(event.telnyx_end_user_target, reason))
+        metrics.SUPPRESSIONS.labels("do_not_contact").inc()
+        return None
+    late = window_check(session, event, now)
+    if late is not None:  # claimed inside the window, but the queue held it past closing time
+        _withdraw_attempt(session, attempt, event)
+        _defer(event, late)
+        event.updated_at = now
         return None
     attempt.state = "sending"
     attempt.attempted_at = now
     event.dispatched_at = now
+    metrics.DISPATCH_LAG.labels(event.telnyx_conversation_channel).observe(
+        max(0.0, (now - event.scheduled_at_fixed_datetime).total_seconds())
+    )
     event.lease_expires_at = now + dispatch_lease
     event.updated_at = now
-    session.flush()
     return DispatchRequest(
         attempt_id=attempt.id,
         channel=event.telnyx_conversation_channel,
@@ -234,6 +299,51 @@ def begin_dispatch(
     )
 
 
+def begin_dispatch(
+    session: Session, attempt_id: uuid.UUID, *, now: datetime, dispatch_lease: timedelta
+) -> DispatchRequest | None:
+    """Mark the attempt ``sending`` and return what to send; ``None`` when there is nothing to do.
+
+    The caller commits before calling the provider. A redelivered task finds the attempt already past
+    ``claimed`` and returns ``None``: that is the at-most-once guard.
+    """
+    locked = _lock_attempt(session, attempt_id)
+    if locked is None:
+        return None
+    request = _begin(session, *locked, now, dispatch_lease, _suppressed(session, [locked]))
+    session.flush()
+    return request
+
+
+def begin_dispatch_many(
+    session: Session, attempt_ids: Sequence[uuid.UUID], *, now: datetime, dispatch_lease: timedelta
+) -> list[DispatchRequest]:
+    """``begin_dispatch`` for a batch in one transaction: one commit (one WAL flush) instead of one per attempt.
+
+    Same guard per attempt; what to send comes back in the order of ``attempt_ids``.
+    """
+    pairs = _lock_attempts(session, attempt_ids)
+    suppressed = _suppressed(session, pairs)
+    requests = [
+        request
+        for attempt, event in pairs
+        if (request := _begin(session, attempt, event, now, dispatch_lease, suppressed)) is not None
+    ]
+    session.flush()
+    return requests
+
+
+def _dispatched(
+    attempt: CallAttempt, event: ScheduledEvent, result: DispatchResult, now: datetime, call_lease: timedelta
+) -> None:
+    attempt.provider_id = attempt.provider_id or result.provider_id
+    if attempt.state in ("sending", "unknown"):
+        attempt.state = "sent"
+        attempt.last_status = attempt.last_status or result.status
+        if event.status == "in_progress":
+            event.lease_expires_at = now + call_lease
+
+
 def record_dispatched(
     session: Session, attempt_id: uuid.UUID, result: DispatchResult, *, now: datetime, call_lease: timedelta
 ) -> None:
@@ -241,13 +351,21 @@ def record_dispatched(
     locked = _lock_attempt(session, attempt_id)
     if locked is None:
         return
-    attempt, event = locked
-    attempt.provider_id = attempt.provider_id or result.provider_id
-    if attempt.state in ("sending", "unknown"):
-        attempt.state = "sent"
-        attempt.last_status = attempt.last_status or result.status
-        if event.status == "in_progress":
-            event.lease_expires_at = now + call_lease
+    _dispatched(*locked, result, now, call_lease)
+    session.flush()
+
+
+def record_dispatched_many(
+    session: Session,
+    results: Sequence[tuple[uuid.UUID, DispatchResult]],
+    *,
+    now: datetime,
+    call_lease: timedelta,
+) -> None:
+    """``record_dispatched`` for a batch in one transaction."""
+    by_id = dict(results)
+    for attempt, event in _lock_attempts(session, list(by_id)):
+        _dispatched(attempt, event, by_id[attempt.id], now, call_lease)
     session.flush()
 
 
@@ -284,6 +402,8 @@ def record_rejected(session: Session, attempt_id: uuid.UUID, reason: str, *, now
     attempt.call_status = "failed"
     attempt.error = reason
     attempt.finished_at = now
+    if event.telnyx_conversation_channel == "phone_call":
+        metrics.CALL_ATTEMPTS.labels("failed").inc()
     event.call_status = "failed" if event.telnyx_conversation_channel == "phone_call" else None
     _finish(event, "failed", now, reason)
     session.flush()
@@ -305,6 +425,7 @@ def record_outcome_unknown(session: Session, attempt_id: uuid.UUID, reason: str,
 
 
 def _finish(event: ScheduledEvent, status: str, now: datetime, error: str | None = None) -> None:
+    metrics.count_finished(event.telnyx_conversation_channel, status)
     event.status = status
     event.lease_expires_at = None
     event.updated_at = now
@@ -369,6 +490,7 @@ def apply_call_outcome(
     if attempt.call_status is not None:
         return OutcomeResult(False, "duplicate")
     attempt.call_status = call_status
+    metrics.CALL_ATTEMPTS.labels(call_status).inc()
     attempt.call_duration = duration
     attempt.finished_at = now
     attempt.state = "finished"
@@ -391,11 +513,12 @@ def apply_call_outcome(
         interval = timedelta(seconds=event.retry_interval_secs or 0)
         event.retry_count += 1
         event.status = "pending"
-        event.scheduled_at_fixed_datetime = next_retry_time(event, now + interval)
+        event.scheduled_at_fixed_datetime = next_retry_time(session, event, now + interval)
         event.lease_expires_at = None
+        metrics.RETRIES_SCHEDULED.labels(call_status).inc()
         log.info(
             "retry scheduled",
-            extra={"event_id": str(event.id), "at": event.scheduled_at_fixed_datetime.isoformat()},
+            extra={**logs.event_fields(event), "at": event.scheduled_at_fixed_datetime.isoformat()},
         )
     else:
         _finish(event, "failed", now, BUDGET_EXHAUSTED.format(n=attempt.attempt_number, status=call_status))
@@ -403,42 +526,135 @@ def apply_call_outcome(
     return OutcomeResult(True, call_status)
 
 
-def next_retry_time(event: ScheduledEvent, earliest: datetime) -> datetime:
-    """When a retry may run: ``max(earliest, next window opening)``."""
-    if windows.RULESETS[event.ruleset].needs_zone:
-        return windows.next_opening(earliest, event.timezone_candidates or [], event.ruleset) or windows.HOLD_UNTIL
-    return earliest
+def next_retry_time(session: Session, event: ScheduledEvent, earliest: datetime) -> datetime:
+    """When a retry may run: ``max(earliest, next window opening)`` (held when no opening can be found)."""
+    context = _window_context(session, event)
+    if context is None:
+        return earliest
+    ruleset, recipient = context
+    if ruleset is None or not recipient.zones:
+        return windows.HOLD_UNTIL
+    return windows.next_opening(earliest, recipient, ruleset) or windows.HOLD_UNTIL
+
+
+def _window_context(session: Session, event: ScheduledEvent) -> tuple[windows.Ruleset | None, windows.Recipient] | None:
+    """The event's ruleset and recipient; ``None`` when no window applies; a ``None`` ruleset when it is unusable.
+
+    Candidate zones are resolved once, at the first check, and stored on the event.
+    """
+    if event.ruleset == "none":
+        return None
+    campaign = session.get(Campaign, event.campaign_id) if event.campaign_id is not None else None
+    try:
+        ruleset: windows.Ruleset | None = windows.get_ruleset(
+            event.ruleset, campaign.custom_windows if campaign is not None else None
+        )
+    except windows.RulesetError:
+        ruleset = None
+    if event.timezone_candidates is None:
+        event.timezone_candidates = windows.candidate_zones(
+            phone=event.telnyx_end_user_target,
+            timezone=event.timezone,
+            state=event.state,
+            default_zone=campaign.timezone if campaign is not None else None,
+        )
+    recipient = windows.recipient_for(
+        phone=event.telnyx_end_user_target, zones=event.timezone_candidates, state=event.state
+    )
+    return ruleset, recipient
 
 
 def window_check(session: Session, event: ScheduledEvent, now: datetime) -> Defer | None:
     """Defer an event whose recipient is outside the calling window to the next opening (or hold it)."""
-    rules = windows.RULESETS.get(event.ruleset)
-    if rules is None or not rules.needs_zone:
+    context = _window_context(session, event)
+    if context is None:
         return None
-    if event.timezone_candidates is None:
-        event.timezone_candidates = _resolve_zones(session, event)
-    zones = event.timezone_candidates
-    if not zones:
-        return Defer(windows.HOLD_UNTIL, "held: the recipient's time zone could not be determined")
-    if windows.is_allowed(now, zones, event.ruleset):
+    ruleset, recipient = context
+    if ruleset is None:
+        return Defer(windows.HOLD_UNTIL, f"held: ruleset {event.ruleset!r} is not defined or invalid", kind="held")
+    if not ruleset.needs_zone:
         return None
-    opening = windows.next_opening(now, zones, event.ruleset)
+    if not recipient.zones:
+        return Defer(windows.HOLD_UNTIL, "held: the recipient's time zone could not be determined", kind="held")
+    if windows.is_allowed(now, recipient, ruleset):
+        return None
+    opening = windows.cached_next_opening(now, recipient, ruleset)
     if opening is None:
-        return Defer(windows.HOLD_UNTIL, f"held: no opening within 8 days under ruleset {event.ruleset}")
-    return Defer(opening, f"outside the {event.ruleset} calling window in {', '.join(zones)}")
-
-
-def _resolve_zones(session: Session, event: ScheduledEvent) -> list[str]:
-    """Candidate zones of an imported event, resolved once at its first claim and stored."""
-    default_zone = None
-    if event.campaign_id is not None:
-        from campaigns.models import Campaign
-
-        campaign = session.get(Campaign, event.campaign_id)
-        default_zone = campaign.timezone if campaign is not None else None
-    return windows.candidate_zones(
-        phone=event.telnyx_end_user_target, timezone=event.timezone, state=event.state, default_zone=default_zone
+        return Defer(
+            windows.HOLD_UNTIL,
+            f"held: no opening within {windows.SEARCH_DAYS} days under ruleset {ruleset.label}",
+            kind="held",
+        )
+    blocking = sorted({v.rule.id for v in windows.verdicts(now, recipient, ruleset) if not v.allowed})
+    return Defer(
+        opening,
+        f"outside the calling window ({ruleset.label}: {', '.join(blocking)}) in {', '.join(recipient.zones)}",
     )
+
+
+class FrequencyCapCheck:
+    """Rolling-window attempt caps per recipient, across all campaigns and caller numbers.
+
+    Caps come from the ruleset's state rules (e.g. Florida: 3 per 24 h) and from the campaign
+    (``cap_max_attempts`` per ``cap_window_secs``). Every attempt row counts (withdrawn attempts are deleted, so
+    only dials that were or may have been placed remain), plus the attempts this batch is about to create. A
+    per-number advisory lock, held until the claim commits, keeps two schedulers from both taking the last slot;
+    a scheduler that cannot take it defers the event by a second instead of waiting. A capped event is deferred
+    to when the oldest counted attempt leaves the window: deferred, never dropped.
+    """
+
+    def __init__(self) -> None:
+        self.batch: dict[str, list[datetime]] = {}
+
+    def _caps(self, session: Session, event: ScheduledEvent) -> list[tuple[str, windows.Cap]]:
+        caps: list[tuple[str, windows.Cap]] = []
+        context = _window_context(session, event)
+        if context is not None and context[0] is not None:
+            ruleset, recipient = context[0], context[1]
+            caps += [(f"{rule.id}: {rule.citation}", cap) for rule, cap in ruleset.caps_for(recipient.states)]
+        campaign = session.get(Campaign, event.campaign_id) if event.campaign_id is not None else None
+        if campaign is not None and campaign.cap_max_attempts:
+            window = timedelta(seconds=campaign.cap_window_secs or 86400)
+            caps.append(("campaign cap", windows.Cap(campaign.cap_max_attempts, window)))
+        return caps
+
+    def __call__(self, session: Session, event: ScheduledEvent, now: datetime) -> Defer | None:
+        caps = self._caps(session, event)
+        if not caps:
+            return None
+        target = event.telnyx_end_user_target
+        if target not in self.batch:
+            locked = session.execute(
+                text("SELECT pg_try_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": f"cap:{target}"}
+            ).scalar_one()
+            if not locked:
+                return Defer(
+                    now + timedelta(seconds=1), "frequency cap: another scheduler is counting", kind="frequency_cap"
+                )
+            self.batch[target] = []
+        longest = max(cap.window for _, cap in caps)
+        history = list(
+            session.scalars(
+                select(CallAttempt.claimed_at)
+                .where(CallAttempt.recipient == target, CallAttempt.claimed_at > now - longest)
+                .order_by(CallAttempt.claimed_at.desc())
+            )
+        )
+        times = sorted([*history, *self.batch[target]], reverse=True)
+        until: datetime | None = None
+        reasons: list[str] = []
+        for source, cap in caps:
+            recent = [t for t in times if t > now - cap.window]
+            if len(recent) >= cap.attempts:
+                free_at = recent[cap.attempts - 1] + cap.window
+                if until is None or free_at > until:
+                    until = free_at
+                hours = cap.window.total_seconds() / 3600
+                reasons.append(f"{cap.attempts} attempts per {hours:g} h ({source})")
+        if until is not None:
+            return Defer(until, f"frequency cap: {'; '.join(reasons)}", kind="frequency_cap")
+        self.batch[target].append(now)
+        return None
 
 
 class PacingCheck:
@@ -457,8 +673,6 @@ class PacingCheck:
         if campaign_id is None:
             return None
         if campaign_id not in self.limits:
-            from campaigns.models import Campaign
-
             row = session.execute(
                 select(Campaign.max_concurrent_calls, Campaign.max_dispatches_per_second).where(
                     Campaign.id == campaign_id
@@ -479,17 +693,22 @@ class PacingCheck:
         max_live, max_rate = self.limits[campaign_id]
         used = self.used[campaign_id]
         if max_live is not None and used[0] >= max_live:
-            return Defer(now + timedelta(seconds=1), f"pacing: {max_live} concurrent calls in progress")
+            return Defer(now + timedelta(seconds=1), f"pacing: {max_live} concurrent calls in progress", kind="pacing")
         if max_rate is not None and used[1] >= max_rate:
-            return Defer(now + timedelta(seconds=1), f"pacing: {max_rate:g} dispatches per second reached")
+            return Defer(
+                now + timedelta(seconds=1), f"pacing: {max_rate:g} dispatches per second reached", kind="pacing"
+            )
         used[0] += 1
         used[1] += 1
         return None
 
 
 def default_checks() -> tuple[ClaimCheck, ...]:
-    """The checks every claim runs, fresh per batch: calling window first, then pacing."""
-    return (window_check, PacingCheck())
+    """The checks every claim runs, fresh per batch: do-not-contact first, then the calling window, then pacing;
+    the frequency cap last, because it counts the attempt it lets through."""
+    from campaigns.suppression import DoNotContactCheck  # suppression imports this module
+
+    return (DoNotContactCheck(), window_check, PacingCheck(), FrequencyCapCheck())
 
 
 def apply_sms_outcome(
@@ -594,6 +813,8 @@ def reconcile_expired_leases(
         )
         attempt.state = "finished"
         attempt.call_status = "unknown"
+        if event.telnyx_conversation_channel == "phone_call":
+            metrics.CALL_ATTEMPTS.labels("unknown").inc()
         attempt.finished_at = now
         attempt.error = attempt.error or why
         _finish(
@@ -618,10 +839,12 @@ __all__ = [
     "apply_progress",
     "apply_sms_outcome",
     "begin_dispatch",
+    "begin_dispatch_many",
     "claim_due_events",
     "next_due_at",
     "reconcile_expired_leases",
     "record_dispatched",
+    "record_dispatched_many",
     "record_outcome_unknown",
     "record_refused",
     "record_rejected",

@@ -2,14 +2,57 @@
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
+from typing import Any
 
 from campaigns.settings import get_settings
 
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
+
+
+_context: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar("campaigns_log_context", default=None)
+
+
+@contextmanager
+def bind(**fields: object) -> Iterator[None]:
+    """Add ``fields`` (ids such as ``attempt_id``) to every log record made inside the block, threads included."""
+    outer = _context.get() or {}
+    token = _context.set({**outer, **{k: str(v) for k, v in fields.items() if v is not None}})
+    try:
+        yield
+    finally:
+        _context.reset(token)
+
+
+def add_context(**fields: object) -> None:
+    """Add ids learned inside a ``bind`` block (e.g. the event and campaign of an attempt) to that block."""
+    current = _context.get()
+    if current is not None:
+        current.update({k: str(v) for k, v in fields.items() if v is not None})
+
+
+def event_fields(event: Any) -> dict[str, str]:
+    """``event_id`` and ``campaign_id`` of a scheduled event, for ``extra=``."""
+    fields = {"event_id": str(event.id)}
+    if getattr(event, "campaign_id", None) is not None:
+        fields["campaign_id"] = str(event.campaign_id)
+    return fields
+
+
+class ContextFilter(logging.Filter):
+    """Copies the bound context onto each record (explicit ``extra=`` values win)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        for key, value in (_context.get() or {}).items():
+            if not hasattr(record, key):
+                setattr(record, key, value)
+        return True
 
 
 class JsonFormatter(logging.Formatter):
@@ -39,6 +82,7 @@ def configure_logging(level: int = logging.INFO) -> None:
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(ContextFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -124,6 +124,7 @@ class CallAttempt(Base):
         UniqueConstraint("event_id", "attempt_number"),
         CheckConstraint(f"state IN {ATTEMPT_STATES!r}", name="state"),
         Index("ix_call_attempts_provider_id", "provider_id"),
+        Index("ix_call_attempts_recipient_claimed", "recipient", "claimed_at"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
@@ -142,6 +143,8 @@ class CallAttempt(Base):
     call_status: Mapped[str | None] = mapped_column(String(32))
     call_duration: Mapped[int | None] = mapped_column(Integer)
     error: Mapped[str | None] = mapped_column(Text)
+    # The number dialled, copied from the event so frequency caps count attempts per recipient across campaigns.
+    recipient: Mapped[str | None] = mapped_column(String(255))
 
     event: Mapped[ScheduledEvent] = relationship(back_populates="attempts")
 
@@ -201,6 +204,11 @@ class Campaign(Base):
     timezone: Mapped[str | None] = mapped_column(String(64))
     max_concurrent_calls: Mapped[int | None] = mapped_column(Integer)
     max_dispatches_per_second: Mapped[float | None] = mapped_column(Float)
+    # Optional campaign frequency cap: at most cap_max_attempts dials to one recipient per cap_window_secs.
+    cap_max_attempts: Mapped[int | None] = mapped_column(Integer)
+    cap_window_secs: Mapped[int | None] = mapped_column(Integer)
+    # The weekly windows of ruleset "custom": {"zone"?: str, "days": {"mon": [["09:00", "17:00"]], ...}}.
+    custom_windows: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     status: Mapped[str] = mapped_column(String(16), default="active")
     created_at: Mapped[datetime] = mapped_column(TZ)
     updated_at: Mapped[datetime] = mapped_column(TZ)
@@ -214,6 +222,8 @@ class Campaign(Base):
     rows_rejected: Mapped[int] = mapped_column(Integer, default=0)
     rows_duplicate: Mapped[int] = mapped_column(Integer, default=0)
     rows_suppressed: Mapped[int] = mapped_column(Integer, default=0)
+    # Set on campaigns created by a recurring definition's run (campaigns/recurring.py).
+    recurring_run_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("recurring_runs.id"), index=True)
 
 
 class ImportIssue(Base):
@@ -239,3 +249,119 @@ class UploadChunk(Base):
     campaign_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"), primary_key=True)
     seq: Mapped[int] = mapped_column(Integer, primary_key=True)
     data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+SUPPRESSION_REASONS = ("manual", "file", "sms_opt_out", "provider_block")
+
+
+class Suppression(Base):
+    """A number nobody may call or text (do-not-contact list, SMS opt-out, provider block)."""
+
+    __tablename__ = "suppressions"
+    __table_args__ = (CheckConstraint(f"reason IN {SUPPRESSION_REASONS!r}", name="reason"),)
+
+    phone: Mapped[str] = mapped_column(String(32), primary_key=True)
+    reason: Mapped[str] = mapped_column(String(32))
+    note: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(TZ)
+
+
+# --- recurring reminder campaigns (campaigns/recurring.py) ------------------------------------------------
+
+RECURRING_ORIGINS = ("file", "api")
+RECURRING_RUN_KINDS = ("scheduled", "catch_up", "manual")
+RECURRING_RUN_STATUSES = ("completed", "no_new_file", "failed")
+
+
+class RecurringDefinition(Base):
+    """A reminder campaign that runs on a cron schedule: where its call list comes from and what to create."""
+
+    __tablename__ = "recurring_definitions"
+    __table_args__ = (
+        CheckConstraint(f"origin IN {RECURRING_ORIGINS!r}", name="origin"),
+        Index("ix_recurring_definitions_next_run_at", "next_run_at", postgresql_where=text("enabled")),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    cron: Mapped[str] = mapped_column(String(255))
+    timezone: Mapped[str] = mapped_column(String(64))
+    source: Mapped[str] = mapped_column(Text)
+    """Absolute path or glob of the CSV call list(s)."""
+    due: Mapped[str] = mapped_column(String(255))
+    dedupe_key: Mapped[list[str]] = mapped_column(JSONB, default=list)
+    campaign: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+    """The campaign template: campaign settings as accepted by ``POST /v1/campaigns`` (without ``name``)."""
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    origin: Mapped[str] = mapped_column(String(16))
+    origin_path: Mapped[str | None] = mapped_column(Text)
+    """The TOML file a ``file`` definition was read from."""
+    spec_hash: Mapped[str] = mapped_column(String(64))
+    next_run_at: Mapped[datetime | None] = mapped_column(TZ)
+    last_run_at: Mapped[datetime | None] = mapped_column(TZ)
+    created_at: Mapped[datetime] = mapped_column(TZ)
+    updated_at: Mapped[datetime] = mapped_column(TZ)
+
+
+class RecurringRun(Base):
+    """One run of a definition. Unique per (definition, tick): a scheduled tick can only ever run once."""
+
+    __tablename__ = "recurring_runs"
+    __table_args__ = (
+        UniqueConstraint("definition_id", "tick_at"),
+        CheckConstraint(f"kind IN {RECURRING_RUN_KINDS!r}", name="kind"),
+        CheckConstraint(f"status IN {RECURRING_RUN_STATUSES!r}", name="status"),
+        CheckConstraint("(kind = 'manual') = (tick_at IS NULL)", name="tick"),
+        Index("ix_recurring_runs_definition_started", "definition_id", "started_at"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
+    definition_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("recurring_definitions.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(16))
+    tick_at: Mapped[datetime | None] = mapped_column(TZ)
+    """The schedule instant this run stands for (``None`` for manual runs)."""
+    missed_ticks: Mapped[int] = mapped_column(Integer, default=0)
+    """Earlier ticks that passed while nothing ran, folded into this (catch-up) run."""
+    started_at: Mapped[datetime] = mapped_column(TZ)
+    finished_at: Mapped[datetime] = mapped_column(TZ)
+    status: Mapped[str] = mapped_column(String(16))
+    message: Mapped[str] = mapped_column(Text)
+    files: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, default=list)
+    rows_total: Mapped[int] = mapped_column(Integer, default=0)
+    rows_created: Mapped[int] = mapped_column(Integer, default=0)
+    rows_rejected: Mapped[int] = mapped_column(Integer, default=0)
+    rows_past: Mapped[int] = mapped_column(Integer, default=0)
+    rows_duplicate: Mapped[int] = mapped_column(Integer, default=0)
+    rows_suppressed: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class RecurringFile(Base):
+    """A source file a definition has read (by content), so that a run only picks up new files."""
+
+    __tablename__ = "recurring_files"
+
+    definition_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("recurring_definitions.id", ondelete="CASCADE"), primary_key=True
+    )
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    path: Mapped[str] = mapped_column(Text)
+    size: Mapped[int] = mapped_column(BigInteger)
+    run_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("recurring_runs.id", ondelete="CASCADE"), index=True)
+    campaign_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    seen_at: Mapped[datetime] = mapped_column(TZ)
+
+
+class RecurringReminder(Base):
+    """A reminder a definition has scheduled, by dedupe key: the same reminder is never scheduled twice."""
+
+    __tablename__ = "recurring_reminders"
+
+    definition_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("recurring_definitions.id", ondelete="CASCADE"), primary_key=True
+    )
+    dedupe_key: Mapped[str] = mapped_column(Text, primary_key=True)
+    event_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    run_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("recurring_runs.id", ondelete="CASCADE"), index=True)
+    campaign_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    scheduled_at: Mapped[datetime] = mapped_column(TZ)
+    created_at: Mapped[datetime] = mapped_column(TZ)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -27,6 +28,7 @@ from urllib.parse import urlencode
 
 import httpx
 
+from campaigns import metrics
 from campaigns.settings import Settings
 
 
@@ -128,7 +130,28 @@ def _error_from_response(response: httpx.Response) -> tuple[str, str | None]:
 def post_json(
     client: httpx.Client, path: str, body: dict[str, Any], headers: dict[str, str] | None = None
 ) -> dict[str, Any]:
-    """POST and classify every failure into the typed errors."""
+    """POST and classify every failure into the typed errors (and count it by endpoint and result)."""
+    endpoint = metrics.provider_endpoint_label(path)
+    started = time.perf_counter()
+    result = "outcome_unknown"
+    try:
+        parsed = _post_json(client, path, body, headers)
+        result = "success"
+        return parsed
+    except TransientProviderError as exc:
+        result = "rate_limited" if exc.status_code == 429 else "server_error" if exc.status_code else "connect_error"
+        raise
+    except PermanentProviderError:
+        result = "client_error"
+        raise
+    finally:
+        metrics.PROVIDER_REQUESTS.labels(endpoint, result).inc()
+        metrics.PROVIDER_LATENCY.labels(endpoint).observe(time.perf_counter() - started)
+
+
+def _post_json(
+    client: httpx.Client, path: str, body: dict[str, Any], headers: dict[str, str] | None = None
+) -> dict[str, Any]:
     try:
         response = client.post(path, json=body, headers=headers)
     except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from functools import lru_cache
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
@@ -27,6 +28,8 @@ class Settings(BaseSettings):
     time_warp_origin: datetime | None = None
     time_start: datetime | None = None
     default_ruleset: str = "none"
+    rulesets_dir: Path | None = None
+    """Extra ruleset TOML files; a file whose ``name`` matches a shipped ruleset replaces it (no release needed)."""
 
     # Extensions (not part of the Telnyx surface).
     call_provider: Literal["texml", "call_control"] = "texml"
@@ -45,9 +48,17 @@ class Settings(BaseSettings):
     reconcile_interval_secs: float = 30.0
     webhook_tolerance_secs: int = 300
     log_json: bool = False
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    """Port for ``/metrics`` and ``/healthz`` of ``campaigns worker`` / ``scheduler`` (unset: no port)."""
+    metrics_host: str = "127.0.0.1"
+    """Interface of that port (``0.0.0.0`` in containers)."""
     max_upload_bytes: int = 2 * 1024**3
     inline_import_max_bytes: int = 1024 * 1024
     """Uploads up to this size are imported during the request; larger ones by a worker task."""
+    recurring_dir: str | None = None
+    """Directory of recurring definitions (``*.toml``), synced into the database on every tick."""
+    recurring_tick_secs: float = 30.0
+    """Real seconds between beat's checks for due recurring definitions."""
 
 
 @lru_cache(maxsize=1)

@@ -18,7 +18,7 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from campaigns import lifecycle
+from campaigns import lifecycle, suppression
 from campaigns.models import CallAttempt, WebhookReceipt
 
 # Call Control hangup causes before an answer → TeXML-style statuses (telnyx-api.md §2, an inference).
@@ -54,6 +54,12 @@ class Callback:
     duration: int | None = None
     answered: bool = False
     channel: str = "call"
+    counterpart: str | None = None
+    """Messaging: the sender of an inbound message, the recipient of an outbound one."""
+    text: str | None = None
+    """Messaging: the text of an inbound message (for opt-out keywords)."""
+    error_codes: tuple[str, ...] = ()
+    """Messaging: ``payload.errors[].code`` (40300 means the recipient opted out)."""
 
 
 def _parse_uuid(value: object) -> uuid.UUID | None:
@@ -112,14 +118,20 @@ def parse_json_event(body: Mapping[str, Any], attempt_hint: str | None) -> Callb
         if isinstance(to, list) and to and isinstance(to[0], dict):
             status = to[0].get("status")
         message_id = payload.get("id")
+        inbound = event_type == "message.received"
         return Callback(
             provider_key=key,
             kind=event_type,
-            attempt_id=attempt_id,
-            provider_id=message_id if isinstance(message_id, str) else None,
-            status=status if isinstance(status, str) else None,
+            attempt_id=None if inbound else attempt_id,
+            provider_id=message_id if isinstance(message_id, str) and not inbound else None,
+            status=None if inbound or not isinstance(status, str) else status,
             terminal=event_type == "message.finalized",
             channel="sms",
+            counterpart=_message_counterpart(payload, inbound),
+            text=payload.get("text") if inbound and isinstance(payload.get("text"), str) else None,
+            error_codes=tuple(
+                str(e["code"]) for e in payload.get("errors") or [] if isinstance(e, dict) and e.get("code") is not None
+            ),
         )
     if event_type.startswith("call."):
         state = payload.get("client_state")
@@ -160,6 +172,17 @@ def parse_json_event(body: Mapping[str, Any], attempt_hint: str | None) -> Callb
     )
 
 
+def _message_counterpart(payload: Mapping[str, Any], inbound: bool) -> str | None:
+    """``payload.from.phone_number`` of an inbound message, ``payload.to[0].phone_number`` of an outbound one."""
+    if inbound:
+        sender = payload.get("from")
+        number = sender.get("phone_number") if isinstance(sender, dict) else None
+    else:
+        to = payload.get("to")
+        number = to[0].get("phone_number") if isinstance(to, list) and to and isinstance(to[0], dict) else None
+    return number if isinstance(number, str) else None
+
+
 def _resolve_attempt(session: Session, callback: Callback) -> uuid.UUID | None:
     if callback.attempt_id is not None:
         found = session.scalar(select(CallAttempt.id).where(CallAttempt.id == callback.attempt_id))
@@ -195,6 +218,15 @@ def record_and_apply(session: Session, callback: Callback, raw_body: bytes, *, n
 
 
 def _apply(session: Session, cb: Callback, attempt_id: uuid.UUID | None, *, now: datetime) -> str:
+    if cb.kind == "message.received":
+        return suppression.apply_inbound_message(session, cb.counterpart, cb.text, now=now)
+    if suppression.PROVIDER_BLOCK_CODE in cb.error_codes and cb.counterpart:
+        suppression.record_provider_block(
+            session,
+            cb.counterpart,
+            f"message {cb.status or 'failed'}: error {suppression.PROVIDER_BLOCK_CODE}",
+            now=now,
+        )
     if attempt_id is None:
         return "unmatched"
     if cb.status is None:

@@ -28,12 +28,17 @@ from worker.runtime import Runtime
 IN_CI = os.environ.get("CI", "").lower() == "true"
 TABLES = (
     "call_attempts",
+    "suppressions",
     "webhook_receipts",
     "idempotency_keys",
     "scheduled_events",
     "import_issues",
     "upload_chunks",
     "campaigns",
+    "recurring_reminders",
+    "recurring_files",
+    "recurring_runs",
+    "recurring_definitions",
 )
 
 _skipped: list[str] = []

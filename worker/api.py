@@ -15,13 +15,14 @@ from fastapi import Depends, FastAPI, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from sqlalchemy import select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from campaigns import events as events_service
+from campaigns import metrics as app_metrics
 from campaigns import webhooks, windows
 from campaigns.clock import utcnow_real
 from campaigns.db import unit_of_work
@@ -29,11 +30,12 @@ from campaigns.errors import Conflict, FieldError, NotFound, ValidationFailed
 from campaigns.models import IdempotencyKey
 from campaigns.signatures import SIGNATURE_HEADER, TIMESTAMP_HEADER, SignatureError, load_public_key, verify
 from worker.api_campaigns import EnqueueImport, campaign_router, celery_enqueue_import
+from worker.api_recurring import recurring_router
+from worker.api_suppressions import suppression_router
 from worker.runtime import Runtime, get_runtime
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-KNOWN_RULESETS = frozenset(windows.RULESETS)
 MAX_PAGE_SIZE = 250
 
 
@@ -85,7 +87,7 @@ def create_app(runtime: Runtime | None = None, enqueue_import: EnqueueImport | N
 
     @app.exception_handler(NotFound)
     async def _not_found(_: Request, exc: NotFound) -> JSONResponse:
-        what = str(exc) if str(exc).startswith("campaign") else f"scheduled event {exc}"
+        what = str(exc) if str(exc).startswith(("campaign", "recurring")) else f"scheduled event {exc}"
         return error_response(404, "10005", "Resource not found", f"no {what}")
 
     @app.exception_handler(Conflict)
@@ -115,7 +117,7 @@ def create_app(runtime: Runtime | None = None, enqueue_import: EnqueueImport | N
             raise ValidationFailed([FieldError("", "request body is not valid JSON")]) from None
         now = rt().clock.now()
         new = events_service.validate_create(
-            body, now=now, default_ruleset=rt().settings.default_ruleset, known_rulesets=KNOWN_RULESETS
+            body, now=now, default_ruleset=rt().settings.default_ruleset, known_rulesets=frozenset(windows.rulesets())
         )
         key = request.headers.get("idempotency-key")
         if not key:
@@ -170,7 +172,7 @@ def create_app(runtime: Runtime | None = None, enqueue_import: EnqueueImport | N
     @app.get(base, dependencies=[Auth])
     async def list_scheduled_events(
         assistant_id: str,
-        page_number: Annotated[int, Query(alias="page[number]", ge=1)] = 1,
+        page_number: Annotated[int, Query(alias="page[number]", ge=1, le=events_service.MAX_PAGE_NUMBER)] = 1,
         page_size: Annotated[int, Query(alias="page[size]", ge=1, le=MAX_PAGE_SIZE)] = 20,
         from_date: str | None = None,
         to_date: str | None = None,
@@ -226,13 +228,17 @@ def create_app(runtime: Runtime | None = None, enqueue_import: EnqueueImport | N
         return Response(status_code=204)
 
     app.include_router(campaign_router(rt, db, Auth, enqueue_import or celery_enqueue_import))
+    app.include_router(suppression_router(rt, db, Auth))
+    app.include_router(recurring_router(rt, db, Auth))
 
     # --- webhooks -----------------------------------------------------------------------------------------
 
     async def verified_body(request: Request) -> bytes | JSONResponse:
         raw = await request.body()
         key_b64 = rt().settings.telnyx_public_key
+        endpoint = "call_status" if request.url.path.endswith("/call-status") else "telnyx"
         if not key_b64:
+            app_metrics.WEBHOOKS_RECEIVED.labels(endpoint, "no_public_key").inc()
             log.error("webhook rejected: CAMPAIGNS_TELNYX_PUBLIC_KEY is not set")
             return error_response(401, "10009", "Signature verification failed", "no public key configured")
         try:
@@ -245,13 +251,16 @@ def create_app(runtime: Runtime | None = None, enqueue_import: EnqueueImport | N
                 tolerance_secs=rt().settings.webhook_tolerance_secs,
             )
         except SignatureError as exc:
+            app_metrics.WEBHOOKS_RECEIVED.labels(endpoint, "invalid_signature").inc()
             log.warning("webhook rejected: %s", exc)
             return error_response(401, "10009", "Signature verification failed", str(exc))
+        app_metrics.WEBHOOKS_RECEIVED.labels(endpoint, "valid").inc()
         return raw
 
     async def apply_callback(callback: webhooks.Callback, raw: bytes) -> JSONResponse:
         now = rt().clock.now()
         result = await db(lambda s: webhooks.record_and_apply(s, callback, raw, now=now))
+        app_metrics.count_webhook(callback.kind, result)
         return JSONResponse({"result": result})
 
     @app.post("/webhooks/telnyx/call-status")
@@ -312,8 +321,17 @@ def create_app(runtime: Runtime | None = None, enqueue_import: EnqueueImport | N
         ok = all(v == "ok" for v in checks.values())
         return JSONResponse({"status": "ok" if ok else "unavailable", **checks}, status_code=200 if ok else 503)
 
+    registries: list[CollectorRegistry] = []
+
+    def exposition() -> bytes:
+        if not registries:  # built on first use: the runtime may not exist when the app is created
+            collector = app_metrics.DatabaseCollector(rt().sessions, rt().clock.now)
+            registries.append(app_metrics.api_registry(collector))
+        return generate_latest(registries[0])
+
     @app.get("/metrics")
     async def metrics() -> PlainTextResponse:
-        return PlainTextResponse(generate_latest().decode(), media_type=CONTENT_TYPE_LATEST)
+        """This process's metrics (every process's, in multiprocess mode) and the database gauges."""
+        return PlainTextResponse((await run_in_threadpool(exposition)).decode(), media_type=CONTENT_TYPE_LATEST)
 
     return app

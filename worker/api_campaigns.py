@@ -80,7 +80,7 @@ def campaign_router(
 
     @router.get("")
     async def list_campaigns(
-        page_number: Annotated[int, Query(alias="page[number]", ge=1)] = 1,
+        page_number: Annotated[int, Query(alias="page[number]", ge=1, le=events_service.MAX_PAGE_NUMBER)] = 1,
         page_size: Annotated[int, Query(alias="page[size]", ge=1, le=250)] = 20,
     ) -> dict[str, Any]:
         def page(s: Session) -> dict[str, Any]:
@@ -121,7 +121,7 @@ def campaign_router(
     @router.get("/{campaign_id}/events")
     async def campaign_events(
         campaign_id: str,
-        page_number: Annotated[int, Query(alias="page[number]", ge=1)] = 1,
+        page_number: Annotated[int, Query(alias="page[number]", ge=1, le=events_service.MAX_PAGE_NUMBER)] = 1,
         page_size: Annotated[int, Query(alias="page[size]", ge=1, le=250)] = 20,
         status: str | None = None,
     ) -> dict[str, Any]:

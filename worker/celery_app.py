@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+from typing import Any
+
 from celery import Celery
+from celery.signals import worker_process_shutdown
 
 from campaigns.settings import get_settings
 
@@ -26,9 +30,23 @@ def make_celery() -> Celery:
                 "task": "campaigns.reconcile",
                 "schedule": settings.reconcile_interval_secs,
             },
+            "recurring-tick": {
+                "task": "campaigns.recurring_tick",
+                "schedule": settings.recurring_tick_secs,
+                # A tick nobody picked up in time is dropped, not replayed in a burst (the next one does its work).
+                "options": {"expires": settings.recurring_tick_secs},
+            },
         },
     )
     return app
 
 
 app = make_celery()
+
+
+@worker_process_shutdown.connect  # type: ignore[untyped-decorator]  # Celery ships no type hints
+def _forget_child_gauges(**_: Any) -> None:
+    """A prefork child is exiting: drop its live gauges from the multiprocess metrics directory."""
+    from worker.metrics_server import mark_process_dead
+
+    mark_process_dead(os.getpid())

@@ -50,24 +50,40 @@ def api(
     uvicorn.run(create_app(), host=host, port=port, log_level="warning")
 
 
+MetricsPort = Annotated[
+    int | None, typer.Option(help="Serve /metrics and /healthz on this port (default: CAMPAIGNS_METRICS_PORT)")
+]
+
+
 @app.command()
-def scheduler() -> None:
+def scheduler(metrics_port: MetricsPort = None) -> None:
     """Run the scheduler loop (claims due events and hands them to the workers)."""
+    from campaigns.settings import get_settings
     from worker import scheduler as loop
 
     _logging()
-    loop.main()
+    settings = get_settings()
+    loop.main(metrics_port=metrics_port or settings.metrics_port, metrics_host=settings.metrics_host)
 
 
 @app.command()
 def worker(
     concurrency: Annotated[int, typer.Option(help="Worker threads/processes")] = 8,
     pool: Annotated[str, typer.Option(help="Celery pool: threads or prefork")] = "threads",
+    metrics_port: MetricsPort = None,
 ) -> None:
     """Run a Celery worker (dispatch, reconcile)."""
+    from campaigns.settings import get_settings
+    from worker import metrics_server
+
+    if pool == "prefork":
+        metrics_server.prepare_multiprocess()  # before prometheus_client is imported: children write files
     from worker.celery_app import app as celery
 
     _logging()
+    settings = get_settings()
+    if metrics_port or settings.metrics_port:
+        metrics_server.serve_metrics(metrics_port or settings.metrics_port or 0, settings.metrics_host)
     celery.worker_main(["worker", "--loglevel=INFO", f"--pool={pool}", f"--concurrency={concurrency}",
                         "--without-gossip", "--without-mingle"])  # fmt: skip
 
@@ -94,12 +110,17 @@ def simulator(
     ring_delay: Annotated[float, typer.Option(help="Real seconds before the outcome")] = 0.2,
     talk_delay: Annotated[float, typer.Option(help="Real seconds a completed call lasts")] = 0.5,
     seed: Annotated[int | None, typer.Option()] = None,
+    callbacks: Annotated[bool, typer.Option("--callbacks/--no-callbacks", help="Send status callbacks")] = True,
 ) -> None:
     """Run the Telnyx simulator (a test double speaking the Telnyx wire format)."""
     from worker import simulator as sim
 
     config = sim.SimulatorConfig(
-        ring_delay=ring_delay, talk_delay=talk_delay, mix=sim.parse_mix(mix) if mix else None, seed=seed
+        ring_delay=ring_delay,
+        talk_delay=talk_delay,
+        mix=sim.parse_mix(mix) if mix else None,
+        seed=seed,
+        callbacks=callbacks,
     )
     sim.run(host=host, port=port, config=config)
 
@@ -129,10 +150,12 @@ def up(
             env.setdefault("CAMPAIGNS_REDIS_URL", servers.redis_url)
             typer.echo(f"embedded servers: {env['CAMPAIGNS_DATABASE_URL']} {env['CAMPAIGNS_REDIS_URL']}")
         upgrade(env["CAMPAIGNS_DATABASE_URL"])
+        # One metrics port per component: the scheduler gets CAMPAIGNS_METRICS_PORT, the worker the next one.
+        metrics = env.pop("CAMPAIGNS_METRICS_PORT", None)
         children = [
             Child("api", component_argv("api", "--port", str(port))),
-            Child("scheduler", component_argv("scheduler")),
-            Child("worker", component_argv("worker")),
+            Child("scheduler", component_argv("scheduler", *(["--metrics-port", metrics] if metrics else []))),
+            Child("worker", component_argv("worker", *(["--metrics-port", str(int(metrics) + 1)] if metrics else []))),
         ]
         if with_beat:
             children.append(Child("beat", component_argv("beat")))
@@ -165,6 +188,11 @@ def import_(
     timezone: Annotated[str | None, typer.Option(help="Default IANA zone for recipients")] = None,
     max_concurrent_calls: Annotated[int | None, typer.Option()] = None,
     max_dispatches_per_second: Annotated[float | None, typer.Option()] = None,
+    cap_max_attempts: Annotated[int | None, typer.Option(help="Cap: attempts per recipient per window")] = None,
+    cap_window_secs: Annotated[int | None, typer.Option(help="Campaign cap window (default 86400)")] = None,
+    custom_hours: Annotated[
+        str | None, typer.Option(help="Ruleset custom: weekly hours, e.g. 'mon-fri=09:00-17:30,sat=10:00-14:00'")
+    ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate and report; create nothing")] = False,
 ) -> None:
     """Create a campaign from a CSV call list (progress bar; --dry-run reports without creating)."""
@@ -186,8 +214,13 @@ def import_(
         "telnyx_agent_target": from_, "text": text, "max_retries_client_errors": retries,
         "retry_interval_secs": retry_interval, "start_at": start_at, "default_region": region,
         "ruleset": ruleset, "timezone": timezone, "max_concurrent_calls": max_concurrent_calls,
-        "max_dispatches_per_second": max_dispatches_per_second,
+        "max_dispatches_per_second": max_dispatches_per_second, "cap_max_attempts": cap_max_attempts,
+        "cap_window_secs": cap_window_secs,
     }  # fmt: skip
+    if custom_hours is not None:
+        from worker.cli_windows import parse_hours_option
+
+        body["custom_windows"] = {"hours": parse_hours_option(custom_hours)}
     try:
         settings = campaign_service.validate_settings(
             {k: v for k, v in body.items() if v is not None}, now=rt.clock.now()
@@ -317,6 +350,17 @@ def _now_iso() -> str:
     from datetime import UTC, datetime
 
     return datetime.now(UTC).isoformat()
+
+
+from worker.cli_windows import app as windows_app  # noqa: E402  (sub-commands register after the main ones)
+
+app.add_typer(windows_app, name="windows")
+from worker.cli_dnc import app as dnc_app  # noqa: E402
+
+app.add_typer(dnc_app, name="dnc")
+from worker.cli_recurring import app as recurring_app  # noqa: E402
+
+app.add_typer(recurring_app, name="recurring")
 
 
 def main() -> None:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
 import psycopg
 
-from campaigns import lifecycle
+from campaigns import lifecycle, metrics
 from campaigns.clock import real_seconds_to_app
 from campaigns.db import normalize_url, unit_of_work
 from campaigns.events import NOTIFY_CHANNEL
@@ -27,10 +28,31 @@ def celery_enqueue(attempt_ids: list[str]) -> None:
     dispatch_attempts.delay(attempt_ids)
 
 
+MAX_QUEUED_BATCHES = 100
+"""Claim nothing while more dispatch batches than this wait in the broker (backpressure).
+
+Without it the scheduler claims everything due at once; batches that wait in the queue longer than the claim
+lease are withdrawn by the reconciler and claimed again, each time leaving a stale message behind, and a big
+backlog can churn instead of draining (found by the kill -9 chaos run). Claiming just in time also runs the
+calling-window and pacing checks close to the moment of dialing."""
+
+
+def celery_backlog() -> int:
+    """Dispatch batches waiting in the broker's default queue (0 when Redis cannot say: enqueueing will tell)."""
+    from worker.celery_app import app
+
+    try:
+        with app.connection_for_write() as conn:
+            return int(conn.default_channel.client.llen(app.conf.task_default_queue))
+    except Exception:
+        return 0
+
+
 def run_once(
     rt: Runtime, enqueue: Enqueue, *, checks: Sequence[lifecycle.ClaimCheck] | None = None, chunk: int = 10
 ) -> int:
     """Claim one batch and enqueue it once the claim has committed. Returns how many were claimed."""
+    started = time.perf_counter()
     with unit_of_work(rt.sessions) as session:
         claimed = lifecycle.claim_due_events(
             session,
@@ -40,6 +62,9 @@ def run_once(
             providers=rt.providers,
             checks=checks,
         )
+    metrics.CLAIM_DURATION.observe(time.perf_counter() - started)
+    if claimed:
+        metrics.CLAIM_BATCH_SIZE.observe(len(claimed))
     ids = [str(c.attempt_id) for c in claimed]
     for start in range(0, len(ids), chunk):
         # If this fails (Redis down), the leases expire and the reconciler returns the events to pending.
@@ -59,11 +84,15 @@ def seconds_until(rt: Runtime, due: datetime | None) -> float:
 class Scheduler:
     """Runs ``run_once`` in a loop; wakes early on ``NOTIFY campaigns_due``."""
 
-    def __init__(self, rt: Runtime, enqueue: Enqueue = celery_enqueue) -> None:
+    def __init__(
+        self, rt: Runtime, enqueue: Enqueue = celery_enqueue, backlog: Callable[[], int] | None = None
+    ) -> None:
         self.rt = rt
         self.enqueue = enqueue
+        self.backlog = backlog if backlog is not None or enqueue is not celery_enqueue else celery_backlog
         self.stopping = threading.Event()
         self.iterations = 0
+        self.last_iteration = time.monotonic()
 
     def _listen(self) -> psycopg.Connection[tuple[object, ...]] | None:
         url = self.rt.settings.database_url
@@ -84,16 +113,26 @@ class Scheduler:
         try:
             while not self.stopping.is_set():
                 self.iterations += 1
+                self.last_iteration = time.monotonic()
+                if self.backlog is not None and self.backlog() >= MAX_QUEUED_BATCHES:
+                    self.stopping.wait(0.05)  # the workers are behind: let them drain before claiming more
+                    continue
                 try:
                     claimed = run_once(self.rt, self.enqueue)
                 except Exception:
                     log.exception("claim failed; retrying shortly")
                     self.stopping.wait(1.0)
                     continue
+                metrics.SCHEDULER_HEARTBEAT.set_to_current_time()  # a successful claim, not just a live loop
                 if claimed >= self.rt.settings.claim_batch_size:
                     continue
-                with unit_of_work(self.rt.sessions) as session:
-                    delay = seconds_until(self.rt, lifecycle.next_due_at(session))
+                try:
+                    with unit_of_work(self.rt.sessions) as session:
+                        delay = seconds_until(self.rt, lifecycle.next_due_at(session))
+                except Exception:
+                    # The database can go away between the claim and here; keep the loop alive (it retries).
+                    log.exception("reading the next due time failed; retrying shortly")
+                    delay = 1.0
                 if delay <= 0:
                     continue
                 if conn is not None:
@@ -109,9 +148,19 @@ class Scheduler:
                 conn.close()
             log.info("scheduler stopped")
 
+    def health(self) -> tuple[bool, str]:
+        """Alive when the loop iterated recently (it wakes at least every ``scheduler_max_sleep_secs``)."""
+        silent = time.monotonic() - self.last_iteration
+        limit = max(30.0, 10 * self.rt.settings.scheduler_max_sleep_secs)
+        return silent < limit, f"last iteration {silent:.1f}s ago"
 
-def main() -> None:
+
+def main(metrics_port: int | None = None, metrics_host: str = "127.0.0.1") -> None:
     scheduler = Scheduler(get_runtime())
+    if metrics_port:
+        from worker.metrics_server import serve_metrics
+
+        serve_metrics(metrics_port, metrics_host, health=scheduler.health)
 
     def stop(*_: object) -> None:
         scheduler.stopping.set()

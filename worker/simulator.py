@@ -6,7 +6,12 @@ posts **signed** status callbacks and webhooks back, so the real provider adapte
 end to end. It keeps everything in memory and answers any non-empty bearer token.
 
 Control endpoints (no auth): ``POST /_simulator/script``, ``GET /_simulator/calls``,
-``GET /_simulator/messages``, ``GET /_simulator/public-key``, ``POST /_simulator/reset``, ``GET /healthz``.
+``GET /_simulator/messages``, ``GET /_simulator/public-key``, ``POST /_simulator/reset``, ``GET /healthz``,
+``POST /_simulator/inbound`` (a recipient texts back: signed ``message.received``) and ``POST /_simulator/block``.
+
+Opt-outs work like Telnyx's default messaging profile: an inbound STOP, STOPALL, STOP ALL, UNSUBSCRIBE, CANCEL,
+END or QUIT creates a block rule for the sender (START or UNSTOP lifts it), and a message to a blocked number is
+refused with error ``40300`` "Blocked due to STOP message". ``/_simulator/block`` creates a rule without a webhook.
 
 Outcomes:
 
@@ -80,6 +85,8 @@ _MESSAGE_ERRORS: dict[str, dict[str, str]] = {
     "delivery_failed": {"code": "40008", "title": "Undeliverable", "detail": "Simulated delivery failure."},
     "sending_failed": {"code": "40001", "title": "Not routable", "detail": "Simulated sending failure."},
 }
+_OPT_OUT_KEYWORDS = frozenset({"STOP", "STOPALL", "STOP ALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"})
+_OPT_IN_KEYWORDS = frozenset({"START", "UNSTOP"})
 _IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9_:-]{1,255}$")
 # Telnyx wants a webhook answered within 2 s; be more forgiving so a loaded benchmark box is not punished.
 _CALLBACK_TIMEOUT = httpx.Timeout(5.0, pool=None)
@@ -107,6 +114,8 @@ class SimulatorConfig:
     """Real seconds the HTTP answer is held back for the ``timeout`` outcome."""
     webhook_retries: int = 3
     """Delivery tries per callback (like Telnyx's "up to 3 times per URL"), on connection errors or non-2xx."""
+    callbacks: bool = True
+    """Send status callbacks and webhooks at all; off for load tests that measure dispatch alone."""
 
 
 def parse_mix(text: str) -> dict[str, float]:
@@ -338,6 +347,8 @@ class _Simulator:
         self.dials_by_command_id: dict[str, _Accepted] = {}
         self.messages_by_key: dict[str, _Accepted] = {}
         self.calls: dict[str, _Call] = {}
+        self.blocked: set[str] = set()
+        """Numbers that opted out of messages (Telnyx block rules)."""
         self.tasks: set[asyncio.Task[None]] = set()
         self._client: httpx.AsyncClient | None = None
 
@@ -415,6 +426,7 @@ class _Simulator:
         self.dials_by_command_id.clear()
         self.messages_by_key.clear()
         self.calls.clear()
+        self.blocked.clear()
 
     # -- background work ---------------------------------------------------------------------------
 
@@ -452,6 +464,8 @@ class _Simulator:
 
     async def deliver(self, url: str, content_type: str, make_body: Callable[[int], bytes]) -> None:
         """POST a signed callback, trying up to ``webhook_retries`` times; ``make_body(attempt)`` gives bytes."""
+        if not self.config.callbacks:
+            return
         tries = max(1, self.config.webhook_retries)
         problem = ""
         for attempt in range(1, tries + 1):
@@ -745,6 +759,16 @@ def create_app(config: SimulatorConfig) -> FastAPI:
                 prior = sim.messages_by_key[key]
                 entry.update(duplicate=True, outcome=prior.outcome, provider_id=prior.provider_id)
                 return JSONResponse(prior.body)
+            if to in sim.blocked:
+                entry["outcome"] = "blocked"
+                raise _ApiError(
+                    400,
+                    {
+                        "code": "40300",
+                        "title": "Blocked due to STOP message",
+                        "detail": f"Messages cannot be sent from '{from_}' to '{to}' due to an existing block rule.",
+                    },
+                )
             outcome = entry["outcome"] = sim.next_outcome(to)
             error = _injected_error(outcome, "/to", dial=False)
             if error is not None:
@@ -811,6 +835,49 @@ def create_app(config: SimulatorConfig) -> FastAPI:
                 raise _invalid(str(exc), "/mix", 400) from None
         sim.script = _Script(targets=queues, default=default, mix=mix)
         return JSONResponse({"targets": {to: list(q) for to, q in queues.items()}, "default": default, "mix": mix})
+
+    @app.post("/_simulator/inbound")
+    async def inbound_message(request: Request) -> JSONResponse:
+        """A recipient texts back: ``{"from", "to", "text", "webhook_url"}`` → a signed ``message.received``.
+
+        Opt-out and opt-in keywords update the block rules first, as Telnyx does. Answers once the webhook was
+        delivered (or given up on).
+        """
+        body = _json_object(await request.body(), status_code=400)
+        from_ = _required_str(body, "from")
+        to = _required_str(body, "to")
+        text = _optional_str(body, "text") or ""
+        webhook_url = _optional_url(body, "webhook_url")
+        keyword = " ".join(text.upper().split())
+        if keyword in _OPT_OUT_KEYWORDS:
+            sim.blocked.add(from_)
+        elif keyword in _OPT_IN_KEYWORDS:
+            sim.blocked.discard(from_)
+        payload = {
+            "record_type": "message",
+            "direction": "inbound",
+            "id": str(uuid.uuid4()),
+            "type": "SMS",
+            "from": {"phone_number": from_, "carrier": "SIMULATED", "line_type": "Wireless"},
+            "to": [{"phone_number": to, "status": "delivered", "carrier": "TELNYX LLC", "line_type": "VoIP"}],
+            "text": text,
+            "media": [],
+            "received_at": _iso(_now()),
+            "errors": [],
+        }
+        await sim.deliver_event(webhook_url, "message.received", payload)
+        return JSONResponse({"id": payload["id"], "blocked": from_ in sim.blocked})
+
+    @app.post("/_simulator/block")
+    async def block(request: Request) -> JSONResponse:
+        """``{"phone_number", "blocked"?: true}``: set a block rule (sends to it get 40300) without a webhook."""
+        body = _json_object(await request.body(), status_code=400)
+        phone = _required_str(body, "phone_number")
+        if body.get("blocked", True):
+            sim.blocked.add(phone)
+        else:
+            sim.blocked.discard(phone)
+        return JSONResponse({"blocked": sorted(sim.blocked)})
 
     @app.get("/_simulator/calls")
     async def list_calls() -> JSONResponse:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import uuid
 
-from campaigns import dispatch, importer, lifecycle
+from campaigns import dispatch, importer, lifecycle, logs, metrics
 from campaigns.clock import real_seconds_to_app
 from campaigns.db import unit_of_work
 from worker.celery_app import app
@@ -17,12 +17,11 @@ log = logging.getLogger(__name__)
 # Celery ships no type hints, so its decorator is untyped.
 @app.task(name="campaigns.dispatch_attempts", acks_late=True, ignore_result=True)  # type: ignore[untyped-decorator]
 def dispatch_attempts(attempt_ids: list[str]) -> None:
-    """Send a batch of claimed attempts, one provider request each."""
+    """Send a batch of claimed attempts, one provider request each (one commit before and one after the batch)."""
     rt = get_runtime()
-    for attempt_id in attempt_ids:
-        dispatch.dispatch_attempt(
-            rt.sessions, uuid.UUID(attempt_id), providers=rt.providers, clock=rt.clock, settings=rt.settings
-        )
+    dispatch.dispatch_attempts(
+        rt.sessions, [uuid.UUID(a) for a in attempt_ids], providers=rt.providers, clock=rt.clock, settings=rt.settings
+    )
 
 
 @app.task(name="campaigns.reconcile", acks_late=True, ignore_result=True)  # type: ignore[untyped-decorator]
@@ -36,6 +35,9 @@ def reconcile() -> None:
             providers=rt.providers,
             call_lease=real_seconds_to_app(rt.clock, rt.settings.call_lease_secs),
         )
+    for action in metrics.RECONCILE_ACTIONS:
+        if getattr(report, action):
+            metrics.RECONCILED.labels(action).inc(getattr(report, action))
     if report.withdrawn or report.failed_unknown or report.extended or report.completed_sms:
         log.info("reconciled expired leases: %s", report)
 
@@ -44,5 +46,15 @@ def reconcile() -> None:
 def import_campaign(campaign_id: str) -> None:
     """Import a stored upload (large files); safe to redeliver."""
     rt = get_runtime()
-    result = importer.run_stored_import(rt.sessions, uuid.UUID(campaign_id), now=rt.clock.now)
-    log.info("import %s: %s", campaign_id, result)
+    with logs.bind(campaign_id=campaign_id):
+        result = importer.run_stored_import(rt.sessions, uuid.UUID(campaign_id), now=rt.clock.now)
+        log.info("import %s: %s", campaign_id, result)
+
+
+@app.task(name="campaigns.recurring_tick", acks_late=True, ignore_result=True)  # type: ignore[untyped-decorator]
+def recurring_tick() -> None:
+    """Sync the recurring definition files and run every definition that is due (beat); safe to run anywhere."""
+    from campaigns import recurring
+
+    rt = get_runtime()
+    recurring.tick(rt.sessions, now=rt.clock.now, directory=rt.settings.recurring_dir)

@@ -1,0 +1,202 @@
+"""A whole engine stack as separate processes (simulator, api, scheduler, worker, beat) that tests can kill.
+
+Redis is always a private ``redis-server``; PostgreSQL is a scratch database on the test server or a private
+cluster. The clock is warped (60x by default) so retries and leases play out in seconds, with one origin shared
+by every process. ``CHAOS_FULL=1`` selects the full-size parameters (``make chaos``).
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from bench import harness
+from campaigns.signatures import private_key_b64, public_key_b64
+
+FULL = os.environ.get("CHAOS_FULL") == "1"
+TERMINAL = ("completed", "failed", "canceled")
+RETRYABLE = {"busy", "no-answer", "failed", "canceled"}
+
+INSERT_EVENTS = """
+INSERT INTO scheduled_events (id, assistant_id, telnyx_conversation_channel, telnyx_end_user_target,
+    telnyx_agent_target, scheduled_at_fixed_datetime, status, conversation_metadata, dynamic_variables,
+    created_at, updated_at, errors, max_retries_client_errors, retry_interval_secs, retry_count, cancel_requested,
+    ruleset)
+SELECT gen_random_uuid(), 'chaos', 'phone_call', '+1212' || lpad((2000000 + i)::text, 7, '0'), '+15553456789',
+    %(due)s + (i * %(spread)s) * interval '1 second', 'pending', '{}', '{}', now(), now(), '[]', %(retries)s, 60, 0,
+    false, 'none'
+FROM generate_series(0, %(n)s - 1) AS i
+"""
+
+COMMANDS: dict[str, list[str]] = {
+    "api": ["api"],
+    "scheduler": ["scheduler"],
+    "worker": ["worker", "--pool", "threads", "--concurrency", "8"],
+    "beat": ["beat"],
+}
+
+
+@dataclass
+class Stack:
+    database_url: str
+    redis: harness.RedisServer
+    logs: Path
+    warp: float = 60.0
+    extra_env: dict[str, str] = field(default_factory=dict)
+    procs: harness.Processes = field(init=False)
+    running: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    sim_port: int = field(default_factory=harness.free_port)
+    api_port: int = field(default_factory=harness.free_port)
+    origin: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    def __post_init__(self) -> None:
+        key = Ed25519PrivateKey.generate()
+        env = {
+            **harness.base_env(),
+            "CAMPAIGNS_DATABASE_URL": self.database_url,
+            "CAMPAIGNS_REDIS_URL": self.redis.url,
+            "CAMPAIGNS_SIMULATOR_PRIVATE_KEY": private_key_b64(key),
+            "CAMPAIGNS_TELNYX_PUBLIC_KEY": public_key_b64(key),
+            "CAMPAIGNS_TELNYX_API_KEY": "KEY_CHAOS",
+            "CAMPAIGNS_TELNYX_BASE_URL": f"http://127.0.0.1:{self.sim_port}/v2",
+            "CAMPAIGNS_TELNYX_TEXML_APP_ID": "texml-chaos",
+            "CAMPAIGNS_PUBLIC_BASE_URL": f"http://127.0.0.1:{self.api_port}",
+            "CAMPAIGNS_TIME_WARP": str(self.warp),
+            "CAMPAIGNS_TIME_WARP_ORIGIN": self.origin.isoformat(),
+            "CAMPAIGNS_TIME_START": self.origin.isoformat(),
+            "CAMPAIGNS_CLAIM_LEASE_SECS": "10",
+            "CAMPAIGNS_CALL_LEASE_SECS": "60",
+            "CAMPAIGNS_RECONCILE_INTERVAL_SECS": "1",
+            "CAMPAIGNS_PROVIDER_TIMEOUT_SECS": "5",
+            **self.extra_env,
+        }
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.procs = harness.Processes(env=env, logs=self.logs)
+
+    # -- processes ---------------------------------------------------------------------------------------
+
+    def start_simulator(self, mix: str) -> None:
+        self.procs.cli("simulator", "simulator", "--port", str(self.sim_port), "--mix", mix, "--seed", "7",
+                       "--ring-delay", "0.05", "--talk-delay", "0.1")  # fmt: skip
+        harness.wait_for_port(self.sim_port)
+
+    def start(self, name: str) -> None:
+        args = list(COMMANDS[name])
+        if name == "api":
+            args += ["--port", str(self.api_port)]
+        if name == "beat":
+            args += ["--schedule", str(self.logs / f"beat-{time.monotonic_ns()}")]
+        self.running[name] = self.procs.cli(name, *args)
+        if name == "api":
+            harness.wait_for_port(self.api_port)
+
+    def kill(self, name: str) -> None:
+        self.procs.kill(self.running[name], signal.SIGKILL)
+
+    def stop(self) -> None:
+        self.procs.stop_all()
+
+    # -- data --------------------------------------------------------------------------------------------
+
+    def dsn(self) -> str:
+        return harness.dsn(self.database_url)
+
+    def insert_events(self, n: int, *, retries: int, spread_secs: float = 0.0) -> None:
+        with psycopg.connect(self.dsn()) as conn:
+            conn.execute(INSERT_EVENTS, {"n": n, "retries": retries, "due": self.origin, "spread": spread_secs})
+
+    def counts(self) -> dict[str, int]:
+        with psycopg.connect(self.dsn(), connect_timeout=3) as conn:
+            return dict(conn.execute("SELECT status, count(*) FROM scheduled_events GROUP BY 1").fetchall())
+
+    def settled(self) -> bool:
+        """Every event terminal, or pending only with a recorded reason."""
+        try:
+            with psycopg.connect(self.dsn(), connect_timeout=3) as conn:
+                row = conn.execute(
+                    "SELECT count(*) FROM scheduled_events WHERE status = 'in_progress' "
+                    "OR (status = 'pending' AND deferred_reason IS NULL)"
+                ).fetchone()
+        except psycopg.OperationalError:
+            return False
+        return row is not None and row[0] == 0
+
+    def simulator_calls(self) -> list[dict[str, Any]]:
+        response = httpx.get(f"http://127.0.0.1:{self.sim_port}/_simulator/calls", timeout=30)
+        response.raise_for_status()
+        calls: list[dict[str, Any]] = response.json()["data"]
+        return calls
+
+    def check(self) -> dict[str, Any]:
+        """The invariants of the reliability suite; returns what was observed, raises on a violation."""
+        calls = self.simulator_calls()
+        dialled = collections.Counter(c["attempt_id"] for c in calls)
+        doubles = {a: n for a, n in dialled.items() if n > 1}
+        assert not doubles, f"attempts dialled more than once: {doubles}"
+        assert None not in dialled, "a provider request without an attempt id"
+        with psycopg.connect(self.dsn()) as conn:
+            events = conn.execute(
+                "SELECT id, status, retry_count, max_retries_client_errors, deferred_reason, errors "
+                "FROM scheduled_events"
+            ).fetchall()
+            attempts = conn.execute(
+                "SELECT event_id, id::text, attempt_number, state, call_status FROM call_attempts "
+                "ORDER BY event_id, attempt_number"
+            ).fetchall()
+            receipts = dict(conn.execute("SELECT result, count(*) FROM webhook_receipts GROUP BY 1").fetchall())
+        by_event: dict[Any, list[tuple[Any, ...]]] = collections.defaultdict(list)
+        for row in attempts:
+            by_event[row[0]].append(row)
+        known = {row[1] for row in attempts}
+        missing = [a for a in dialled if a not in known]
+        assert not missing, f"attempts that reached the provider but are not on record: {missing[:5]}"
+        statuses: collections.Counter[str] = collections.Counter()
+        failed_closed = 0
+        reasons: collections.Counter[str] = collections.Counter()
+        for event_id, status, retry_count, max_retries, reason, errors in events:
+            statuses[status] += 1
+            assert status in TERMINAL or (status == "pending" and reason), f"event {event_id} left {status}"
+            mine = by_event.get(event_id, [])
+            numbers = [r[2] for r in mine]
+            assert numbers == list(range(1, len(mine) + 1)), f"event {event_id}: attempt numbers {numbers}"
+            assert len(mine) <= max_retries + 1, f"event {event_id}: {len(mine)} attempts, budget {max_retries}"
+            if status == "completed":
+                assert mine and mine[-1][4] == "completed", f"event {event_id} completed without a completed call"
+                assert retry_count == len(mine) - 1
+            if status == "failed":
+                if any("outcome unknown" in e for e in errors):
+                    failed_closed += 1
+                    reasons[errors[-1][:90]] += 1
+                else:
+                    assert any("retry budget exhausted" in e for e in errors), f"event {event_id}: {errors}"
+                    assert len(mine) == max_retries + 1, f"event {event_id} failed early: {len(mine)} attempts"
+                    assert all(r[4] in RETRYABLE for r in mine), f"event {event_id}: {[r[4] for r in mine]}"
+        return {
+            "events": len(events),
+            "statuses": dict(statuses),
+            "attempts": len(attempts),
+            "provider_requests": len(calls),
+            "failed_closed_unknown": failed_closed,
+            "failed_closed_reasons": dict(reasons),
+            "webhook_receipts": receipts,
+        }
+
+
+def wait_settled(stack: Stack, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if stack.settled():
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"not settled within {timeout}s: {stack.counts()}; logs in {stack.logs}")

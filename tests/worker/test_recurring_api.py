@@ -1,0 +1,212 @@
+"""``/v1/recurring`` and ``campaigns recurring`` on real PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+from typer.testing import CliRunner
+
+from campaigns.clock import FrozenClock
+from campaigns.models import Campaign, RecurringDefinition, ScheduledEvent
+from worker.api import create_app
+from worker.cli import app as cli
+from worker.runtime import Runtime, reset_runtime
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "recurring" / "appointment-reminders.toml"
+CSV = "phone,name,appointment_at\n+12125550101,Ana,2026-05-09 10:00\n+12125550102,Ben,2026-05-09 11:00\n"
+
+
+def Z(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+@pytest.fixture
+def directory(tmp_path: Path) -> Path:
+    (tmp_path / "lists").mkdir()
+    return tmp_path
+
+
+@pytest.fixture
+def client(runtime: Runtime, directory: Path) -> Iterator[TestClient]:
+    rt = Runtime(
+        settings=runtime.settings.model_copy(update={"recurring_dir": str(directory)}),
+        clock=runtime.clock,
+        sessions=runtime.sessions,
+        providers=runtime.providers,
+    )
+    with TestClient(create_app(rt)) as c:
+        yield c
+
+
+def definition(**overrides: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "name": "reminders",
+        "cron": "0 7 * * *",
+        "timezone": "America/New_York",
+        "source": "lists/*.csv",
+        "due": "appointment_at - 24h",
+        "dedupe_key": ["phone", "appointment_at"],
+        "campaign": {"assistant_id": "a1", "telnyx_agent_target": "+15553456789", "ruleset": "none"},
+    }
+    body.update(overrides)
+    return body
+
+
+def test_create_update_get_and_run_now(client: TestClient, directory: Path, clock: FrozenClock) -> None:
+    # The clock fixture is 2026-05-07 14:30Z (10:30 EDT).
+    created = client.post("/v1/recurring", json=definition())
+    assert created.status_code == 201, created.text
+    body = created.json()
+    assert body["origin"] == "api" and body["source"] == str(directory / "lists" / "*.csv")
+    assert body["next_run_at"] == "2026-05-08T11:00:00Z"
+    assert body["next_runs"][:2] == ["2026-05-08T11:00:00Z", "2026-05-09T11:00:00Z"]
+    assert body["runs"] == [] and body["runs_total"] == 0
+
+    updated = client.post("/v1/recurring", json=definition(cron="30 6 * * *"))
+    assert updated.status_code == 200 and updated.json()["next_run_at"] == "2026-05-08T10:30:00Z"
+
+    (directory / "lists" / "day1.csv").write_text(CSV)
+    run = client.post("/v1/recurring/reminders/run-now")
+    assert run.status_code == 201, run.text
+    result = run.json()
+    assert result["kind"] == "manual" and result["status"] == "completed" and result["tick_at"] is None
+    assert result["rows"] == {"total": 2, "created": 2, "rejected": 0, "past": 0, "duplicate": 0, "suppressed": 0}
+    (campaign_id,) = result["campaign_ids"]
+    campaign = client.get(f"/v1/campaigns/{campaign_id}").json()
+    assert campaign["counts"]["pending"] == 2 and campaign["name"].startswith("reminders 2026-05-07")
+    assert campaign["recurring_run_id"] == result["id"]
+    events = client.get(f"/v1/campaigns/{campaign_id}/events").json()["data"]
+    assert sorted(e["scheduled_at_fixed_datetime"] for e in events) == ["2026-05-08T14:00:00Z", "2026-05-08T15:00:00Z"]
+
+    again = client.post("/v1/recurring/reminders/run-now").json()
+    assert again["status"] == "no_new_file" and again["campaign_ids"] == []
+    forced = client.post("/v1/recurring/reminders/run-now", params={"force": "true"}).json()
+    assert forced["rows"]["created"] == 0 and forced["rows"]["duplicate"] == 2
+
+    detail = client.get("/v1/recurring/reminders").json()
+    assert detail["runs_total"] == 3
+    assert [(r["status"], r["rows"]["created"]) for r in detail["runs"]] == [  # newest first
+        ("completed", 0),
+        ("no_new_file", 0),
+        ("completed", 2),
+    ]
+    assert client.get(f"/v1/recurring/{body['id']}").json()["name"] == "reminders"
+
+    listing = client.get("/v1/recurring").json()
+    assert listing["meta"]["total_results"] == 1
+    assert listing["data"][0]["last_run"]["status"] in ("completed", "no_new_file")
+
+
+def test_invalid_definitions_name_every_field(client: TestClient) -> None:
+    r = client.post(
+        "/v1/recurring",
+        json=definition(cron="every day", timezone="Mars/Base", due="appointment_at 9am", extra=1,
+                        campaign={"assistant_id": "a1", "max_retries_client_errors": 3}),
+    )  # fmt: skip
+    assert r.status_code == 400
+    pointers = sorted(e["source"]["pointer"] for e in r.json()["errors"])
+    assert pointers == ["/campaign/retry_interval_secs", "/campaign/telnyx_agent_target", "/cron", "/due", "/extra",
+                        "/timezone"]  # fmt: skip
+    outside = client.post("/v1/recurring", json=definition(source="/etc/*.csv"))
+    assert outside.status_code == 400 and "must be inside" in outside.json()["errors"][0]["detail"]
+    assert client.post("/v1/recurring", content=b"{nope").status_code == 400
+
+
+def test_unknown_definitions_are_404(client: TestClient) -> None:
+    r = client.get("/v1/recurring/nope")
+    assert r.status_code == 404 and r.json()["errors"][0]["detail"] == "no recurring definition nope"
+    assert client.post("/v1/recurring/nope/run-now").status_code == 404
+
+
+def test_without_a_recurring_directory_the_api_refuses_definitions(runtime: Runtime) -> None:
+    with TestClient(create_app(runtime)) as c:
+        r = c.post("/v1/recurring", json=definition())
+    assert r.status_code == 400 and "CAMPAIGNS_RECURRING_DIR" in r.json()["errors"][0]["detail"]
+
+
+# --- CLI -------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def cli_env(
+    database_url: str, monkeypatch: pytest.MonkeyPatch, sessions: sessionmaker[Session], directory: Path
+) -> Iterator[Path]:
+    monkeypatch.setenv("CAMPAIGNS_DATABASE_URL", database_url)
+    monkeypatch.setenv("CAMPAIGNS_RECURRING_DIR", str(directory))
+    monkeypatch.setenv("CAMPAIGNS_TIME_START", "2026-11-23T11:30:00Z")
+    monkeypatch.setenv("CAMPAIGNS_TIME_WARP_ORIGIN", datetime.now().astimezone().isoformat())
+    reset_runtime()
+    yield directory
+    reset_runtime()
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(cli, ["recurring", *args], env={"COLUMNS": "220"})
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_validate_prints_the_next_five_runs_in_the_definitions_zone(cli_env: Path) -> None:
+    code, out, err = run("validate", str(EXAMPLE))
+    assert code == 0, err
+    assert "'appointment-reminders', cron '0 7 * * *' in America/New_York" in out
+    lines = [line.strip() for line in out.splitlines() if line.startswith("  ")]
+    assert lines == [
+        "2026-11-23 07:00 EST  (2026-11-23 12:00 UTC)",
+        "2026-11-24 07:00 EST  (2026-11-24 12:00 UTC)",
+        "2026-11-25 07:00 EST  (2026-11-25 12:00 UTC)",
+        "2026-11-26 07:00 EST  (2026-11-26 12:00 UTC)",
+        "2026-11-27 07:00 EST  (2026-11-27 12:00 UTC)",
+    ]
+    assert "1 matching file(s)" in out
+
+
+def test_validate_a_bad_file_exits_2_naming_file_and_field(cli_env: Path) -> None:
+    bad = cli_env / "bad.toml"
+    bad.write_text('name = "x"\ncron = "0 25 * * *"\ntimezone = "America/New_York"\nsource = "a.csv"\n')
+    code, _, err = run("validate", str(bad))
+    assert code == 2
+    assert f"{bad}: cron: '0 25 * * *' is not a valid cron expression" in err
+    assert f"{bad}: campaign: is required" in err
+
+
+def test_list_and_run_now_read_the_directory(cli_env: Path, sessions: sessionmaker[Session]) -> None:
+    (cli_env / "reminders.toml").write_text(
+        """name = "reminders"
+cron = "0 7 * * 1-5"
+timezone = "America/Chicago"
+source = "lists/*.csv"
+due = "appointment_at 09:00 local"
+[campaign]
+assistant_id = "a1"
+telnyx_agent_target = "+15553456789"
+ruleset = "none"
+"""
+    )
+    (cli_env / "lists" / "today.csv").write_text("phone,appointment_at\n+13125550101,2026-11-25\n")
+    code, out, err = run("list")
+    assert code == 0, err
+    assert "reminders" in out and "0 7 * * 1-5" in out and "2026-11-23 07:00 CST" in out
+
+    code, out, err = run("run-now", "reminders")
+    assert code == 0, err
+    assert out.startswith("completed: today.csv: 1 rows, 1 scheduled")
+    campaign_id = out.strip().splitlines()[-1]
+    with sessions() as s:
+        event = s.scalars(select(ScheduledEvent).where(ScheduledEvent.campaign_id == campaign_id)).one()
+        assert event.scheduled_at_fixed_datetime == Z("2026-11-25T15:00Z")  # 09:00 CST
+        assert s.scalar(select(func.count()).select_from(RecurringDefinition)) == 1
+
+    code, out, _ = run("run-now", "reminders")
+    assert code == 0 and out.startswith("no_new_file: no new file")
+    assert run("run-now", "missing")[0] == 1
+    code, out, _ = run("list")
+    assert "no_new_file" in out
+    with sessions() as s:
+        assert s.scalar(select(func.count()).select_from(Campaign)) == 1

@@ -1,0 +1,102 @@
+"""The metrics port of the worker and the scheduler (the api serves ``/metrics`` itself).
+
+``prepare_multiprocess`` must run before anything imports ``prometheus_client``: the client picks its value
+storage (memory or per-process files) at import time. This module therefore imports it lazily.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import tempfile
+import threading
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+if TYPE_CHECKING:
+    from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
+
+log = logging.getLogger(__name__)
+
+Health = Callable[[], tuple[bool, str]]
+
+
+def prepare_multiprocess() -> str:
+    """Point ``PROMETHEUS_MULTIPROC_DIR`` at a directory for this process group and return it.
+
+    An operator-provided directory is used as is (it must start empty: one per worker pod or container);
+    otherwise a fresh temporary one is created.
+    """
+    if "prometheus_client" in sys.modules and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        raise RuntimeError("prometheus_client was imported before PROMETHEUS_MULTIPROC_DIR was set")
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not directory:
+        directory = tempfile.mkdtemp(prefix="campaigns-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+    Path(directory).mkdir(parents=True, exist_ok=True)
+    return directory
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+class _ThreadingServer(WSGIServer):
+    daemon_threads = True
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        threading.Thread(
+            target=self._handle, args=(request, client_address), daemon=True, name="metrics-request"
+        ).start()
+
+    def _handle(self, request: Any, client_address: Any) -> None:
+        try:
+            self.finish_request(request, client_address)
+        except Exception:
+            self.handle_error(request, client_address)
+        finally:
+            self.shutdown_request(request)
+
+
+def metrics_app(health: Health | None = None) -> WSGIApplication:
+    """``/metrics`` (this process group's metrics) and ``/healthz`` (``health``, else always ok)."""
+    from prometheus_client import make_wsgi_app
+
+    from campaigns.metrics import process_registry
+
+    metrics = make_wsgi_app(process_registry())
+
+    def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") == "/healthz":
+            ok, detail = health() if health is not None else (True, "ok")
+            start_response("200 OK" if ok else "503 Service Unavailable", [("Content-Type", "text/plain")])
+            return [detail.encode() + b"\n"]
+        body: Iterable[bytes] = metrics(environ, start_response)
+        return body
+
+    return app
+
+
+def serve_metrics(port: int, host: str = "0.0.0.0", health: Health | None = None) -> WSGIServer | None:  # noqa: S104
+    """Serve the metrics port in a daemon thread. A port that cannot be bound is logged, not fatal."""
+    try:
+        server = make_server(host, port, metrics_app(health), _ThreadingServer, handler_class=_QuietHandler)
+    except OSError as exc:
+        log.error("metrics port unavailable", extra={"port": port, "error": str(exc)})
+        return None
+    threading.Thread(target=server.serve_forever, daemon=True, name="metrics-server").start()
+    log.info("metrics served", extra={"port": server.server_port, "multiprocess": bool(os.environ.get(
+        "PROMETHEUS_MULTIPROC_DIR"))})  # fmt: skip
+    return server
+
+
+def mark_process_dead(pid: int) -> None:
+    """Drop a finished prefork child's live gauges (its counters stay aggregated)."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]  # untyped in the client
