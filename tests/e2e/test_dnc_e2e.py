@@ -16,7 +16,7 @@ import pytest
 from tests.e2e.test_up import ASSISTANT, TOKEN, _healthz, poll, stack
 
 __all__ = ["stack"]  # the fixture, imported for the tests below
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 AGENT = "+15553456789"
 EVENTS = f"/v2/ai/assistants/{ASSISTANT}/scheduled_events"
 TERMINAL = ("completed", "failed", "canceled")

@@ -15,7 +15,7 @@ import pytest
 
 from tests.e2e.stack import TOKEN, Stack, healthz, poll, running_stack, spawn
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 ASSISTANT = "assistant-e2e"
 _healthz, _spawn = healthz, spawn  # the names other end-to-end tests import
 

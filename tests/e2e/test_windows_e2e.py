@@ -19,7 +19,7 @@ import pytest
 
 from tests.e2e.stack import TOKEN, Stack, healthz, poll, running_stack
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 ASSISTANT = "assistant-windows"
 WARP = 1800.0
 

@@ -12,7 +12,8 @@ import pytest
 
 from tests.reliability.stack import FULL, Stack, wait_settled
 
-pytestmark = pytest.mark.e2e
+# Larger than the sum of the kill loop and the settle deadline below, so a slow run fails with the stack's counts.
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800 if FULL else 420)]
 
 EVENTS = 10_000 if FULL else 600
 KILLS = 20 if FULL else 6
