@@ -43,7 +43,7 @@ def _worker_answers(broker: str) -> bool:
     app = Celery(broker=broker)
     try:
         return bool(app.control.ping(timeout=1.0))
-    except Exception:  # noqa: BLE001 - Redis still coming back: not answering yet
+    except Exception:  # Redis still coming back: not answering yet
         return False
     finally:
         app.close()
