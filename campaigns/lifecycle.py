@@ -324,11 +324,25 @@ def begin_dispatch_many(
     """
     pairs = _lock_attempts(session, attempt_ids)
     suppressed = _suppressed(session, pairs)
-    requests = [
-        request
-        for attempt, event in pairs
-        if (request := _begin(session, attempt, event, now, dispatch_lease, suppressed)) is not None
-    ]
+    requests = []
+    for attempt, event in pairs:
+        before = (attempt.state, event.status)
+        request = _begin(session, attempt, event, now, dispatch_lease, suppressed)
+        if request is not None:
+            requests.append(request)
+        else:  # a redelivery, a cancel, a suppression or a closed window: say which, per attempt
+            log.info(
+                "attempt %s not sent: it was %s, its event %s (now %s)",
+                attempt.id,
+                before[0],
+                before[1],
+                event.status,
+                extra=logs.event_fields(event),
+            )
+    if len(pairs) < len(attempt_ids):
+        found = {attempt.id for attempt, _ in pairs}
+        missing = [str(a) for a in attempt_ids if a not in found]
+        log.warning("attempts to dispatch not found (withdrawn before the task ran?): %s", ", ".join(missing))
     session.flush()
     return requests
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -17,6 +16,7 @@ from typing import Any
 import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from bench import harness
 from campaigns.signatures import private_key_b64, public_key_b64
 from worker.embedded import free_port, wait_for_port
 
@@ -78,43 +78,41 @@ def running_stack(
 ) -> Iterator[Stack]:
     """Simulator + ``campaigns up`` on free loopback ports, stopped with Ctrl-C (then killed) afterwards.
 
-    The stack gets a Redis database of its own: a Celery worker of another test run sharing the server would
-    otherwise take this stack's tasks (and find none of its attempts in its own database).
+    The stack gets a private redis-server of its own (``redis_url`` is only kept for the callers' signature): a
+    Celery worker of another test or test run on a shared server would otherwise take this stack's tasks and find
+    none of its attempts in its own database (a random database number on the shared server can collide).
     """
-    key = Ed25519PrivateKey.generate()
-    sim_port, api_port = free_port(), free_port()
-    redis_url = redis_url.rsplit("/", 1)[0] + f"/{random.randint(1, 15)}"
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("CAMPAIGNS_")}
-    environment.update(
-        {
-            "CAMPAIGNS_SIMULATOR_PRIVATE_KEY": private_key_b64(key),
-            "CAMPAIGNS_DATABASE_URL": database_url,
-            "CAMPAIGNS_REDIS_URL": redis_url,
-            "CAMPAIGNS_API_TOKEN": TOKEN,
-            "CAMPAIGNS_TELNYX_API_KEY": "KEY_E2E",
-            "CAMPAIGNS_TELNYX_BASE_URL": f"http://127.0.0.1:{sim_port}/v2",
-            "CAMPAIGNS_TELNYX_PUBLIC_KEY": public_key_b64(key),
-            "CAMPAIGNS_TELNYX_TEXML_APP_ID": "texml-e2e",
-            "CAMPAIGNS_PUBLIC_BASE_URL": f"http://127.0.0.1:{api_port}",
-            "CAMPAIGNS_RECONCILE_INTERVAL_SECS": "2",
-            **(env or {}),
-        }
-    )
-    sim = spawn(["simulator", "--port", str(sim_port), *sim_args], environment, logs / "sim.log")
-    up = spawn(["up", "--port", str(api_port)], environment, logs / "up.log")
-    try:
-        wait_for_port(sim_port, timeout=30)
-        wait_for_port(api_port, timeout=60)
-        yield Stack(f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{sim_port}", up, logs)
-    finally:
-        for process in (up, sim):
-            if process.poll() is None:
-                process.send_signal(signal.SIGINT)
-        for process in (up, sim):
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        import redis
-
-        redis.Redis.from_url(redis_url).flushdb()
+    with harness.redis_server() as private_redis:
+        key = Ed25519PrivateKey.generate()
+        sim_port, api_port = free_port(), free_port()
+        environment = {k: v for k, v in os.environ.items() if not k.startswith("CAMPAIGNS_")}
+        environment.update(
+            {
+                "CAMPAIGNS_SIMULATOR_PRIVATE_KEY": private_key_b64(key),
+                "CAMPAIGNS_DATABASE_URL": database_url,
+                "CAMPAIGNS_REDIS_URL": private_redis.url,
+                "CAMPAIGNS_API_TOKEN": TOKEN,
+                "CAMPAIGNS_TELNYX_API_KEY": "KEY_E2E",
+                "CAMPAIGNS_TELNYX_BASE_URL": f"http://127.0.0.1:{sim_port}/v2",
+                "CAMPAIGNS_TELNYX_PUBLIC_KEY": public_key_b64(key),
+                "CAMPAIGNS_TELNYX_TEXML_APP_ID": "texml-e2e",
+                "CAMPAIGNS_PUBLIC_BASE_URL": f"http://127.0.0.1:{api_port}",
+                "CAMPAIGNS_RECONCILE_INTERVAL_SECS": "2",
+                **(env or {}),
+            }
+        )
+        sim = spawn(["simulator", "--port", str(sim_port), *sim_args], environment, logs / "sim.log")
+        up = spawn(["up", "--port", str(api_port)], environment, logs / "up.log")
+        try:
+            wait_for_port(sim_port, timeout=30)
+            wait_for_port(api_port, timeout=60)
+            yield Stack(f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{sim_port}", up, logs)
+        finally:
+            for process in (up, sim):
+                if process.poll() is None:
+                    process.send_signal(signal.SIGINT)
+            for process in (up, sim):
+                try:
+                    process.wait(30)
+                except subprocess.TimeoutExpired:
+                    process.kill()

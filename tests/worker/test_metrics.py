@@ -30,6 +30,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from bench import harness
 from campaigns import logs, metrics
 from campaigns.models import CallAttempt, ScheduledEvent
 from campaigns.signatures import private_key_b64, public_key_b64
@@ -87,62 +88,60 @@ def _spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[
 
 
 @pytest.fixture
-def stack(
-    database_url: str, redis_url: str, tmp_path: Path, sessions: sessionmaker[Session]
-) -> Iterator[dict[str, Any]]:
-    key = Ed25519PrivateKey.generate()
-    sim_port, api_port, scheduler_port, worker_port = free_port(), free_port(), free_port(), free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CAMPAIGNS_", "PROMETHEUS_"))}
-    env.update(
-        {
-            "CAMPAIGNS_SIMULATOR_PRIVATE_KEY": private_key_b64(key),
-            "CAMPAIGNS_DATABASE_URL": database_url,
-            "CAMPAIGNS_REDIS_URL": redis_url,
-            "CAMPAIGNS_API_TOKEN": TOKEN,
-            "CAMPAIGNS_TELNYX_API_KEY": "KEY_METRICS",
-            "CAMPAIGNS_TELNYX_BASE_URL": f"http://127.0.0.1:{sim_port}/v2",
-            "CAMPAIGNS_TELNYX_PUBLIC_KEY": public_key_b64(key),
-            "CAMPAIGNS_TELNYX_TEXML_APP_ID": "texml-metrics",
-            "CAMPAIGNS_PUBLIC_BASE_URL": f"http://127.0.0.1:{api_port}",
-            "CAMPAIGNS_TIME_WARP": "60",
-            "CAMPAIGNS_TIME_START": TIME_START.isoformat(),
-            "CAMPAIGNS_TIME_WARP_ORIGIN": datetime.now(UTC).isoformat(),
-            "CAMPAIGNS_LOG_JSON": "true",
-        }
-    )
-    multiproc = tmp_path / "multiproc"
-    worker_env = {**env, "CAMPAIGNS_METRICS_PORT": str(worker_port), "PROMETHEUS_MULTIPROC_DIR": str(multiproc)}
-    processes = [
-        _spawn(["simulator", "--port", str(sim_port), "--ring-delay", "0.05", "--talk-delay", "0.1"], env,
-               tmp_path / "sim.log"),
-        _spawn(["api", "--port", str(api_port)], env, tmp_path / "api.log"),
-        _spawn(["scheduler", "--metrics-port", str(scheduler_port)], env, tmp_path / "scheduler.log"),
-        _spawn(["worker", "--pool", "prefork", "--concurrency", "2"], worker_env, tmp_path / "worker.log"),
-    ]  # fmt: skip
-    try:
-        for port in (sim_port, api_port, scheduler_port, worker_port):
-            wait_for_port(port, timeout=60)
-        yield {
-            "api": f"http://127.0.0.1:{api_port}",
-            "sim": f"http://127.0.0.1:{sim_port}",
-            "scheduler": f"http://127.0.0.1:{scheduler_port}",
-            "worker": f"http://127.0.0.1:{worker_port}",
-            "multiproc": multiproc,
-            "logs": tmp_path,
-            "sessions": sessions,
-        }
-    finally:
-        for process in processes:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for process in processes:
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        import redis
-
-        redis.Redis.from_url(redis_url).flushdb()
+def stack(database_url: str, tmp_path: Path, sessions: sessionmaker[Session]) -> Iterator[dict[str, Any]]:
+    # A private redis-server: a worker left over on the shared one must not take this stack's tasks, nor this
+    # worker another test's.
+    with harness.redis_server() as private_redis:
+        key = Ed25519PrivateKey.generate()
+        sim_port, api_port, scheduler_port, worker_port = free_port(), free_port(), free_port(), free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("CAMPAIGNS_", "PROMETHEUS_"))}
+        env.update(
+            {
+                "CAMPAIGNS_SIMULATOR_PRIVATE_KEY": private_key_b64(key),
+                "CAMPAIGNS_DATABASE_URL": database_url,
+                "CAMPAIGNS_REDIS_URL": private_redis.url,
+                "CAMPAIGNS_API_TOKEN": TOKEN,
+                "CAMPAIGNS_TELNYX_API_KEY": "KEY_METRICS",
+                "CAMPAIGNS_TELNYX_BASE_URL": f"http://127.0.0.1:{sim_port}/v2",
+                "CAMPAIGNS_TELNYX_PUBLIC_KEY": public_key_b64(key),
+                "CAMPAIGNS_TELNYX_TEXML_APP_ID": "texml-metrics",
+                "CAMPAIGNS_PUBLIC_BASE_URL": f"http://127.0.0.1:{api_port}",
+                "CAMPAIGNS_TIME_WARP": "60",
+                "CAMPAIGNS_TIME_START": TIME_START.isoformat(),
+                "CAMPAIGNS_TIME_WARP_ORIGIN": datetime.now(UTC).isoformat(),
+                "CAMPAIGNS_LOG_JSON": "true",
+            }
+        )
+        multiproc = tmp_path / "multiproc"
+        worker_env = {**env, "CAMPAIGNS_METRICS_PORT": str(worker_port), "PROMETHEUS_MULTIPROC_DIR": str(multiproc)}
+        processes = [
+            _spawn(["simulator", "--port", str(sim_port), "--ring-delay", "0.05", "--talk-delay", "0.1"], env,
+                   tmp_path / "sim.log"),
+            _spawn(["api", "--port", str(api_port)], env, tmp_path / "api.log"),
+            _spawn(["scheduler", "--metrics-port", str(scheduler_port)], env, tmp_path / "scheduler.log"),
+            _spawn(["worker", "--pool", "prefork", "--concurrency", "2"], worker_env, tmp_path / "worker.log"),
+        ]  # fmt: skip
+        try:
+            for port in (sim_port, api_port, scheduler_port, worker_port):
+                wait_for_port(port, timeout=60)
+            yield {
+                "api": f"http://127.0.0.1:{api_port}",
+                "sim": f"http://127.0.0.1:{sim_port}",
+                "scheduler": f"http://127.0.0.1:{scheduler_port}",
+                "worker": f"http://127.0.0.1:{worker_port}",
+                "multiproc": multiproc,
+                "logs": tmp_path,
+                "sessions": sessions,
+            }
+        finally:
+            for process in processes:
+                if process.poll() is None:
+                    process.send_signal(signal.SIGTERM)
+            for process in processes:
+                try:
+                    process.wait(30)
+                except subprocess.TimeoutExpired:
+                    process.kill()
 
 
 def test_a_simulated_campaign_shows_in_every_metric(stack: dict[str, Any]) -> None:
