@@ -9,7 +9,7 @@ import base64
 import binascii
 import json
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -195,7 +195,46 @@ def _resolve_attempt(session: Session, callback: Callback) -> uuid.UUID | None:
 
 def record_and_apply(session: Session, callback: Callback, raw_body: bytes, *, now: datetime) -> str:
     """Store the receipt (a duplicate stops here) and apply it. Returns what happened, for logs and metrics."""
-    attempt_id = _resolve_attempt(session, callback)
+    return _record_and_apply(session, callback, _resolve_attempt(session, callback), raw_body, now=now)
+
+
+@dataclass(frozen=True)
+class Received:
+    """A verified callback waiting to be applied, with the moment it arrived."""
+
+    callback: Callback
+    raw_body: bytes
+    now: datetime
+
+
+def record_and_apply_many(session: Session, items: Sequence[Received]) -> list[str]:
+    """``record_and_apply`` for a batch in one transaction (group commit); results in the order of ``items``.
+
+    The events are locked in id order, as the dispatch batch locks them, so a batch of callbacks and a batch of
+    dispatches can never deadlock. Callbacks for the same event keep their arrival order.
+    """
+    attempts = [_resolve_attempt(session, item.callback) for item in items]
+    known = [a for a in attempts if a is not None]
+    event_of: dict[uuid.UUID, uuid.UUID] = {}
+    if known:
+        rows = session.execute(select(CallAttempt.id, CallAttempt.event_id).where(CallAttempt.id.in_(known))).all()
+        event_of = {attempt_id: event_id for attempt_id, event_id in rows}
+
+    def lock_order(i: int) -> tuple[int, str]:
+        attempt = attempts[i]
+        event_id = event_of.get(attempt) if attempt is not None else None
+        return (0, str(event_id)) if event_id is not None else (1, "")
+
+    results = [""] * len(items)
+    for i in sorted(range(len(items)), key=lock_order):
+        item = items[i]
+        results[i] = _record_and_apply(session, item.callback, attempts[i], item.raw_body, now=item.now)
+    return results
+
+
+def _record_and_apply(
+    session: Session, callback: Callback, attempt_id: uuid.UUID | None, raw_body: bytes, *, now: datetime
+) -> str:
     inserted = session.execute(
         insert(WebhookReceipt)
         .values(

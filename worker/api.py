@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -27,6 +28,7 @@ from campaigns import webhooks, windows
 from campaigns.clock import utcnow_real
 from campaigns.db import unit_of_work
 from campaigns.errors import Conflict, FieldError, NotFound, ValidationFailed
+from campaigns.group_commit import GroupCommit
 from campaigns.models import IdempotencyKey
 from campaigns.signatures import SIGNATURE_HEADER, TIMESTAMP_HEADER, SignatureError, load_public_key, verify
 from worker.api_campaigns import EnqueueImport, campaign_router, celery_enqueue_import
@@ -257,9 +259,15 @@ def create_app(runtime: Runtime | None = None, enqueue_import: EnqueueImport | N
         app_metrics.WEBHOOKS_RECEIVED.labels(endpoint, "valid").inc()
         return raw
 
+    # Callbacks arriving together share one transaction and one commit; each is answered after that commit.
+    callbacks: GroupCommit[webhooks.Received, str] = GroupCommit(
+        lambda: rt().sessions, webhooks.record_and_apply_many, name="webhooks"
+    )
+    app.state.webhook_commits = callbacks
+
     async def apply_callback(callback: webhooks.Callback, raw: bytes) -> JSONResponse:
         now = rt().clock.now()
-        result = await db(lambda s: webhooks.record_and_apply(s, callback, raw, now=now))
+        result = await asyncio.wrap_future(callbacks.submit(webhooks.Received(callback, raw, now)))
         app_metrics.count_webhook(callback.kind, result)
         return JSONResponse({"result": result})
 
