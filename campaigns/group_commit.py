@@ -10,8 +10,11 @@ If the shared transaction fails (one bad item, a deadlock with another process, 
 the batch is applied again in a transaction of its own, so one failure never fails the others, and a failing
 item raises in its own caller only.
 
-The thread is started on the first ``submit`` and exits after ``idle_secs`` without work, so an application
-object that is dropped (tests build many) leaves no thread behind.
+Up to ``threads`` batches are applied at once (each thread spends most of its time waiting for PostgreSQL's
+answers, not holding the GIL). Threads start on demand and exit after ``idle_secs`` without work, so an
+application object that is dropped (tests build many) leaves no thread behind. Concurrent batches take their
+row locks in a fixed order (the ``apply`` function's job), so they queue behind each other instead of
+deadlocking.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ class GroupCommit(Generic[T, R]):
         apply: Apply[T, R],
         *,
         max_batch: int = 64,
+        threads: int = 4,
         idle_secs: float = 2.0,
         name: str = "group-commit",
     ) -> None:
@@ -53,18 +57,23 @@ class GroupCommit(Generic[T, R]):
         self._name = name
         self._queue: queue.SimpleQueue[tuple[T, Future[R]]] = queue.SimpleQueue()
         self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
+        self._threads = threads
+        self._running = 0
         self.batches = 0
         """Transactions committed for batches of more than one item (for tests and benchmarks)."""
+
+    @property
+    def threads_running(self) -> int:
+        return self._running
 
     def submit(self, item: T) -> Future[R]:
         """Queue ``item``; the future resolves after the transaction that applied it committed."""
         future: Future[R] = Future()
         with self._lock:
             self._queue.put((item, future))
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
-                self._thread.start()
+            if self._running < self._threads:
+                self._running += 1
+                threading.Thread(target=self._run, name=f"{self._name}-{self._running}", daemon=True).start()
         return future
 
     def _run(self) -> None:
@@ -72,9 +81,9 @@ class GroupCommit(Generic[T, R]):
             try:
                 first = self._queue.get(timeout=self._idle_secs)
             except queue.Empty:
-                with self._lock:  # submit() holds the same lock: an item queued now finds no thread and starts one
+                with self._lock:  # submit() holds the same lock: an item queued now finds a thread or starts one
                     if self._queue.empty():
-                        self._thread = None
+                        self._running -= 1
                         return
                 continue
             batch = [first]

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from sqlalchemy import delete, func, insert, select, text
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, lazyload
 
 from campaigns import logs, metrics, windows
 from campaigns.ids import uuid7
@@ -110,6 +110,7 @@ def claim_due_events(
     events = session.scalars(
         select(ScheduledEvent)
         .where(ScheduledEvent.id.in_(ids))
+        .options(_WITHOUT_ATTEMPTS)
         .order_by(ScheduledEvent.scheduled_at_fixed_datetime)
         .execution_options(populate_existing=True)
     ).all()
@@ -184,6 +185,10 @@ def next_due_at(session: Session) -> datetime | None:
 # --- dispatch bookkeeping ---------------------------------------------------------------------------------
 
 
+_WITHOUT_ATTEMPTS = lazyload(ScheduledEvent.attempts)
+"""The state machine never reads ``event.attempts``: skip the eager (selectin) load of the whole history."""
+
+
 def _lock_attempt(session: Session, attempt_id: uuid.UUID) -> tuple[CallAttempt, ScheduledEvent] | None:
     """Lock the event, then the attempt (always in this order, so concurrent handlers cannot deadlock)."""
     event_id = session.scalar(select(CallAttempt.event_id).where(CallAttempt.id == attempt_id))
@@ -192,6 +197,7 @@ def _lock_attempt(session: Session, attempt_id: uuid.UUID) -> tuple[CallAttempt,
     event = session.scalars(
         select(ScheduledEvent)
         .where(ScheduledEvent.id == event_id)
+        .options(_WITHOUT_ATTEMPTS)
         .with_for_update()
         .execution_options(populate_existing=True)
     ).one()
@@ -224,6 +230,7 @@ def _lock_attempts(session: Session, attempt_ids: Sequence[uuid.UUID]) -> list[t
         for event in session.scalars(
             select(ScheduledEvent)
             .where(ScheduledEvent.id.in_(event_ids))
+            .options(_WITHOUT_ATTEMPTS)
             .order_by(ScheduledEvent.id)
             .with_for_update()
             .execution_options(populate_existing=True)

@@ -46,7 +46,7 @@ def _gated(gate: threading.Event, entered: threading.Event) -> Callable[[Session
 
 def test_waiting_callers_share_one_transaction(sessions: sessionmaker[Session]) -> None:
     gate, entered = threading.Event(), threading.Event()
-    committer: GroupCommit[str, int] = GroupCommit(lambda: sessions, _gated(gate, entered))
+    committer: GroupCommit[str, int] = GroupCommit(lambda: sessions, _gated(gate, entered), threads=1)
     first = committer.submit("first")
     assert entered.wait(30)
     waiting = [committer.submit(f"item-{i}") for i in range(10)]
@@ -59,7 +59,7 @@ def test_waiting_callers_share_one_transaction(sessions: sessionmaker[Session]) 
 
 def test_a_failing_item_fails_alone_and_the_rest_commit(sessions: sessionmaker[Session]) -> None:
     gate, entered = threading.Event(), threading.Event()
-    committer: GroupCommit[str, int] = GroupCommit(lambda: sessions, _gated(gate, entered))
+    committer: GroupCommit[str, int] = GroupCommit(lambda: sessions, _gated(gate, entered), threads=1)
     committer.submit("first")
     assert entered.wait(30)
     futures: list[Future[int]] = [committer.submit(name) for name in ("a", "bad", "b")]
@@ -75,9 +75,9 @@ def test_the_thread_goes_away_when_idle_and_comes_back(sessions: sessionmaker[Se
     committer: GroupCommit[str, int] = GroupCommit(lambda: sessions, _txids, idle_secs=0.05)
     assert committer.submit("one").result(30) > 0
     deadline = datetime.now() + timedelta(seconds=30)
-    while committer._thread is not None and datetime.now() < deadline:
+    while committer.threads_running and datetime.now() < deadline:
         threading.Event().wait(0.01)
-    assert committer._thread is None
+    assert committer.threads_running == 0
     assert committer.submit("two").result(30) > 0
 
 
