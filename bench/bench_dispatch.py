@@ -345,6 +345,11 @@ def main() -> None:
     harness.exit_on_sigterm()
     print(harness.machine(), flush=True)
     systems = [s for s in args.systems.split(",") if s]
+    unknown = sorted(set(systems) - set(SYSTEMS))
+    if unknown:
+        parser.error(f"--systems: unknown {', '.join(unknown)} (choose from {', '.join(SYSTEMS)})")
+    if "pgqueuer" in systems and not (Path(sys.executable).parent / "pgq").exists():
+        parser.error("the PgQueuer peer needs the bench extra: pip install -e '.[bench]' (make bench does it)")
     workloads: list[tuple[str, int, float | None]] = []
     if args.burst:
         workloads.append(("burst", args.burst, None))
