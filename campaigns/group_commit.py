@@ -107,6 +107,7 @@ class GroupCommit(Generic[T, R]):
                 self._commit([entry])
             return
         if len(batch) > 1:
-            self.batches += 1
+            with self._lock:  # several committer threads
+                self.batches += 1
         for (_, future), result in zip(batch, results, strict=True):
             future.set_result(result)

@@ -24,6 +24,9 @@ from campaigns.provider import DispatchRequest, DispatchResult, Providers
 
 log = logging.getLogger(__name__)
 
+_WITHOUT_ATTEMPTS = lazyload(ScheduledEvent.attempts)
+"""The state machine never reads ``event.attempts``: skip the eager (selectin) load of the whole history."""
+
 RETRYABLE_CALL_STATUSES = frozenset({"busy", "no-answer", "failed", "canceled"})
 TERMINAL_CALL_STATUSES = RETRYABLE_CALL_STATUSES | {"completed"}
 SMS_SUCCESS = frozenset({"delivered", "sent", "delivery_unconfirmed"})
@@ -183,10 +186,6 @@ def next_due_at(session: Session) -> datetime | None:
 
 
 # --- dispatch bookkeeping ---------------------------------------------------------------------------------
-
-
-_WITHOUT_ATTEMPTS = lazyload(ScheduledEvent.attempts)
-"""The state machine never reads ``event.attempts``: skip the eager (selectin) load of the whole history."""
 
 
 def _lock_attempt(session: Session, attempt_id: uuid.UUID) -> tuple[CallAttempt, ScheduledEvent] | None:

@@ -213,17 +213,33 @@ def record_and_apply_many(session: Session, items: Sequence[Received]) -> list[s
     The events are locked in id order, as the dispatch batch locks them, so a batch of callbacks and a batch of
     dispatches can never deadlock. Callbacks for the same event keep their arrival order.
     """
-    attempts = [_resolve_attempt(session, item.callback) for item in items]
-    known = [a for a in attempts if a is not None]
+    # One query for the attempts the callbacks name (the usual case), one each for the rest (by provider id).
+    hinted = [item.callback.attempt_id for item in items if item.callback.attempt_id is not None]
     event_of: dict[uuid.UUID, uuid.UUID] = {}
-    if known:
-        rows = session.execute(select(CallAttempt.id, CallAttempt.event_id).where(CallAttempt.id.in_(known))).all()
+    if hinted:
+        rows = session.execute(select(CallAttempt.id, CallAttempt.event_id).where(CallAttempt.id.in_(hinted))).all()
         event_of = {attempt_id: event_id for attempt_id, event_id in rows}
+    attempts: list[uuid.UUID | None] = []
+    for item in items:
+        cb = item.callback
+        if cb.attempt_id is not None and cb.attempt_id in event_of:
+            attempts.append(cb.attempt_id)
+            continue
+        row = (
+            session.execute(
+                select(CallAttempt.id, CallAttempt.event_id).where(CallAttempt.provider_id == cb.provider_id)
+            ).first()
+            if cb.provider_id
+            else None
+        )
+        attempts.append(row[0] if row is not None else None)
+        if row is not None:
+            event_of[row[0]] = row[1]
 
-    def lock_order(i: int) -> tuple[int, str]:
+    def lock_order(i: int) -> tuple[int, uuid.UUID]:
         attempt = attempts[i]
         event_id = event_of.get(attempt) if attempt is not None else None
-        return (0, str(event_id)) if event_id is not None else (1, "")
+        return (0, event_id) if event_id is not None else (1, uuid.UUID(int=0))
 
     results = [""] * len(items)
     for i in sorted(range(len(items)), key=lock_order):

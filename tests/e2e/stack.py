@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,15 +23,11 @@ TOKEN = "e2e-token"
 
 
 def poll(fn: Any, *, timeout: float, interval: float = 0.1) -> Any:
-    """Call ``fn`` until it returns something truthy, or fail after ``timeout`` real seconds."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s; last value: {last!r}")
+    """``harness.poll``, failing as an ``AssertionError`` (the tests catch it to print the stack's logs)."""
+    try:
+        return harness.poll(fn, timeout=timeout, interval=interval)
+    except TimeoutError as exc:
+        raise AssertionError(str(exc)) from None
 
 
 def spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
