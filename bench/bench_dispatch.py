@@ -62,6 +62,12 @@ class Result:
     lag_max_ms: float
     note: str = ""
     rss_mib: dict[str, float] = field(default_factory=dict)
+    cpu_ms_per_event: dict[str, float] = field(default_factory=dict)
+    """CPU time each process used over the run, per event (the simulator's is the same work for every system)."""
+
+
+def _cpu_per_event(pids: dict[str, int], n: int) -> dict[str, float]:
+    return {name: round(harness.cpu_seconds(pid) * 1000 / n, 3) for name, pid in pids.items()}
 
 
 def _lags(rows: list[tuple[float]]) -> list[float]:
@@ -119,6 +125,7 @@ def run_engine(
     workers: list[list[str]],
     rss_every: float = 0.0,
     rss_log: list[dict[str, float]] | None = None,
+    extra_env: dict[str, str] | None = None,
 ) -> Result:
     with (
         harness.scratch_database() as url,
@@ -126,12 +133,15 @@ def run_engine(
         _log_dir("bench-dispatch-") as tmp,
     ):
         sim_port = harness.free_port()
-        env = engine_env(url, redis.url, sim_port)
+        env = {**engine_env(url, redis.url, sim_port), **(extra_env or {})}
         with harness.processes(env, Path(tmp)) as procs:
-            procs.cli("simulator", "simulator", "--port", str(sim_port), "--no-callbacks", "--ring-delay", "0")
+            simulator = procs.cli(
+                "simulator", "simulator", "--port", str(sim_port), "--no-callbacks", "--ring-delay", "0"
+            )
             harness.wait_for_port(sim_port)
             start = datetime.now(UTC) + timedelta(seconds=lead if rate is not None else 0)
             load_engine_events(url, n, start, rate)
+            sim_cpu = harness.cpu_seconds(simulator.pid)
             loaded = time.monotonic()
             worker_procs = [procs.cli(f"worker{i}", "worker", *args) for i, args in enumerate(workers)]
             scheduler = procs.cli("scheduler", "scheduler")
@@ -152,6 +162,9 @@ def run_engine(
                 ).fetchone()
             rss = {name: round(harness.rss_mib(pid), 1) for name, pid in
                    {"scheduler": scheduler.pid, "worker": worker_procs[0].pid}.items()}  # fmt: skip
+            cpu = _cpu_per_event({"scheduler": scheduler.pid,
+                                  **{f"worker{i}": p.pid for i, p in enumerate(worker_procs)}}, n)  # fmt: skip
+            cpu["simulator"] = round((harness.cpu_seconds(simulator.pid) - sim_cpu) * 1000 / n, 3)
     seconds = done - first_claim[0].timestamp()
     del loaded
     result = _result("engine", "burst" if rate is None else "stream", n, seconds, _lags(rows))
@@ -160,6 +173,7 @@ def run_engine(
     if unknown and unknown[0]:
         result.note += f" {unknown[0]} provider requests timed out (outcome unknown, not re-sent)"
     result.rss_mib = rss
+    result.cpu_ms_per_event = cpu
     return result
 
 
@@ -217,7 +231,7 @@ def _load_peer_events(peer_dsn: str, n: int, start: datetime, rate: float | None
         )
 
 
-def _peer_result(system: str, peer_dsn: str, n: int, rate: float | None, done: float) -> Result:
+def _peer_result(system: str, peer_dsn: str, n: int, rate: float | None, done: float, cpu: dict[str, float]) -> Result:
     with psycopg.connect(peer_dsn) as conn:
         first = conn.execute("SELECT min(claimed_at) FROM peer_attempts").fetchone()
         assert first is not None and first[0] is not None
@@ -229,7 +243,9 @@ def _peer_result(system: str, peer_dsn: str, n: int, rate: float | None, done: f
         last = conn.execute("SELECT max(recorded_at) FROM peer_attempts").fetchone()
     assert last is not None and last[0] is not None
     end = min(done, last[0].timestamp())
-    return _result(system, "burst" if rate is None else "stream", n, end - first[0].timestamp(), _lags(rows))
+    result = _result(system, "burst" if rate is None else "stream", n, end - first[0].timestamp(), _lags(rows))
+    result.cpu_ms_per_event = cpu
+    return result
 
 
 def _wait_peer(peer_dsn: str, n: int, timeout: float, procs: harness.Processes) -> float:
@@ -256,7 +272,9 @@ def run_celery_eta(n: int, rate: float | None, *, lead: float, worker_args: list
         peer_dsn = harness.dsn(url)
         env = {**_peer_env(peer_dsn, redis.url, sim_port), "BENCH_PEER_CELERY": "1"}
         with harness.processes(env, Path(tmp)) as procs:
-            procs.cli("simulator", "simulator", "--port", str(sim_port), "--no-callbacks", "--ring-delay", "0")
+            simulator = procs.cli(
+                "simulator", "simulator", "--port", str(sim_port), "--no-callbacks", "--ring-delay", "0"
+            )
             harness.wait_for_port(sim_port)
             start = datetime.now(UTC) + timedelta(seconds=lead if rate is not None else 0)
             _load_peer_events(peer_dsn, n, start, rate)
@@ -274,9 +292,12 @@ def run_celery_eta(n: int, rate: float | None, *, lead: float, worker_args: list
                 for i in range(n):
                     task.apply_async((i,), eta=due(i), producer=producer)
             celery = [sys.executable, "-m", "celery", "-A", "bench.peers:celery_app", "worker", "--loglevel=WARNING"]
-            procs.spawn("celery", [*celery, "--without-gossip", "--without-mingle", *worker_args])
+            sim_cpu = harness.cpu_seconds(simulator.pid)
+            worker = procs.spawn("celery", [*celery, "--without-gossip", "--without-mingle", *worker_args])
             done = _wait_peer(peer_dsn, n, timeout=max(600.0, n / 100), procs=procs)
-            return _peer_result("celery_eta", peer_dsn, n, rate, done)
+            cpu = _cpu_per_event({"worker": worker.pid}, n)
+            cpu["simulator"] = round((harness.cpu_seconds(simulator.pid) - sim_cpu) * 1000 / n, 3)
+            return _peer_result("celery_eta", peer_dsn, n, rate, done, cpu)
 
 
 def run_pgqueuer(n: int, rate: float | None, *, lead: float, run_args: list[str]) -> Result:
@@ -291,7 +312,9 @@ def run_pgqueuer(n: int, rate: float | None, *, lead: float, run_args: list[str]
         peer_dsn = harness.dsn(url)
         env = _peer_env(peer_dsn, redis.url, sim_port)
         with harness.processes(env, Path(tmp)) as procs:
-            procs.cli("simulator", "simulator", "--port", str(sim_port), "--no-callbacks", "--ring-delay", "0")
+            simulator = procs.cli(
+                "simulator", "simulator", "--port", str(sim_port), "--no-callbacks", "--ring-delay", "0"
+            )
             harness.wait_for_port(sim_port)
             pgq = str(Path(sys.executable).parent / "pgq")
             import subprocess
@@ -320,9 +343,12 @@ def run_pgqueuer(n: int, rate: float | None, *, lead: float, run_args: list[str]
                 await connection.close()
 
             asyncio.run(enqueue())
-            procs.spawn("pgq", [sys.executable, "-m", "bench.peers", *run_args])
+            sim_cpu = harness.cpu_seconds(simulator.pid)
+            worker = procs.spawn("pgq", [sys.executable, "-m", "bench.peers", *run_args])
             done = _wait_peer(peer_dsn, n, timeout=max(600.0, n / 100), procs=procs)
-            return _peer_result("pgqueuer", peer_dsn, n, rate, done)
+            cpu = _cpu_per_event({"worker": worker.pid}, n)
+            cpu["simulator"] = round((harness.cpu_seconds(simulator.pid) - sim_cpu) * 1000 / n, 3)
+            return _peer_result("pgqueuer", peer_dsn, n, rate, done, cpu)
 
 
 # --- main -----------------------------------------------------------------------------------------------------
@@ -338,6 +364,13 @@ def main() -> None:
     parser.add_argument("--systems", default=",".join(SYSTEMS))
     parser.add_argument("--engine-worker", default="--pool threads --concurrency 8",
                         help="arguments of each `campaigns worker`; several workers separated by ';'")  # fmt: skip
+    parser.add_argument(
+        "--engine-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a setting for the engine's processes, e.g. CAMPAIGNS_DISPATCH_BATCH_SIZE=25 (repeatable)",
+    )
     parser.add_argument("--celery-worker", default="--pool threads --concurrency 16")
     parser.add_argument("--pgq-run", default="10", help="PgQueuer batch size")
     parser.add_argument("--json", type=Path, help="append every result as a JSON line here")
@@ -350,6 +383,9 @@ def main() -> None:
         parser.error(f"--systems: unknown {', '.join(unknown)} (choose from {', '.join(SYSTEMS)})")
     if "pgqueuer" in systems and not (Path(sys.executable).parent / "pgq").exists():
         parser.error("the PgQueuer peer needs the bench extra: pip install -e '.[bench]' (make bench does it)")
+    engine_settings = dict(item.split("=", 1) for item in args.engine_env if "=" in item)
+    if len(engine_settings) != len(args.engine_env):
+        parser.error("--engine-env takes NAME=VALUE")
     workloads: list[tuple[str, int, float | None]] = []
     if args.burst:
         workloads.append(("burst", args.burst, None))
@@ -361,7 +397,7 @@ def main() -> None:
             for system in systems:
                 if system == "engine":
                     workers = [w.split() for w in args.engine_worker.split(";")]
-                    result = run_engine(n, rate, lead=args.lead, workers=workers)
+                    result = run_engine(n, rate, lead=args.lead, workers=workers, extra_env=engine_settings)
                 elif system == "celery_eta":
                     result = run_celery_eta(n, rate, lead=args.lead, worker_args=args.celery_worker.split())
                 else:
@@ -370,7 +406,8 @@ def main() -> None:
                 print(
                     f"run {rep} {workload:6} {system:10} {n:>7} events {result.seconds:7.2f}s "
                     f"{result.events_per_s:8.1f}/s lag p50 {result.lag_p50_ms:8.1f} ms "
-                    f"p99 {result.lag_p99_ms:8.1f} ms max {result.lag_max_ms:8.1f} ms {result.note}",
+                    f"p99 {result.lag_p99_ms:8.1f} ms max {result.lag_max_ms:8.1f} ms {result.note}"
+                    f"\n      CPU ms/event: {', '.join(f'{k} {v}' for k, v in result.cpu_ms_per_event.items())}",
                     flush=True,
                 )
                 if args.json:

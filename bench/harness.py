@@ -300,6 +300,24 @@ def rss_mib(pid: int, *, with_children: bool = True) -> float:
     return total / 1024
 
 
+def cpu_seconds(pid: int, *, with_children: bool = True) -> float:
+    """CPU time (user + system) a process (and, by default, its live descendants) has used so far, from /proc.
+
+    Unlike wall-clock rates this hardly moves when other work shares the machine: the per-event cost to compare.
+    """
+    pids = [pid]
+    if with_children:
+        pids += _descendants(pid)
+    ticks = 0
+    for p in pids:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rpartition(")")[2].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of proc(5))
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def _descendants(pid: int) -> list[int]:
     try:
         children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()

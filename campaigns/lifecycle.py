@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
 from sqlalchemy import delete, func, insert, select, text
 from sqlalchemy.orm import Session, lazyload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from campaigns import logs, metrics, windows
 from campaigns.ids import uuid7
@@ -220,32 +221,29 @@ def _lock_attempts(session: Session, attempt_ids: Sequence[uuid.UUID]) -> list[t
     attempts; pairs come back in the order of ``attempt_ids``, unknown ids left out."""
     if not attempt_ids:
         return []
-    pairs = session.execute(select(CallAttempt.id, CallAttempt.event_id).where(CallAttempt.id.in_(attempt_ids))).all()
-    event_ids = sorted({event_id for _, event_id in pairs})
-    if not event_ids:
-        return []
     events = {
         event.id: event
         for event in session.scalars(
             select(ScheduledEvent)
-            .where(ScheduledEvent.id.in_(event_ids))
+            .where(ScheduledEvent.id.in_(select(CallAttempt.event_id).where(CallAttempt.id.in_(attempt_ids))))
             .options(_WITHOUT_ATTEMPTS)
             .order_by(ScheduledEvent.id)
             .with_for_update()
             .execution_options(populate_existing=True)
         )
     }
+    if not events:
+        return []
     attempts = {
         attempt.id: attempt
         for attempt in session.scalars(
             select(CallAttempt).where(CallAttempt.id.in_(attempt_ids)).execution_options(populate_existing=True)
         )
     }
-    event_of = {attempt_id: event_id for attempt_id, event_id in pairs}
     return [
-        (attempts[a], events[event_of[a]])
+        (attempts[a], events[attempts[a].event_id])
         for a in attempt_ids
-        if a in attempts and a in event_of and event_of[a] in events
+        if a in attempts and attempts[a].event_id in events
     ]
 
 
@@ -261,9 +259,12 @@ def _begin(
     attempt: CallAttempt,
     event: ScheduledEvent,
     now: datetime,
-    dispatch_lease: timedelta,
     suppressed: dict[str, str],
 ) -> DispatchRequest | None:
+    """What to send for a claimed attempt, or ``None`` (settling a cancel, a suppression or a closed window).
+
+    The caller marks the attempt ``sending`` when a request comes back (one row, or the whole batch at once).
+    """
     if attempt.state != "claimed" or event.status != "in_progress":
         return None
     if event.cancel_requested:
@@ -284,14 +285,9 @@ def _begin(
         _defer(event, late)
         event.updated_at = now
         return None
-    attempt.state = "sending"
-    attempt.attempted_at = now
-    event.dispatched_at = now
     metrics.DISPATCH_LAG.labels(event.telnyx_conversation_channel).observe(
         max(0.0, (now - event.scheduled_at_fixed_datetime).total_seconds())
     )
-    event.lease_expires_at = now + dispatch_lease
-    event.updated_at = now
     return DispatchRequest(
         attempt_id=attempt.id,
         channel=event.telnyx_conversation_channel,
@@ -316,7 +312,14 @@ def begin_dispatch(
     locked = _lock_attempt(session, attempt_id)
     if locked is None:
         return None
-    request = _begin(session, *locked, now, dispatch_lease, _suppressed(session, [locked]))
+    attempt, event = locked
+    request = _begin(session, attempt, event, now, _suppressed(session, [locked]))
+    if request is not None:
+        attempt.state = "sending"
+        attempt.attempted_at = now
+        event.dispatched_at = now
+        event.lease_expires_at = now + dispatch_lease
+        event.updated_at = now
     session.flush()
     return request
 
@@ -331,11 +334,13 @@ def begin_dispatch_many(
     pairs = _lock_attempts(session, attempt_ids)
     suppressed = _suppressed(session, pairs)
     requests = []
+    sending: list[tuple[CallAttempt, ScheduledEvent]] = []
     for attempt, event in pairs:
         before = (attempt.state, event.status)
-        request = _begin(session, attempt, event, now, dispatch_lease, suppressed)
+        request = _begin(session, attempt, event, now, suppressed)
         if request is not None:
             requests.append(request)
+            sending.append((attempt, event))
         else:  # a redelivery, a cancel, a suppression or a closed window: say which, per attempt
             log.info(
                 "attempt %s not sent: it was %s, its event %s (now %s)",
@@ -349,7 +354,28 @@ def begin_dispatch_many(
         found = {attempt.id for attempt, _ in pairs}
         missing = [str(a) for a in attempt_ids if a not in found]
         log.warning("attempts to dispatch not found (withdrawn before the task ran?): %s", ", ".join(missing))
-    session.flush()
+    session.flush()  # the exceptions above (withdrawn, deferred, finished), and zones resolved by the window check
+    if sending:
+        # The common case as two set-based statements rather than one UPDATE per row through the unit of work;
+        # the loaded objects are brought in line without becoming dirty.
+        lease_until = now + dispatch_lease
+        session.execute(
+            text("UPDATE call_attempts SET state = 'sending', attempted_at = :now WHERE id = ANY(:ids)"),
+            {"now": now, "ids": [attempt.id for attempt, _ in sending]},
+        )
+        session.execute(
+            text(
+                "UPDATE scheduled_events SET dispatched_at = :now, lease_expires_at = :lease_until, updated_at = :now"
+                " WHERE id = ANY(:ids)"
+            ),
+            {"now": now, "lease_until": lease_until, "ids": [event.id for _, event in sending]},
+        )
+        for attempt, event in sending:
+            set_committed_value(attempt, "state", "sending")
+            set_committed_value(attempt, "attempted_at", now)
+            set_committed_value(event, "dispatched_at", now)
+            set_committed_value(event, "lease_expires_at", lease_until)
+            set_committed_value(event, "updated_at", now)
     return requests
 
 
@@ -375,6 +401,30 @@ def record_dispatched(
     session.flush()
 
 
+_RECORD_DISPATCHED = text(
+    """
+    WITH v AS (
+        SELECT * FROM unnest(CAST(:ids AS uuid[]), CAST(:provider_ids AS text[]), CAST(:statuses AS text[]))
+            AS v(id, provider_id, status)
+    ),
+    moved AS (
+        UPDATE call_attempts AS a
+        SET state = 'sent', provider_id = coalesce(a.provider_id, v.provider_id),
+            last_status = coalesce(a.last_status, v.status)
+        FROM v WHERE a.id = v.id AND a.state IN ('sending', 'unknown')
+        RETURNING a.event_id
+    ),
+    kept AS (
+        UPDATE call_attempts AS a SET provider_id = v.provider_id
+        FROM v WHERE a.id = v.id AND a.state NOT IN ('sending', 'unknown') AND a.provider_id IS NULL
+        RETURNING a.id
+    )
+    UPDATE scheduled_events AS e SET lease_expires_at = :lease_until
+    FROM moved WHERE e.id = moved.event_id AND e.status = 'in_progress'
+    """
+)
+
+
 def record_dispatched_many(
     session: Session,
     results: Sequence[tuple[uuid.UUID, DispatchResult]],
@@ -382,11 +432,32 @@ def record_dispatched_many(
     now: datetime,
     call_lease: timedelta,
 ) -> None:
-    """``record_dispatched`` for a batch in one transaction."""
+    """``record_dispatched`` for a batch in one transaction, as three set-based statements.
+
+    The events are locked first, in id order, as every batch path locks them (no deadlock with a webhook batch);
+    then the same transitions as ``_dispatched``: the provider id is kept (a callback may have stored it first),
+    a ``sending`` (or ``unknown``) attempt becomes ``sent`` and its event's lease becomes the call lease.
+    """
+    if not results:
+        return
     by_id = dict(results)
-    for attempt, event in _lock_attempts(session, list(by_id)):
-        _dispatched(attempt, event, by_id[attempt.id], now, call_lease)
-    session.flush()
+    ids = list(by_id)
+    session.execute(
+        text(
+            "SELECT e.id FROM scheduled_events e WHERE e.id IN "
+            "(SELECT event_id FROM call_attempts WHERE id = ANY(:ids)) ORDER BY e.id FOR UPDATE OF e"
+        ),
+        {"ids": ids},
+    )
+    session.execute(
+        _RECORD_DISPATCHED,
+        {
+            "ids": ids,
+            "provider_ids": [by_id[i].provider_id for i in ids],
+            "statuses": [by_id[i].status for i in ids],
+            "lease_until": now + call_lease,
+        },
+    )
 
 
 def record_refused(session: Session, attempt_id: uuid.UUID, reason: str, *, now: datetime, retry_at: datetime) -> None:
@@ -464,6 +535,34 @@ class OutcomeResult:
     reason: str
 
 
+def lock_attempts(
+    session: Session, event_of: Mapping[uuid.UUID, uuid.UUID]
+) -> dict[uuid.UUID, tuple[CallAttempt, ScheduledEvent]]:
+    """``_lock_attempt`` for a batch whose attempts' events are already known (``event_of``: attempt → event).
+
+    The events are locked in id order with one statement (every batch path locks them so, so batches cannot
+    deadlock), then the attempts are read with a second one; an attempt withdrawn meanwhile is left out. Pass
+    the pairs to the ``*_locked`` functions below and flush once for the batch.
+    """
+    if not event_of:
+        return {}
+    events = {
+        event.id: event
+        for event in session.scalars(
+            select(ScheduledEvent)
+            .where(ScheduledEvent.id.in_(sorted(set(event_of.values()))))
+            .options(_WITHOUT_ATTEMPTS)
+            .order_by(ScheduledEvent.id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+    }
+    attempts = session.scalars(
+        select(CallAttempt).where(CallAttempt.id.in_(list(event_of))).execution_options(populate_existing=True)
+    )
+    return {attempt.id: (attempt, events[attempt.event_id]) for attempt in attempts if attempt.event_id in events}
+
+
 def apply_progress(
     session: Session,
     attempt_id: uuid.UUID,
@@ -477,7 +576,21 @@ def apply_progress(
     locked = _lock_attempt(session, attempt_id)
     if locked is None:
         return OutcomeResult(False, "unknown attempt")
-    attempt, _ = locked
+    result = apply_progress_locked(*locked, status, sequence=sequence, answered=answered, now=now)
+    session.flush()
+    return result
+
+
+def apply_progress_locked(
+    attempt: CallAttempt,
+    event: ScheduledEvent,
+    status: str,
+    *,
+    sequence: int | None,
+    answered: bool,
+    now: datetime,
+) -> OutcomeResult:
+    """``apply_progress`` on an attempt whose event the caller has locked (``lock_attempts``); not flushed."""
     if attempt.call_status is not None:
         return OutcomeResult(False, "attempt already finished")
     if sequence is not None and attempt.last_sequence is not None and sequence <= attempt.last_sequence:
@@ -486,7 +599,6 @@ def apply_progress(
     attempt.answered = attempt.answered or answered
     if sequence is not None:
         attempt.last_sequence = sequence
-    session.flush()
     return OutcomeResult(True, "progress")
 
 
@@ -506,7 +618,27 @@ def apply_call_outcome(
     locked = _lock_attempt(session, attempt_id)
     if locked is None:
         return OutcomeResult(False, "unknown attempt")
-    attempt, event = locked
+    result = apply_call_outcome_locked(
+        session, *locked, call_status, duration=duration, now=now, sequence=sequence, provider_id=provider_id
+    )
+    session.flush()
+    return result
+
+
+def apply_call_outcome_locked(
+    session: Session,
+    attempt: CallAttempt,
+    event: ScheduledEvent,
+    call_status: str,
+    *,
+    duration: int | None,
+    now: datetime,
+    sequence: int | None = None,
+    provider_id: str | None = None,
+) -> OutcomeResult:
+    """``apply_call_outcome`` on an attempt whose event the caller has locked (``lock_attempts``); not flushed."""
+    if call_status not in TERMINAL_CALL_STATUSES:
+        raise ValueError(f"not a terminal call status: {call_status}")
     if attempt.call_status is not None:
         return OutcomeResult(False, "duplicate")
     attempt.call_status = call_status
@@ -520,7 +652,6 @@ def apply_call_outcome(
     if attempt.attempted_at is None:
         attempt.attempted_at = now
     if not current_attempt_matches(event, attempt):
-        session.flush()
         return OutcomeResult(False, "stale: event has moved on")
     event.call_status = call_status
     event.call_duration = duration
@@ -542,7 +673,6 @@ def apply_call_outcome(
         )
     else:
         _finish(event, "failed", now, BUDGET_EXHAUSTED.format(n=attempt.attempt_number, status=call_status))
-    session.flush()
     return OutcomeResult(True, call_status)
 
 
@@ -738,26 +868,31 @@ def apply_sms_outcome(
     locked = _lock_attempt(session, attempt_id)
     if locked is None:
         return OutcomeResult(False, "unknown attempt")
-    attempt, event = locked
+    result = apply_sms_outcome_locked(*locked, status, now=now, provider_id=provider_id)
+    session.flush()
+    return result
+
+
+def apply_sms_outcome_locked(
+    attempt: CallAttempt, event: ScheduledEvent, status: str, *, now: datetime, provider_id: str | None = None
+) -> OutcomeResult:
+    """``apply_sms_outcome`` on an attempt whose event the caller has locked (``lock_attempts``); not flushed."""
     attempt.provider_id = attempt.provider_id or provider_id
     if attempt.call_status is not None:
         return OutcomeResult(False, "duplicate")
     if status not in SMS_SUCCESS | SMS_FAILURE or status == "sent":
         if attempt.last_status not in SMS_SUCCESS | SMS_FAILURE:
             attempt.last_status = status
-        session.flush()
         return OutcomeResult(True, "progress")
     attempt.call_status = status
     attempt.state = "finished"
     attempt.finished_at = now
     if not current_attempt_matches(event, attempt):
-        session.flush()
         return OutcomeResult(False, "stale: event has moved on")
     if status in SMS_SUCCESS:
         _finish(event, "completed", now)
     else:
         _finish(event, "failed", now, f"message {status}")
-    session.flush()
     return OutcomeResult(True, status)
 
 
@@ -856,11 +991,15 @@ __all__ = [
     "ReconcileReport",
     "Suppress",
     "apply_call_outcome",
+    "apply_call_outcome_locked",
     "apply_progress",
+    "apply_progress_locked",
     "apply_sms_outcome",
+    "apply_sms_outcome_locked",
     "begin_dispatch",
     "begin_dispatch_many",
     "claim_due_events",
+    "lock_attempts",
     "next_due_at",
     "reconcile_expired_leases",
     "record_dispatched",

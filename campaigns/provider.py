@@ -1,6 +1,6 @@
 """Telephony providers. The only module that touches ``httpx``.
 
-One ``Telephony`` protocol, three Telnyx adapters sharing one ``httpx.Client`` per process:
+One ``Telephony`` protocol, three Telnyx adapters sharing one ``httpx.Client`` per thread:
 
 - ``TelnyxTexml``: ``POST /texml/ai_calls/{connection_id}`` (default for calls). No idempotency key exists on
   this endpoint, so a request whose outcome is unknown must never be re-sent.
@@ -91,29 +91,46 @@ class Telephony(Protocol):
         ...
 
 
-_client_lock = threading.Lock()
-_clients: dict[tuple[str, float, int], httpx.Client] = {}
+_local = threading.local()
 
 
 def shared_client(settings: Settings) -> httpx.Client:
-    """One ``httpx.Client`` per process (created lazily, so Celery's forked children get their own)."""
+    """The calling thread's ``httpx.Client`` for these settings (created lazily; forked children get their own).
+
+    One client per thread, each keeping its own few connections alive: the dispatch pool sends from up to 64
+    threads at once, and one client shared by all of them spent half of a worker's CPU in httpcore's connection
+    assignment (a scan over every pooled connection for every waiting request, under one lock; issue 7 profile).
+    """
     import os
 
     key = (settings.telnyx_base_url, settings.provider_timeout_secs, os.getpid())
-    with _client_lock:
-        client = _clients.get(key)
-        if client is None:
-            client = httpx.Client(
-                base_url=settings.telnyx_base_url.rstrip("/") + "/",
-                timeout=httpx.Timeout(settings.provider_timeout_secs, connect=5.0),
-                limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
-                headers={
-                    "Authorization": f"Bearer {settings.telnyx_api_key or ''}",
-                    "Accept": "application/json",
-                },
-            )
-            _clients[key] = client
-        return client
+    clients: dict[tuple[str, float, int], httpx.Client] | None = getattr(_local, "clients", None)
+    if clients is None:
+        clients = _local.clients = {}
+    client = clients.get(key)
+    if client is None:
+        client = clients[key] = httpx.Client(
+            base_url=settings.telnyx_base_url.rstrip("/") + "/",
+            timeout=httpx.Timeout(settings.provider_timeout_secs, connect=5.0),
+            limits=httpx.Limits(max_connections=4, max_keepalive_connections=4),
+            headers={
+                "Authorization": f"Bearer {settings.telnyx_api_key or ''}",
+                "Accept": "application/json",
+            },
+        )
+    return client
+
+
+class _HttpProvider:
+    """An adapter that sends through an injected client, or else through its calling thread's shared client."""
+
+    def __init__(self, settings: Settings, client: httpx.Client | None = None) -> None:
+        self.settings = settings
+        self._client = client
+
+    @property
+    def client(self) -> httpx.Client:
+        return self._client if self._client is not None else shared_client(self.settings)
 
 
 def _error_from_response(response: httpx.Response) -> tuple[str, str | None]:
@@ -187,14 +204,10 @@ def callback_url(settings: Settings, path: str, attempt_id: uuid.UUID) -> str:
     return f"{settings.public_base_url.rstrip('/')}{path}?{urlencode({'attempt_id': str(attempt_id)})}"
 
 
-class TelnyxTexml:
+class TelnyxTexml(_HttpProvider):
     """Outbound AI-assistant calls through TeXML ``ai_calls``."""
 
     name = "texml"
-
-    def __init__(self, settings: Settings, client: httpx.Client | None = None) -> None:
-        self.settings = settings
-        self.client = client or shared_client(settings)
 
     def dispatch(self, request: DispatchRequest) -> DispatchResult:
         connection_id = request.connection_id or self.settings.telnyx_texml_app_id
@@ -237,14 +250,10 @@ def call_control_is_alive(client: httpx.Client, call_control_id: str) -> bool | 
     return bool(alive)
 
 
-class TelnyxCallControl:
+class TelnyxCallControl(_HttpProvider):
     """Calls dialled through Call Control with ``command_id`` = attempt id (at-most-once dialing)."""
 
     name = "call_control"
-
-    def __init__(self, settings: Settings, client: httpx.Client | None = None) -> None:
-        self.settings = settings
-        self.client = client or shared_client(settings)
 
     def dispatch(self, request: DispatchRequest) -> DispatchResult:
         connection_id = request.connection_id or self.settings.telnyx_connection_id
@@ -270,14 +279,10 @@ class TelnyxCallControl:
         return call_control_is_alive(self.client, provider_id)
 
 
-class TelnyxMessaging:
+class TelnyxMessaging(_HttpProvider):
     """SMS through ``POST /messages`` with ``Idempotency-Key`` = attempt id."""
 
     name = "messaging"
-
-    def __init__(self, settings: Settings, client: httpx.Client | None = None) -> None:
-        self.settings = settings
-        self.client = client or shared_client(settings)
 
     def dispatch(self, request: DispatchRequest) -> DispatchResult:
         body: dict[str, Any] = {

@@ -38,6 +38,8 @@ class Settings(BaseSettings):
     telnyx_messaging_profile_id: str | None = None
     provider_timeout_secs: float = 10.0
     claim_batch_size: int = 200
+    dispatch_batch_size: int = Field(default=10, ge=1, le=1000)
+    """Claimed attempts per dispatch task: sent concurrently by one worker, with two commits per task."""
     claim_lease_secs: float = 120.0
     """Real seconds a claimed event may wait for its worker before the reconciler looks at it."""
     call_lease_secs: float = 3600.0

@@ -14,12 +14,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from campaigns import lifecycle, suppression
-from campaigns.models import CallAttempt, WebhookReceipt
+from campaigns.models import CallAttempt, ScheduledEvent
 
 # Call Control hangup causes before an answer → TeXML-style statuses (telnyx-api.md §2, an inference).
 HANGUP_TO_STATUS = {
@@ -183,19 +182,53 @@ def _message_counterpart(payload: Mapping[str, Any], inbound: bool) -> str | Non
     return number if isinstance(number, str) else None
 
 
-def _resolve_attempt(session: Session, callback: Callback) -> uuid.UUID | None:
-    if callback.attempt_id is not None:
-        found = session.scalar(select(CallAttempt.id).where(CallAttempt.id == callback.attempt_id))
-        if found is not None:
-            return found
-    if callback.provider_id:
-        return session.scalar(select(CallAttempt.id).where(CallAttempt.provider_id == callback.provider_id))
-    return None
+PROGRESS_STATUSES = frozenset({"initiated", "ringing", "in-progress", "queued"})
+"""Non-terminal call statuses recorded on the attempt; any other non-terminal status is ignored."""
+
+
+def _moves_attempt(cb: Callback) -> bool:
+    """Whether a matched callback goes to the state machine (and so needs its event locked) or is ignored."""
+    if cb.kind == "message.received" or cb.status is None:
+        return False
+    return cb.channel == "sms" or cb.terminal or cb.status in PROGRESS_STATUSES
+
+
+def _resolve_attempts(session: Session, callbacks: Sequence[Callback]) -> list[tuple[uuid.UUID, uuid.UUID] | None]:
+    """The (attempt, event) each callback is about: the attempt it names, else the one with its provider id.
+
+    Two queries for a whole batch: one for the named attempts (the usual case), one for the provider ids of the
+    rest.
+    """
+    hinted = {cb.attempt_id for cb in callbacks if cb.attempt_id is not None}
+    by_id: dict[uuid.UUID, uuid.UUID] = {}
+    if hinted:
+        rows = session.execute(select(CallAttempt.id, CallAttempt.event_id).where(CallAttempt.id.in_(hinted)))
+        by_id = {attempt_id: event_id for attempt_id, event_id in rows}
+    provider_ids = {
+        cb.provider_id for cb in callbacks if cb.provider_id and (cb.attempt_id is None or cb.attempt_id not in by_id)
+    }
+    by_provider_id: dict[str, tuple[uuid.UUID, uuid.UUID]] = {}
+    if provider_ids:
+        rows_by_provider = session.execute(
+            select(CallAttempt.id, CallAttempt.event_id, CallAttempt.provider_id).where(
+                CallAttempt.provider_id.in_(provider_ids)
+            )
+        )
+        for attempt_id, event_id, provider_id in rows_by_provider:
+            if provider_id is not None:
+                by_provider_id.setdefault(provider_id, (attempt_id, event_id))
+    resolved: list[tuple[uuid.UUID, uuid.UUID] | None] = []
+    for cb in callbacks:
+        if cb.attempt_id is not None and cb.attempt_id in by_id:
+            resolved.append((cb.attempt_id, by_id[cb.attempt_id]))
+        else:
+            resolved.append(by_provider_id.get(cb.provider_id) if cb.provider_id else None)
+    return resolved
 
 
 def record_and_apply(session: Session, callback: Callback, raw_body: bytes, *, now: datetime) -> str:
     """Store the receipt (a duplicate stops here) and apply it. Returns what happened, for logs and metrics."""
-    return _record_and_apply(session, callback, _resolve_attempt(session, callback), raw_body, now=now)
+    return record_and_apply_many(session, [Received(callback, raw_body, now)])[0]
 
 
 @dataclass(frozen=True)
@@ -210,69 +243,113 @@ class Received:
 def record_and_apply_many(session: Session, items: Sequence[Received]) -> list[str]:
     """``record_and_apply`` for a batch in one transaction (group commit); results in the order of ``items``.
 
-    The events are locked in id order, as the dispatch batch locks them, so a batch of callbacks and a batch of
-    dispatches can never deadlock. Callbacks for the same event keep their arrival order.
+    Set-based where the outcome allows it: the attempts are resolved with one or two queries, the receipts are
+    inserted with one statement (a duplicate stops there; of two items with the same provider key in the batch
+    the first one wins), the events of the rest are locked with one statement in id order, as the dispatch batch
+    locks them, so a batch of callbacks and a batch of dispatches can never deadlock, and the results are stored
+    with one statement. The state machine then runs per callback on the locked objects (the session's identity
+    map carries one callback's changes to the next), in event id order and, for the same event, in arrival
+    order, as one callback at a time would; the batch flushes once. As before, attempts are resolved once, up
+    front: a callback matched only by a provider id that an earlier callback of the same batch stores is
+    unmatched.
     """
-    # One query for the attempts the callbacks name (the usual case), one each for the rest (by provider id).
-    hinted = [item.callback.attempt_id for item in items if item.callback.attempt_id is not None]
-    event_of: dict[uuid.UUID, uuid.UUID] = {}
-    if hinted:
-        rows = session.execute(select(CallAttempt.id, CallAttempt.event_id).where(CallAttempt.id.in_(hinted))).all()
-        event_of = {attempt_id: event_id for attempt_id, event_id in rows}
-    attempts: list[uuid.UUID | None] = []
-    for item in items:
-        cb = item.callback
-        if cb.attempt_id is not None and cb.attempt_id in event_of:
-            attempts.append(cb.attempt_id)
-            continue
-        row = (
-            session.execute(
-                select(CallAttempt.id, CallAttempt.event_id).where(CallAttempt.provider_id == cb.provider_id)
-            ).first()
-            if cb.provider_id
-            else None
-        )
-        attempts.append(row[0] if row is not None else None)
-        if row is not None:
-            event_of[row[0]] = row[1]
+    resolved = _resolve_attempts(session, [item.callback for item in items])
+    receipts = _insert_receipts(session, items, resolved)
+    fresh = [i for i, receipt in enumerate(receipts) if receipt is not None]
+    locked = lifecycle.lock_attempts(
+        session,
+        {pair[0]: pair[1] for i in fresh if (pair := resolved[i]) is not None and _moves_attempt(items[i].callback)},
+    )
 
     def lock_order(i: int) -> tuple[int, uuid.UUID]:
-        attempt = attempts[i]
-        event_id = event_of.get(attempt) if attempt is not None else None
-        return (0, event_id) if event_id is not None else (1, uuid.UUID(int=0))
+        pair = resolved[i]
+        return (0, pair[1]) if pair is not None else (1, uuid.UUID(int=0))
 
-    results = [""] * len(items)
-    for i in sorted(range(len(items)), key=lock_order):
+    results = ["duplicate"] * len(items)
+    for i in sorted(fresh, key=lock_order):
+        pair = resolved[i]
         item = items[i]
-        results[i] = _record_and_apply(session, item.callback, attempts[i], item.raw_body, now=item.now)
+        results[i] = _apply(
+            session,
+            item.callback,
+            pair[0] if pair is not None else None,
+            locked.get(pair[0]) if pair is not None else None,
+            now=item.now,
+        )
+    session.flush()
+    _store_results(session, [(receipt, results[i][:64]) for i, receipt in enumerate(receipts) if receipt is not None])
     return results
 
 
-def _record_and_apply(
-    session: Session, callback: Callback, attempt_id: uuid.UUID | None, raw_body: bytes, *, now: datetime
-) -> str:
-    inserted = session.execute(
-        insert(WebhookReceipt)
-        .values(
-            id=uuid.uuid4(),
-            provider_key=callback.provider_key,
-            kind=callback.kind,
-            received_at=now,
-            attempt_id=attempt_id,
-            body=raw_body,
-            result="received",
+# Set-based statements over arrays: one statement (and one plan, prepared by psycopg) whatever the batch size.
+_INSERT_RECEIPTS = text(
+    """
+    INSERT INTO webhook_receipts (id, provider_key, kind, received_at, attempt_id, body, result)
+    SELECT r.id, r.provider_key, r.kind, r.received_at, r.attempt_id, r.body, 'received'
+    FROM unnest(CAST(:id AS uuid[]), CAST(:provider_key AS text[]), CAST(:kind AS text[]),
+                CAST(:received_at AS timestamptz[]), CAST(:attempt_id AS uuid[]), CAST(:body AS bytea[]))
+        AS r(id, provider_key, kind, received_at, attempt_id, body)
+    ON CONFLICT (provider_key) DO NOTHING
+    RETURNING provider_key
+    """
+)
+_STORE_RESULTS = text(
+    """
+    UPDATE webhook_receipts AS r SET result = v.result
+    FROM unnest(CAST(:ids AS uuid[]), CAST(:results AS text[])) AS v(id, result)
+    WHERE r.id = v.id
+    """
+)
+
+
+def _insert_receipts(
+    session: Session, items: Sequence[Received], resolved: Sequence[tuple[uuid.UUID, uuid.UUID] | None]
+) -> list[uuid.UUID | None]:
+    """Insert a receipt per item, unless its provider key is already stored (or earlier in the batch).
+
+    Returns each item's receipt id, ``None`` for a duplicate. The rows go in provider key order, so two batches
+    waiting on each other's uncommitted duplicates always wait in the same direction.
+    """
+    first: dict[str, int] = {}  # provider key → the index of the first item with it
+    for i, item in enumerate(items):
+        first.setdefault(item.callback.provider_key, i)
+    keys = sorted(first)
+    receipt_of = {key: uuid.uuid4() for key in keys}
+    inserted = set(
+        session.scalars(
+            _INSERT_RECEIPTS,
+            {
+                "id": [receipt_of[key] for key in keys],
+                "provider_key": keys,
+                "kind": [items[first[key]].callback.kind for key in keys],
+                "received_at": [items[first[key]].now for key in keys],
+                "attempt_id": [pair[0] if (pair := resolved[first[key]]) is not None else None for key in keys],
+                "body": [items[first[key]].raw_body for key in keys],
+            },
         )
-        .on_conflict_do_nothing(index_elements=["provider_key"])
-        .returning(WebhookReceipt.id)
-    ).scalar_one_or_none()
-    if inserted is None:
-        return "duplicate"
-    result = _apply(session, callback, attempt_id, now=now)
-    session.execute(update(WebhookReceipt).where(WebhookReceipt.id == inserted).values(result=result[:64]))
-    return result
+    )
+    return [
+        receipt_of[key] if first[key] == i and key in inserted else None
+        for i, key in enumerate(item.callback.provider_key for item in items)
+    ]
 
 
-def _apply(session: Session, cb: Callback, attempt_id: uuid.UUID | None, *, now: datetime) -> str:
+def _store_results(session: Session, results: Sequence[tuple[uuid.UUID, str]]) -> None:
+    """Set each new receipt's result with one statement."""
+    if not results:
+        return
+    session.execute(_STORE_RESULTS, {"ids": [receipt for receipt, _ in results], "results": [r for _, r in results]})
+
+
+def _apply(
+    session: Session,
+    cb: Callback,
+    attempt_id: uuid.UUID | None,
+    locked: tuple[CallAttempt, ScheduledEvent] | None,
+    *,
+    now: datetime,
+) -> str:
+    """One callback, its event already locked (``locked`` is ``None`` when its attempt was withdrawn meanwhile)."""
     if cb.kind == "message.received":
         return suppression.apply_inbound_message(session, cb.counterpart, cb.text, now=now)
     if suppression.PROVIDER_BLOCK_CODE in cb.error_codes and cb.counterpart:
@@ -284,23 +361,24 @@ def _apply(session: Session, cb: Callback, attempt_id: uuid.UUID | None, *, now:
         )
     if attempt_id is None:
         return "unmatched"
-    if cb.status is None:
+    if cb.status is None or not _moves_attempt(cb):
         return "ignored"
+    if locked is None:
+        return "unknown attempt"
+    attempt, event = locked
     if cb.channel == "sms":
-        return lifecycle.apply_sms_outcome(session, attempt_id, cb.status, now=now, provider_id=cb.provider_id).reason
+        return lifecycle.apply_sms_outcome_locked(attempt, event, cb.status, now=now, provider_id=cb.provider_id).reason
     if not cb.terminal:
-        if cb.status not in ("initiated", "ringing", "in-progress", "queued"):
-            return "ignored"
-        return lifecycle.apply_progress(
-            session, attempt_id, cb.status, sequence=cb.sequence, answered=cb.answered, now=now
+        return lifecycle.apply_progress_locked(
+            attempt, event, cb.status, sequence=cb.sequence, answered=cb.answered, now=now
         ).reason
     status = cb.status
     if cb.kind == "call.hangup":
-        answered = session.scalar(select(CallAttempt.answered).where(CallAttempt.id == attempt_id))
-        status = "completed" if answered else HANGUP_TO_STATUS.get(status, "failed")
-    return lifecycle.apply_call_outcome(
+        status = "completed" if attempt.answered else HANGUP_TO_STATUS.get(status, "failed")
+    return lifecycle.apply_call_outcome_locked(
         session,
-        attempt_id,
+        attempt,
+        event,
         status,
         duration=cb.duration,
         now=now,

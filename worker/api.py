@@ -9,6 +9,7 @@ import json
 import logging
 import uuid
 from collections.abc import Callable
+from functools import lru_cache
 from typing import Annotated, Any, TypeVar
 from urllib.parse import parse_qsl
 
@@ -50,6 +51,10 @@ def error_response(status: int, code: str, title: str, detail: str, pointer: str
 
 class Unauthorized(Exception):
     pass
+
+
+_public_key = lru_cache(maxsize=4)(load_public_key)
+"""The webhook key, decoded once per configured value rather than once per request."""
 
 
 def create_app(runtime: Runtime | None = None, enqueue_import: EnqueueImport | None = None) -> FastAPI:
@@ -107,6 +112,75 @@ def create_app(runtime: Runtime | None = None, enqueue_import: EnqueueImport | N
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         return error_response(exc.status_code, str(exc.status_code), "Error", str(exc.detail))
+
+    # --- webhooks -----------------------------------------------------------------------------------------
+    # Registered first: the router tries routes in order, and these are the busiest paths by far.
+
+    async def verified_body(request: Request, endpoint: str) -> bytes | JSONResponse:
+        raw = await request.body()
+        key_b64 = rt().settings.telnyx_public_key
+        if not key_b64:
+            app_metrics.WEBHOOKS_RECEIVED.labels(endpoint, "no_public_key").inc()
+            log.error("webhook rejected: CAMPAIGNS_TELNYX_PUBLIC_KEY is not set")
+            return error_response(401, "10009", "Signature verification failed", "no public key configured")
+        try:
+            verify(
+                _public_key(key_b64),
+                signature=request.headers.get(SIGNATURE_HEADER),
+                timestamp=request.headers.get(TIMESTAMP_HEADER),
+                body=raw,
+                real_now=utcnow_real(),
+                tolerance_secs=rt().settings.webhook_tolerance_secs,
+            )
+        except SignatureError as exc:
+            app_metrics.WEBHOOKS_RECEIVED.labels(endpoint, "invalid_signature").inc()
+            log.warning("webhook rejected: %s", exc)
+            return error_response(401, "10009", "Signature verification failed", str(exc))
+        app_metrics.WEBHOOKS_RECEIVED.labels(endpoint, "valid").inc()
+        return raw
+
+    # Callbacks arriving together share one transaction and one commit; each is answered after that commit.
+    # Two committers: a batch now costs a few set-based statements whatever its size, so fewer, larger batches
+    # take less of the GIL per callback than four small ones (measured: 4 threads ~1.4 ms of API CPU per
+    # webhook, 2 ~1.0 ms, 1 ~0.8 ms); the second keeps one slow batch from holding up every caller.
+    callbacks: GroupCommit[webhooks.Received, str] = GroupCommit(
+        lambda: rt().sessions, webhooks.record_and_apply_many, threads=2, name="webhooks"
+    )
+    app.state.webhook_commits = callbacks
+
+    async def apply_callback(callback: webhooks.Callback, raw: bytes) -> JSONResponse:
+        now = rt().clock.now()
+        result = await asyncio.wrap_future(callbacks.submit(webhooks.Received(callback, raw, now)))
+        app_metrics.count_webhook(callback.kind, result)
+        return JSONResponse({"result": result})
+
+    @app.post("/webhooks/telnyx/call-status")
+    async def texml_call_status(request: Request) -> JSONResponse:
+        raw = await verified_body(request, "call_status")
+        if isinstance(raw, JSONResponse):
+            return raw
+        form = dict(parse_qsl(raw.decode("utf-8", errors="replace"), keep_blank_values=True))
+        try:
+            callback = webhooks.parse_texml_status(form, request.query_params.get("attempt_id"))
+        except webhooks.WebhookRejected as exc:
+            return error_response(400, "10015", "Invalid callback", str(exc))
+        return await apply_callback(callback, raw)
+
+    @app.post("/webhooks/telnyx")
+    async def telnyx_json_webhook(request: Request) -> JSONResponse:
+        raw = await verified_body(request, "telnyx")
+        if isinstance(raw, JSONResponse):
+            return raw
+        try:
+            body = json.loads(raw)
+            if not isinstance(body, dict):
+                raise webhooks.WebhookRejected("body must be a JSON object")
+            callback = webhooks.parse_json_event(body, request.query_params.get("attempt_id"))
+        except (ValueError, webhooks.WebhookRejected) as exc:
+            return error_response(400, "10015", "Invalid callback", str(exc))
+        return await apply_callback(callback, raw)
+
+    # --- scheduled events -------------------------------------------------------------------------------
 
     base = "/v2/ai/assistants/{assistant_id}/scheduled_events"
 
@@ -232,70 +306,6 @@ def create_app(runtime: Runtime | None = None, enqueue_import: EnqueueImport | N
     app.include_router(campaign_router(rt, db, Auth, enqueue_import or celery_enqueue_import))
     app.include_router(suppression_router(rt, db, Auth))
     app.include_router(recurring_router(rt, db, Auth))
-
-    # --- webhooks -----------------------------------------------------------------------------------------
-
-    async def verified_body(request: Request) -> bytes | JSONResponse:
-        raw = await request.body()
-        key_b64 = rt().settings.telnyx_public_key
-        endpoint = "call_status" if request.url.path.endswith("/call-status") else "telnyx"
-        if not key_b64:
-            app_metrics.WEBHOOKS_RECEIVED.labels(endpoint, "no_public_key").inc()
-            log.error("webhook rejected: CAMPAIGNS_TELNYX_PUBLIC_KEY is not set")
-            return error_response(401, "10009", "Signature verification failed", "no public key configured")
-        try:
-            verify(
-                load_public_key(key_b64),
-                signature=request.headers.get(SIGNATURE_HEADER),
-                timestamp=request.headers.get(TIMESTAMP_HEADER),
-                body=raw,
-                real_now=utcnow_real(),
-                tolerance_secs=rt().settings.webhook_tolerance_secs,
-            )
-        except SignatureError as exc:
-            app_metrics.WEBHOOKS_RECEIVED.labels(endpoint, "invalid_signature").inc()
-            log.warning("webhook rejected: %s", exc)
-            return error_response(401, "10009", "Signature verification failed", str(exc))
-        app_metrics.WEBHOOKS_RECEIVED.labels(endpoint, "valid").inc()
-        return raw
-
-    # Callbacks arriving together share one transaction and one commit; each is answered after that commit.
-    callbacks: GroupCommit[webhooks.Received, str] = GroupCommit(
-        lambda: rt().sessions, webhooks.record_and_apply_many, name="webhooks"
-    )
-    app.state.webhook_commits = callbacks
-
-    async def apply_callback(callback: webhooks.Callback, raw: bytes) -> JSONResponse:
-        now = rt().clock.now()
-        result = await asyncio.wrap_future(callbacks.submit(webhooks.Received(callback, raw, now)))
-        app_metrics.count_webhook(callback.kind, result)
-        return JSONResponse({"result": result})
-
-    @app.post("/webhooks/telnyx/call-status")
-    async def texml_call_status(request: Request) -> JSONResponse:
-        raw = await verified_body(request)
-        if isinstance(raw, JSONResponse):
-            return raw
-        form = dict(parse_qsl(raw.decode("utf-8", errors="replace"), keep_blank_values=True))
-        try:
-            callback = webhooks.parse_texml_status(form, request.query_params.get("attempt_id"))
-        except webhooks.WebhookRejected as exc:
-            return error_response(400, "10015", "Invalid callback", str(exc))
-        return await apply_callback(callback, raw)
-
-    @app.post("/webhooks/telnyx")
-    async def telnyx_json_webhook(request: Request) -> JSONResponse:
-        raw = await verified_body(request)
-        if isinstance(raw, JSONResponse):
-            return raw
-        try:
-            body = json.loads(raw)
-            if not isinstance(body, dict):
-                raise webhooks.WebhookRejected("body must be a JSON object")
-            callback = webhooks.parse_json_event(body, request.query_params.get("attempt_id"))
-        except (ValueError, webhooks.WebhookRejected) as exc:
-            return error_response(400, "10015", "Invalid callback", str(exc))
-        return await apply_callback(callback, raw)
 
     # --- operations ---------------------------------------------------------------------------------------
 

@@ -166,3 +166,29 @@ def test_delete_in_progress_stops_further_attempts(runtime: Runtime, clock: Froz
         assert event.status == "canceled" and event.retry_count == 0
         assert [a.call_status for a in event.attempts] == ["busy"]
     assert route.call_count == 1
+
+
+def test_the_backlog_is_read_over_one_kept_connection(redis_url: str) -> None:
+    import redis
+    from celery import Celery
+
+    from worker.scheduler import CeleryBacklog
+
+    app = Celery("backlog-test", broker=redis_url)
+    app.conf.task_default_queue = f"backlog-{uuid.uuid4()}"
+    client = redis.Redis.from_url(redis_url)
+    try:
+        backlog = CeleryBacklog(app)
+        assert backlog() == 0
+        client.rpush(app.conf.task_default_queue, *[b"batch"] * 3)
+        connection = backlog._connection
+        assert backlog() == 3
+        assert backlog._connection is connection  # not one connection per loop
+        client.client_kill_filter(_id=connection.default_channel.client.client_id())  # the broker drops it
+        assert backlog() in (0, 3)  # a dropped connection reads 0 (or kombu reconnects by itself) ...
+        assert backlog() == 3  # ... and the next call reads through a working connection
+        backlog.close()
+        assert backlog._connection is None
+    finally:
+        client.delete(app.conf.task_default_queue)
+        client.close()

@@ -1,0 +1,112 @@
+"""The batch dispatch path (what the Celery task runs): each attempt sent at most once, every exception settled."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import timedelta
+
+import httpx
+import respx
+from sqlalchemy import select, text
+
+from campaigns import lifecycle, suppression
+from campaigns.clock import FrozenClock
+from campaigns.db import unit_of_work
+from campaigns.dispatch import dispatch_attempts
+from campaigns.models import CallAttempt
+from campaigns.provider import DispatchResult
+from tests.campaigns.test_lifecycle import TEXML, claim, create, load, texml_callback
+from tests.factories import call_body
+from worker.runtime import Runtime
+
+
+def target(i: int) -> str:
+    return f"+1555123450{i}"
+
+
+def provider(request: httpx.Request) -> httpx.Response:
+    to = json.loads(request.content)["To"]
+    if to == target(5):
+        return httpx.Response(429, json={"errors": [{"code": "90103", "title": "Too many dials per second"}]})
+    if to == target(6):
+        return httpx.Response(422, json={"errors": [{"code": "10015", "title": "Invalid To number"}]})
+    return httpx.Response(200, json={"from": "+1", "to": to, "status": "queued", "call_sid": f"v3:{to}"})
+
+
+def sent_attempt_ids(route: respx.Route) -> list[str]:
+    return [
+        str(httpx.URL(json.loads(call.request.content)["StatusCallback"]).params["attempt_id"]) for call in route.calls
+    ]
+
+
+@respx.mock
+def test_a_batch_sends_each_attempt_once_and_settles_every_exception(runtime: Runtime, clock: FrozenClock) -> None:
+    route = respx.post(TEXML).mock(side_effect=provider)
+    events = {i: create(runtime, call_body(clock.now(), telnyx_end_user_target=target(i))) for i in range(1, 7)}
+    clock.advance(600)
+    attempts = claim(runtime)
+    assert len(attempts) == 6
+    with unit_of_work(runtime.sessions) as s:
+        s.execute(text("UPDATE scheduled_events SET cancel_requested = true WHERE id = :id"), {"id": events[2]})
+        suppression.add(s, target(3), now=clock.now())
+    stranger = uuid.uuid4()  # an attempt withdrawn before the task ran
+
+    def run() -> list[str]:
+        return dispatch_attempts(
+            runtime.sessions, [*attempts, stranger], providers=runtime.providers, clock=clock, settings=runtime.settings
+        )
+
+    assert sorted(run()) == ["refused", "rejected", "sent", "sent"]
+    sent = sent_attempt_ids(route)
+    assert len(sent) == len(set(sent)) == 4  # 1, 4, 5, 6: never the canceled or the suppressed one
+
+    call_lease = timedelta(seconds=runtime.settings.call_lease_secs)
+    for i in (1, 4):
+        event = load(runtime.sessions, events[i])
+        (attempt,) = event.attempts
+        assert (event.status, attempt.state, attempt.provider_id) == ("in_progress", "sent", f"v3:{target(i)}")
+        assert attempt.attempted_at == event.dispatched_at == clock.now()
+        assert event.lease_expires_at == clock.now() + call_lease
+        assert str(attempt.id) in sent
+    canceled, suppressed, refused, rejected = (load(runtime.sessions, events[i]) for i in (2, 3, 5, 6))
+    assert (canceled.status, canceled.attempts) == ("canceled", [])
+    assert (suppressed.status, suppressed.attempts) == ("failed", [])
+    assert "do-not-contact" in suppressed.errors[0]
+    assert (refused.status, refused.attempts, refused.retry_count) == ("pending", [], 0)  # budget intact
+    assert (rejected.status, rejected.attempts[0].state) == ("failed", "finished")
+    assert "10015" in (rejected.attempts[0].error or "")
+
+    # The broker redelivers the same batch: nothing is sent again and nothing changes.
+    assert run() == []
+    assert route.call_count == 4
+    assert load(runtime.sessions, events[1]).attempts[0].state == "sent"
+
+
+@respx.mock
+def test_a_callback_that_beats_the_record_keeps_its_outcome(runtime: Runtime, clock: FrozenClock) -> None:
+    respx.post(TEXML).mock(side_effect=provider)
+    event_id = create(runtime, call_body(clock.now(), telnyx_end_user_target=target(1)))
+    clock.advance(600)
+    (attempt_id,) = claim(runtime)
+    with unit_of_work(runtime.sessions) as s:
+        (request,) = lifecycle.begin_dispatch_many(
+            s, [attempt_id], now=clock.now(), dispatch_lease=timedelta(minutes=2)
+        )
+        assert request.attempt_id == attempt_id
+    # The call ends and its callbacks arrive before the worker records the provider's answer.
+    texml_callback(runtime, attempt_id, "completed", 3, duration="12")
+    with unit_of_work(runtime.sessions) as s:
+        lifecycle.record_dispatched_many(
+            s,
+            [(attempt_id, DispatchResult("texml", "v3:late", "queued"))],
+            now=clock.now(),
+            call_lease=timedelta(hours=1),
+        )
+    event = load(runtime.sessions, event_id)
+    (attempt,) = event.attempts
+    assert (event.status, attempt.state, attempt.provider_id) == ("completed", "finished", f"v3:{attempt_id}")
+    assert event.lease_expires_at is None
+    with runtime.sessions() as s:
+        row = s.execute(select(CallAttempt.call_status, CallAttempt.last_status).where(CallAttempt.id == attempt_id))
+        assert tuple(row.one()) == ("completed", None)  # the late record did not write its "queued" over it
