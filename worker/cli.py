@@ -36,17 +36,27 @@ def migrate() -> None:
 def api(
     host: Annotated[str, typer.Option(help="Interface to bind")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on")] = 8000,
+    workers: Annotated[
+        int, typer.Option(min=1, help="API processes sharing the port (one process is GIL-bound on webhooks)")
+    ] = 1,
 ) -> None:
     """Run the HTTP API (Telnyx-compatible scheduled events, webhooks, /metrics)."""
-    import uvicorn
-
     from campaigns.settings import get_settings
-    from worker.api import create_app
+    from worker import metrics_server
+
+    if workers > 1:
+        metrics_server.prepare_multiprocess()  # before prometheus_client is imported: /metrics sums every process
+    import uvicorn
 
     _logging()
     if not get_settings().api_token and host not in ("127.0.0.1", "localhost", "::1"):
         typer.echo("refusing to bind a non-loopback address without CAMPAIGNS_API_TOKEN", err=True)
         raise typer.Exit(2)
+    if workers > 1:
+        uvicorn.run("worker.api:create_app", factory=True, host=host, port=port, workers=workers, log_level="warning")
+        return
+    from worker.api import create_app
+
     uvicorn.run(create_app(), host=host, port=port, log_level="warning")
 
 

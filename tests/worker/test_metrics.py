@@ -117,7 +117,8 @@ def stack(database_url: str, tmp_path: Path, sessions: sessionmaker[Session]) ->
         processes = [
             _spawn(["simulator", "--port", str(sim_port), "--ring-delay", "0.05", "--talk-delay", "0.1"], env,
                    tmp_path / "sim.log"),
-            _spawn(["api", "--port", str(api_port)], env, tmp_path / "api.log"),
+            # Two API processes: webhooks and uploads land on either, /metrics must count both.
+            _spawn(["api", "--port", str(api_port), "--workers", "2"], env, tmp_path / "api.log"),
             _spawn(["scheduler", "--metrics-port", str(scheduler_port)], env, tmp_path / "scheduler.log"),
             _spawn(["worker", "--pool", "prefork", "--concurrency", "2"], worker_env, tmp_path / "worker.log"),
         ]  # fmt: skip
