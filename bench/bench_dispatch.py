@@ -156,6 +156,17 @@ def run_engine(
                     + ("min(a.claimed_at) OVER ()" if rate is None else "e.scheduled_at_fixed_datetime")
                     + ") FROM call_attempts a JOIN scheduled_events e ON e.id = a.event_id"
                 ).fetchall()
+                if rate is not None and os.environ.get("BENCH_LAG_TIMELINE"):
+                    # Where in the stream the slow ones were: per second of due time, count and worst lag.
+                    for second, count, worst, claim in conn.execute(
+                        "SELECT floor(extract(epoch FROM e.scheduled_at_fixed_datetime - %s)), count(*),"
+                        " max(extract(epoch FROM a.attempted_at - e.scheduled_at_fixed_datetime)),"
+                        " max(extract(epoch FROM a.claimed_at - e.scheduled_at_fixed_datetime))"
+                        " FROM call_attempts a JOIN scheduled_events e ON e.id = a.event_id GROUP BY 1 ORDER BY 1",
+                        (start,),
+                    ):
+                        print(f"    due +{second:>4.0f}s  {count:>5} events  worst lag {worst * 1000:8.1f} ms"
+                              f" (due → claimed {claim * 1000:8.1f} ms)")  # fmt: skip
                 unknown = conn.execute("SELECT count(*) FROM call_attempts WHERE state = 'unknown'").fetchone()
                 doubles = conn.execute(
                     "SELECT count(*) FROM (SELECT event_id FROM call_attempts GROUP BY 1 HAVING count(*) > 1) d"

@@ -38,7 +38,7 @@ class Settings(BaseSettings):
     telnyx_messaging_profile_id: str | None = None
     provider_timeout_secs: float = 10.0
     claim_batch_size: int = 200
-    dispatch_batch_size: int = Field(default=10, ge=1, le=1000)
+    dispatch_batch_size: int = Field(default=25, ge=1, le=1000)
     """Claimed attempts per dispatch task: sent concurrently by one worker, with two commits per task."""
     claim_lease_secs: float = 120.0
     """Real seconds a claimed event may wait for its worker before the reconciler looks at it."""
@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     transient_backoff_secs: float = 15.0
     """App seconds an event waits after the provider refused it before it is tried again."""
     scheduler_max_sleep_secs: float = 1.0
+    scheduler_tick_secs: float = Field(default=0.025, ge=0, le=1)
+    """Real seconds at least between two claims that each found less than a batch due: the events falling due
+    meanwhile are claimed together (one transaction and one dispatch task for several, not one each)."""
     reconcile_interval_secs: float = 30.0
     webhook_tolerance_secs: int = 300
     log_json: bool = False

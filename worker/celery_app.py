@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_process_shutdown
+from celery.signals import worker_process_init, worker_process_shutdown
 
 from campaigns.settings import get_settings
 
@@ -42,6 +43,17 @@ def make_celery() -> Celery:
 
 
 app = make_celery()
+
+
+@worker_process_init.connect  # type: ignore[untyped-decorator]  # Celery ships no type hints
+def _warm_up_child(**_: Any) -> None:
+    """A prefork child starts: build its runtime before its first task (``campaigns worker`` does it for threads)."""
+    from worker.runtime import warm_up
+
+    try:
+        warm_up()
+    except Exception:  # the database may be down at start: the first task will build it and report
+        logging.getLogger(__name__).warning("warm-up failed; the first task will retry", exc_info=True)
 
 
 @worker_process_shutdown.connect  # type: ignore[untyped-decorator]  # Celery ships no type hints

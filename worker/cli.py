@@ -94,6 +94,13 @@ def worker(
     settings = get_settings()
     if metrics_port or settings.metrics_port:
         metrics_server.serve_metrics(metrics_port or settings.metrics_port or 0, settings.metrics_host)
+    if pool != "prefork":  # prefork children warm up after the fork (worker.celery_app)
+        from worker.runtime import warm_up
+
+        try:
+            warm_up()
+        except Exception as exc:  # the database may be down at start: the first task builds it and reports
+            typer.echo(f"warm-up failed ({exc!r}); the first task will retry", err=True)
     celery.worker_main(["worker", "--loglevel=INFO", f"--pool={pool}", f"--concurrency={concurrency}",
                         "--without-gossip", "--without-mingle"])  # fmt: skip
 

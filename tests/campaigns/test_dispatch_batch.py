@@ -110,3 +110,22 @@ def test_a_callback_that_beats_the_record_keeps_its_outcome(runtime: Runtime, cl
     with runtime.sessions() as s:
         row = s.execute(select(CallAttempt.call_status, CallAttempt.last_status).where(CallAttempt.id == attempt_id))
         assert tuple(row.one()) == ("completed", None)  # the late record did not write its "queued" over it
+
+
+def test_each_sending_thread_keeps_its_own_client(runtime: Runtime) -> None:
+    """A client shared by the 64 sending threads spent half a worker's CPU in its pool's bookkeeping."""
+    import threading
+
+    from campaigns.provider import TelnyxTexml, shared_client
+
+    provider = TelnyxTexml(runtime.settings)
+    mine = provider.client
+    assert provider.client is mine is shared_client(runtime.settings)  # kept, not one per request
+    theirs: list[object] = []
+    thread = threading.Thread(target=lambda: theirs.append(provider.client))
+    thread.start()
+    thread.join()
+    assert theirs and theirs[0] is not mine
+    injected = httpx.Client()
+    assert TelnyxTexml(runtime.settings, injected).client is injected  # tests and embedders pass their own
+    injected.close()
