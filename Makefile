@@ -49,6 +49,7 @@ bench: $(STAMP) ## All benchmarks, peers included (long; results in docs/benchma
 	$(BIN)/python bench/bench_dispatch.py --burst 100000 --rate 1000 --duration 30 --repeat 3
 	$(BIN)/python bench/bench_backlog.py --backlog 10000000
 	$(BIN)/python bench/bench_webhooks.py --calls 20000 --repeat 3
+	$(BIN)/python bench/bench_webhooks.py --calls 20000 --concurrency 64 --repeat 3 --api-workers 2
 	$(BIN)/python bench/bench_memory.py --events 1000000
 
 chaos: $(STAMP) ## Full reliability suite: kill -9, restarts, webhook flood, fuzzing (CI runs a reduced one)
