@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -66,8 +67,17 @@ class Result:
     """CPU time each process used over the run, per event (the simulator's is the same work for every system)."""
 
 
-def _cpu_per_event(pids: dict[str, int], n: int) -> dict[str, float]:
-    return {name: round(harness.cpu_seconds(pid) * 1000 / n, 3) for name, pid in pids.items()}
+def _cpu_per_event(pids: dict[str, int], n: int, before: dict[str, float]) -> dict[str, float]:
+    """CPU ms per event of each process since ``before`` (CPU seconds by name; a process absent there: since
+    it started)."""
+    return {name: round((harness.cpu_seconds(pid) - before.get(name, 0.0)) * 1000 / n, 3) for name, pid in pids.items()}
+
+
+def _start_simulator(procs: harness.Processes, port: int) -> subprocess.Popen[bytes]:
+    """The provider for every system: the simulator without callbacks, answering at once."""
+    simulator = procs.cli("simulator", "simulator", "--port", str(port), "--no-callbacks", "--ring-delay", "0")
+    harness.wait_for_port(port)
+    return simulator
 
 
 def _lags(rows: list[tuple[float]]) -> list[float]:
@@ -135,10 +145,7 @@ def run_engine(
         sim_port = harness.free_port()
         env = {**engine_env(url, redis.url, sim_port), **(extra_env or {})}
         with harness.processes(env, Path(tmp)) as procs:
-            simulator = procs.cli(
-                "simulator", "simulator", "--port", str(sim_port), "--no-callbacks", "--ring-delay", "0"
-            )
-            harness.wait_for_port(sim_port)
+            simulator = _start_simulator(procs, sim_port)
             start = datetime.now(UTC) + timedelta(seconds=lead if rate is not None else 0)
             load_engine_events(url, n, start, rate)
             sim_cpu = harness.cpu_seconds(simulator.pid)
@@ -173,9 +180,9 @@ def run_engine(
                 ).fetchone()
             rss = {name: round(harness.rss_mib(pid), 1) for name, pid in
                    {"scheduler": scheduler.pid, "worker": worker_procs[0].pid}.items()}  # fmt: skip
-            cpu = _cpu_per_event({"scheduler": scheduler.pid,
-                                  **{f"worker{i}": p.pid for i, p in enumerate(worker_procs)}}, n)  # fmt: skip
-            cpu["simulator"] = round((harness.cpu_seconds(simulator.pid) - sim_cpu) * 1000 / n, 3)
+            cpu = _cpu_per_event({"scheduler": scheduler.pid, "simulator": simulator.pid,
+                                  **{f"worker{i}": p.pid for i, p in enumerate(worker_procs)}}, n,
+                                 {"simulator": sim_cpu})  # fmt: skip
     seconds = done - first_claim[0].timestamp()
     del loaded
     result = _result("engine", "burst" if rate is None else "stream", n, seconds, _lags(rows))
@@ -283,10 +290,7 @@ def run_celery_eta(n: int, rate: float | None, *, lead: float, worker_args: list
         peer_dsn = harness.dsn(url)
         env = {**_peer_env(peer_dsn, redis.url, sim_port), "BENCH_PEER_CELERY": "1"}
         with harness.processes(env, Path(tmp)) as procs:
-            simulator = procs.cli(
-                "simulator", "simulator", "--port", str(sim_port), "--no-callbacks", "--ring-delay", "0"
-            )
-            harness.wait_for_port(sim_port)
+            simulator = _start_simulator(procs, sim_port)
             start = datetime.now(UTC) + timedelta(seconds=lead if rate is not None else 0)
             _load_peer_events(peer_dsn, n, start, rate)
             os.environ.update({"BENCH_PEER_CELERY": "1", "BENCH_PEER_REDIS": redis.url})
@@ -306,8 +310,7 @@ def run_celery_eta(n: int, rate: float | None, *, lead: float, worker_args: list
             sim_cpu = harness.cpu_seconds(simulator.pid)
             worker = procs.spawn("celery", [*celery, "--without-gossip", "--without-mingle", *worker_args])
             done = _wait_peer(peer_dsn, n, timeout=max(600.0, n / 100), procs=procs)
-            cpu = _cpu_per_event({"worker": worker.pid}, n)
-            cpu["simulator"] = round((harness.cpu_seconds(simulator.pid) - sim_cpu) * 1000 / n, 3)
+            cpu = _cpu_per_event({"worker": worker.pid, "simulator": simulator.pid}, n, {"simulator": sim_cpu})
             return _peer_result("celery_eta", peer_dsn, n, rate, done, cpu)
 
 
@@ -323,13 +326,8 @@ def run_pgqueuer(n: int, rate: float | None, *, lead: float, run_args: list[str]
         peer_dsn = harness.dsn(url)
         env = _peer_env(peer_dsn, redis.url, sim_port)
         with harness.processes(env, Path(tmp)) as procs:
-            simulator = procs.cli(
-                "simulator", "simulator", "--port", str(sim_port), "--no-callbacks", "--ring-delay", "0"
-            )
-            harness.wait_for_port(sim_port)
+            simulator = _start_simulator(procs, sim_port)
             pgq = str(Path(sys.executable).parent / "pgq")
-            import subprocess
-
             subprocess.run([pgq, "--pg-dsn", peer_dsn, "install"], check=True, capture_output=True, env=env)
             start = datetime.now(UTC) + timedelta(seconds=lead if rate is not None else 0)
             _load_peer_events(peer_dsn, n, start, rate)
@@ -357,8 +355,7 @@ def run_pgqueuer(n: int, rate: float | None, *, lead: float, run_args: list[str]
             sim_cpu = harness.cpu_seconds(simulator.pid)
             worker = procs.spawn("pgq", [sys.executable, "-m", "bench.peers", *run_args])
             done = _wait_peer(peer_dsn, n, timeout=max(600.0, n / 100), procs=procs)
-            cpu = _cpu_per_event({"worker": worker.pid}, n)
-            cpu["simulator"] = round((harness.cpu_seconds(simulator.pid) - sim_cpu) * 1000 / n, 3)
+            cpu = _cpu_per_event({"worker": worker.pid, "simulator": simulator.pid}, n, {"simulator": sim_cpu})
             return _peer_result("pgqueuer", peer_dsn, n, rate, done, cpu)
 
 

@@ -286,11 +286,8 @@ def base_env() -> dict[str, str]:
 
 def rss_mib(pid: int, *, with_children: bool = True) -> float:
     """Resident memory of a process (and, by default, its descendants), in MiB, from /proc."""
-    pids = [pid]
-    if with_children:
-        pids += _descendants(pid)
     total = 0
-    for p in pids:
+    for p in _tree(pid, with_children):
         try:
             for line in Path(f"/proc/{p}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
@@ -305,17 +302,18 @@ def cpu_seconds(pid: int, *, with_children: bool = True) -> float:
 
     Unlike wall-clock rates this hardly moves when other work shares the machine: the per-event cost to compare.
     """
-    pids = [pid]
-    if with_children:
-        pids += _descendants(pid)
     ticks = 0
-    for p in pids:
+    for p in _tree(pid, with_children):
         try:
             fields = Path(f"/proc/{p}/stat").read_text().rpartition(")")[2].split()
         except (FileNotFoundError, ProcessLookupError):
             continue
         ticks += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of proc(5))
     return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _tree(pid: int, with_children: bool) -> list[int]:
+    return [pid, *_descendants(pid)] if with_children else [pid]
 
 
 def _descendants(pid: int) -> list[int]:

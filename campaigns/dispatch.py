@@ -48,29 +48,8 @@ def dispatch_attempt(
     settings: Settings,
 ) -> str:
     """Dispatch the attempt at most once. Returns a short word for logs and metrics."""
-    with unit_of_work(factory) as session:
-        request = lifecycle.begin_dispatch(
-            session,
-            attempt_id,
-            now=clock.now(),
-            dispatch_lease=real_seconds_to_app(clock, settings.claim_lease_secs),
-        )
-    if request is None:
-        return "skipped"
-    provider = providers.for_channel(request.channel)
-    try:
-        result = provider.dispatch(request)
-    except (TransientProviderError, PermanentProviderError, OutcomeUnknown) as exc:
-        return _record_failure(factory, request, exc, clock=clock, settings=settings)
-    with unit_of_work(factory) as session:
-        lifecycle.record_dispatched(
-            session,
-            attempt_id,
-            result,
-            now=clock.now(),
-            call_lease=real_seconds_to_app(clock, settings.call_lease_secs),
-        )
-    return "sent"
+    words = dispatch_attempts(factory, [attempt_id], providers=providers, clock=clock, settings=settings)
+    return words[0] if words else "skipped"
 
 
 def dispatch_attempts(

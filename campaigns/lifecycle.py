@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from sqlalchemy import delete, func, insert, select, text
+from sqlalchemy import ColumnElement, delete, func, insert, select, text
 from sqlalchemy.orm import Session, lazyload
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -216,35 +216,39 @@ def _withdraw_attempt(session: Session, attempt: CallAttempt, event: ScheduledEv
     session.expire(event, ["attempts"])
 
 
-def _lock_attempts(session: Session, attempt_ids: Sequence[uuid.UUID]) -> list[tuple[CallAttempt, ScheduledEvent]]:
-    """Lock the events of several attempts in id order (so concurrent batches cannot deadlock), then read the
-    attempts; pairs come back in the order of ``attempt_ids``, unknown ids left out."""
-    if not attempt_ids:
-        return []
-    events = {
+def _lock_batch(
+    session: Session, events: ColumnElement[bool], attempt_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, tuple[CallAttempt, ScheduledEvent]]:
+    """Lock the events matching ``events`` in id order with one statement (every batch path locks them so, so
+    batches cannot deadlock), then read the attempts with a second; an attempt whose event is not among them
+    (withdrawn meanwhile, unknown) is left out."""
+    locked = {
         event.id: event
         for event in session.scalars(
             select(ScheduledEvent)
-            .where(ScheduledEvent.id.in_(select(CallAttempt.event_id).where(CallAttempt.id.in_(attempt_ids))))
+            .where(events)
             .options(_WITHOUT_ATTEMPTS)
             .order_by(ScheduledEvent.id)
             .with_for_update()
             .execution_options(populate_existing=True)
         )
     }
-    if not events:
+    if not locked:
+        return {}
+    attempts = session.scalars(
+        select(CallAttempt).where(CallAttempt.id.in_(attempt_ids)).execution_options(populate_existing=True)
+    )
+    return {attempt.id: (attempt, locked[attempt.event_id]) for attempt in attempts if attempt.event_id in locked}
+
+
+def _lock_attempts(session: Session, attempt_ids: Sequence[uuid.UUID]) -> list[tuple[CallAttempt, ScheduledEvent]]:
+    """Lock the events of several attempts in id order, then read the attempts; pairs come back in the order of
+    ``attempt_ids``, unknown ids left out."""
+    if not attempt_ids:
         return []
-    attempts = {
-        attempt.id: attempt
-        for attempt in session.scalars(
-            select(CallAttempt).where(CallAttempt.id.in_(attempt_ids)).execution_options(populate_existing=True)
-        )
-    }
-    return [
-        (attempts[a], events[attempts[a].event_id])
-        for a in attempt_ids
-        if a in attempts and attempts[a].event_id in events
-    ]
+    events = ScheduledEvent.id.in_(select(CallAttempt.event_id).where(CallAttempt.id.in_(attempt_ids)))
+    pairs = _lock_batch(session, events, attempt_ids)
+    return [pairs[a] for a in attempt_ids if a in pairs]
 
 
 def _suppressed(session: Session, pairs: Sequence[tuple[CallAttempt, ScheduledEvent]]) -> dict[str, str]:
@@ -309,19 +313,8 @@ def begin_dispatch(
     The caller commits before calling the provider. A redelivered task finds the attempt already past
     ``claimed`` and returns ``None``: that is the at-most-once guard.
     """
-    locked = _lock_attempt(session, attempt_id)
-    if locked is None:
-        return None
-    attempt, event = locked
-    request = _begin(session, attempt, event, now, _suppressed(session, [locked]))
-    if request is not None:
-        attempt.state = "sending"
-        attempt.attempted_at = now
-        event.dispatched_at = now
-        event.lease_expires_at = now + dispatch_lease
-        event.updated_at = now
-    session.flush()
-    return request
+    requests = begin_dispatch_many(session, [attempt_id], now=now, dispatch_lease=dispatch_lease)
+    return requests[0] if requests else None
 
 
 def begin_dispatch_many(
@@ -379,28 +372,6 @@ def begin_dispatch_many(
     return requests
 
 
-def _dispatched(
-    attempt: CallAttempt, event: ScheduledEvent, result: DispatchResult, now: datetime, call_lease: timedelta
-) -> None:
-    attempt.provider_id = attempt.provider_id or result.provider_id
-    if attempt.state in ("sending", "unknown"):
-        attempt.state = "sent"
-        attempt.last_status = attempt.last_status or result.status
-        if event.status == "in_progress":
-            event.lease_expires_at = now + call_lease
-
-
-def record_dispatched(
-    session: Session, attempt_id: uuid.UUID, result: DispatchResult, *, now: datetime, call_lease: timedelta
-) -> None:
-    """The provider accepted the request: keep its id. A callback may already have finished the attempt."""
-    locked = _lock_attempt(session, attempt_id)
-    if locked is None:
-        return
-    _dispatched(*locked, result, now, call_lease)
-    session.flush()
-
-
 _RECORD_DISPATCHED = text(
     """
     WITH v AS (
@@ -432,11 +403,11 @@ def record_dispatched_many(
     now: datetime,
     call_lease: timedelta,
 ) -> None:
-    """``record_dispatched`` for a batch in one transaction, as three set-based statements.
+    """The provider accepted these requests: keep their ids (one transaction, three set-based statements).
 
     The events are locked first, in id order, as every batch path locks them (no deadlock with a webhook batch);
-    then the same transitions as ``_dispatched``: the provider id is kept (a callback may have stored it first),
-    a ``sending`` (or ``unknown``) attempt becomes ``sent`` and its event's lease becomes the call lease.
+    then the provider id is kept (a callback may have stored it first), a ``sending`` (or ``unknown``) attempt
+    becomes ``sent`` and its event's lease becomes the call lease.
     """
     if not results:
         return
@@ -540,27 +511,12 @@ def lock_attempts(
 ) -> dict[uuid.UUID, tuple[CallAttempt, ScheduledEvent]]:
     """``_lock_attempt`` for a batch whose attempts' events are already known (``event_of``: attempt → event).
 
-    The events are locked in id order with one statement (every batch path locks them so, so batches cannot
-    deadlock), then the attempts are read with a second one; an attempt withdrawn meanwhile is left out. Pass
-    the pairs to the ``*_locked`` functions below and flush once for the batch.
+    Locked as ``_lock_attempts`` locks a dispatch batch; an attempt withdrawn meanwhile is left out. Pass the
+    pairs to the ``*_locked`` functions below and flush once for the batch.
     """
     if not event_of:
         return {}
-    events = {
-        event.id: event
-        for event in session.scalars(
-            select(ScheduledEvent)
-            .where(ScheduledEvent.id.in_(sorted(set(event_of.values()))))
-            .options(_WITHOUT_ATTEMPTS)
-            .order_by(ScheduledEvent.id)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        )
-    }
-    attempts = session.scalars(
-        select(CallAttempt).where(CallAttempt.id.in_(list(event_of))).execution_options(populate_existing=True)
-    )
-    return {attempt.id: (attempt, events[attempt.event_id]) for attempt in attempts if attempt.event_id in events}
+    return _lock_batch(session, ScheduledEvent.id.in_(sorted(set(event_of.values()))), list(event_of))
 
 
 def apply_progress(
@@ -1002,7 +958,6 @@ __all__ = [
     "lock_attempts",
     "next_due_at",
     "reconcile_expired_leases",
-    "record_dispatched",
     "record_dispatched_many",
     "record_outcome_unknown",
     "record_refused",
