@@ -15,10 +15,11 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from sqlalchemy import ColumnElement, delete, func, insert, select, text
-from sqlalchemy.orm import Session, lazyload
+from sqlalchemy.orm import Session, lazyload, sessionmaker
 from sqlalchemy.orm.attributes import set_committed_value
 
 from campaigns import logs, metrics, windows
+from campaigns.db import unit_of_work
 from campaigns.ids import uuid7
 from campaigns.models import CallAttempt, Campaign, ScheduledEvent
 from campaigns.provider import DispatchRequest, DispatchResult, Providers
@@ -863,8 +864,18 @@ class ReconcileReport:
     completed_sms: int = 0
 
 
+@dataclass(frozen=True)
+class _LiveCheck:
+    """A sent call whose lease expired: the provider is asked whether it is still up, with no lock held."""
+
+    event_id: uuid.UUID
+    attempt_id: uuid.UUID
+    provider: str
+    provider_id: str
+
+
 def reconcile_expired_leases(
-    session: Session, *, now: datetime, providers: Providers, call_lease: timedelta, limit: int = 500
+    sessions: sessionmaker[Session], *, now: datetime, providers: Providers, call_lease: timedelta, limit: int = 500
 ) -> ReconcileReport:
     """Settle ``in_progress`` events whose lease expired without a terminal outcome.
 
@@ -872,24 +883,69 @@ def reconcile_expired_leases(
     - sent and the provider says the call is still up: lease extended;
     - an SMS the provider accepted (``sent``) with no final receipt: completed, as Telnyx would report it;
     - otherwise the attempt is closed as unknown and the event fails closed. It is never re-dialled.
+
+    Three short transactions, so no event stays locked while the provider is asked about a call: a webhook for
+    that event (or for any event batched with it) would wait behind a provider round trip per expired call. The
+    first settles everything that needs no question and extends the lease of the calls to ask about by
+    ``call_lease``, so a concurrent reconciler leaves them alone (and if this one dies, they come back when that
+    lease expires); then the provider is asked; the last re-locks those events and fails closed the ones whose
+    call is over and whose attempt is still the one asked about.
     """
+    with unit_of_work(sessions) as session:
+        report, checks = _settle_expired(session, now=now, call_lease=call_lease, limit=limit)
+    if not checks:
+        return report
+    alive = {check.attempt_id: providers.by_name(check.provider).call_is_alive(check.provider_id) for check in checks}
+    with unit_of_work(sessions) as session:
+        for attempt, event in _lock_attempts(session, [check.attempt_id for check in checks]):
+            if alive[attempt.id]:
+                report.extended += 1
+            elif event.status == "in_progress" and attempt.state == "sent" and _is_current(attempt, event):
+                _fail_unknown(attempt, event, now, "no terminal status arrived before the lease expired")
+                report.failed_unknown += 1
+            # else: settled by a webhook while the provider was asked
+        session.flush()
+    return report
+
+
+def _is_current(attempt: CallAttempt, event: ScheduledEvent) -> bool:
+    return attempt.attempt_number == event.retry_count + 1
+
+
+def _settle_expired(
+    session: Session, *, now: datetime, call_lease: timedelta, limit: int
+) -> tuple[ReconcileReport, list[_LiveCheck]]:
+    """Everything a reconcile pass can decide without the provider; the sent calls to ask about come back."""
     report = ReconcileReport()
+    checks: list[_LiveCheck] = []
     events = session.scalars(
         select(ScheduledEvent)
         .where(ScheduledEvent.status == "in_progress", ScheduledEvent.lease_expires_at < now)
+        .options(_WITHOUT_ATTEMPTS)
         .order_by(ScheduledEvent.lease_expires_at)
         .limit(limit)
         .with_for_update(skip_locked=True)
     ).all()
-    for event in events:
-        attempt = session.scalars(
-            select(CallAttempt).where(
-                CallAttempt.event_id == event.id, CallAttempt.attempt_number == event.retry_count + 1
+    if not events:
+        return report, checks
+    current = {  # each event's current attempt, one query for the batch
+        attempt.event_id: attempt
+        for attempt in session.scalars(
+            select(CallAttempt)
+            .join(ScheduledEvent, CallAttempt.event_id == ScheduledEvent.id)
+            .where(
+                ScheduledEvent.id.in_([event.id for event in events]),
+                CallAttempt.attempt_number == ScheduledEvent.retry_count + 1,
             )
-        ).one_or_none()
+        )
+    }
+    withdrawn: list[uuid.UUID] = []
+    for event in events:
+        attempt = current.get(event.id)
         if attempt is None or attempt.state == "claimed":
             if attempt is not None:
-                _withdraw_attempt(session, attempt, event)
+                withdrawn.append(attempt.id)  # never reached the provider: not part of the audit trail
+                session.expire(event, ["attempts"])
             if event.cancel_requested:
                 _finish(event, "canceled", now, "canceled by request before dispatch")
             else:
@@ -913,30 +969,37 @@ def reconcile_expired_leases(
                     _finish(event, "completed", now)
                     report.completed_sms += 1
                     continue
-            elif providers.by_name(attempt.provider).call_is_alive(attempt.provider_id):
+            else:
                 event.lease_expires_at = now + call_lease
-                report.extended += 1
+                checks.append(_LiveCheck(event.id, attempt.id, attempt.provider, attempt.provider_id))
                 continue
         why = (
             "the provider request timed out after sending"
             if attempt.state in ("sending", "unknown")
             else "no terminal status arrived before the lease expired"
         )
-        attempt.state = "finished"
-        attempt.call_status = "unknown"
-        if event.telnyx_conversation_channel == "phone_call":
-            metrics.CALL_ATTEMPTS.labels("unknown").inc()
-        attempt.finished_at = now
-        attempt.error = attempt.error or why
-        _finish(
-            event,
-            "failed",
-            now,
-            f"attempt {attempt.attempt_number}: outcome unknown ({why}); not re-dialled to avoid a double call",
-        )
+        _fail_unknown(attempt, event, now, why)
         report.failed_unknown += 1
+    if withdrawn:
+        session.execute(delete(CallAttempt).where(CallAttempt.id.in_(withdrawn)))
     session.flush()
-    return report
+    return report, checks
+
+
+def _fail_unknown(attempt: CallAttempt, event: ScheduledEvent, now: datetime, why: str) -> None:
+    """Close the attempt as unknown and fail the event closed: it may have rung, so it is never re-dialled."""
+    attempt.state = "finished"
+    attempt.call_status = "unknown"
+    if event.telnyx_conversation_channel == "phone_call":
+        metrics.CALL_ATTEMPTS.labels("unknown").inc()
+    attempt.finished_at = now
+    attempt.error = attempt.error or why
+    _finish(
+        event,
+        "failed",
+        now,
+        f"attempt {attempt.attempt_number}: outcome unknown ({why}); not re-dialled to avoid a double call",
+    )
 
 
 __all__ = [

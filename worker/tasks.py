@@ -7,7 +7,6 @@ import uuid
 
 from campaigns import dispatch, importer, lifecycle, logs, metrics
 from campaigns.clock import real_seconds_to_app
-from campaigns.db import unit_of_work
 from worker.celery_app import app
 from worker.runtime import get_runtime
 
@@ -28,13 +27,12 @@ def dispatch_attempts(attempt_ids: list[str]) -> None:
 def reconcile() -> None:
     """Settle events whose lease expired (beat)."""
     rt = get_runtime()
-    with unit_of_work(rt.sessions) as session:
-        report = lifecycle.reconcile_expired_leases(
-            session,
-            now=rt.clock.now(),
-            providers=rt.providers,
-            call_lease=real_seconds_to_app(rt.clock, rt.settings.call_lease_secs),
-        )
+    report = lifecycle.reconcile_expired_leases(
+        rt.sessions,
+        now=rt.clock.now(),
+        providers=rt.providers,
+        call_lease=real_seconds_to_app(rt.clock, rt.settings.call_lease_secs),
+    )
     for action in metrics.RECONCILE_ACTIONS:
         if getattr(report, action):
             metrics.RECONCILED.labels(action).inc(getattr(report, action))

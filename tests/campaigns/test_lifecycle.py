@@ -234,10 +234,9 @@ def test_timeout_after_sending_is_never_resent(runtime: Runtime, clock: FrozenCl
     assert dispatch(runtime, attempt_id) == "skipped"  # a redelivered task does nothing
     clock.advance(86400)
     assert claim(runtime) == []
-    with unit_of_work(runtime.sessions) as s:
-        report = lifecycle.reconcile_expired_leases(
-            s, now=clock.now(), providers=runtime.providers, call_lease=timedelta(hours=1)
-        )
+    report = lifecycle.reconcile_expired_leases(
+        runtime.sessions, now=clock.now(), providers=runtime.providers, call_lease=timedelta(hours=1)
+    )
     assert report.failed_unknown == 1
     event = load(runtime.sessions, event_id)
     assert event.status == "failed"
@@ -267,10 +266,9 @@ def test_worker_killed_after_claim_never_dials_twice(runtime: Runtime, clock: Fr
     clock.advance(600)
     (lost_attempt,) = claim(runtime)
     clock.advance(300)  # lease (2 min) expired
-    with unit_of_work(runtime.sessions) as s:
-        report = lifecycle.reconcile_expired_leases(
-            s, now=clock.now(), providers=runtime.providers, call_lease=timedelta(hours=1)
-        )
+    report = lifecycle.reconcile_expired_leases(
+        runtime.sessions, now=clock.now(), providers=runtime.providers, call_lease=timedelta(hours=1)
+    )
     assert report.withdrawn == 1
     assert dispatch(runtime, lost_attempt) == "skipped"  # the redelivered task finds nothing to do
     (fresh,) = claim(runtime)
@@ -292,10 +290,9 @@ def test_worker_killed_while_sending_fails_closed(runtime: Runtime, clock: Froze
         assert lifecycle.begin_dispatch(s, attempt_id, now=clock.now(), dispatch_lease=timedelta(minutes=2))
     assert dispatch(runtime, attempt_id) == "skipped"  # redelivery
     clock.advance(600)
-    with unit_of_work(runtime.sessions) as s:
-        lifecycle.reconcile_expired_leases(
-            s, now=clock.now(), providers=runtime.providers, call_lease=timedelta(hours=1)
-        )
+    lifecycle.reconcile_expired_leases(
+        runtime.sessions, now=clock.now(), providers=runtime.providers, call_lease=timedelta(hours=1)
+    )
     event = load(runtime.sessions, event_id)
     assert event.status == "failed" and "not re-dialled" in event.errors[-1]
     assert route.call_count == 0
@@ -312,11 +309,86 @@ def test_reconciler_extends_a_live_call(runtime: Runtime, clock: FrozenClock) ->
         (attempt_id,) = claim(runtime)
         dispatch(runtime, attempt_id)
         clock.advance(7200)
-        with unit_of_work(runtime.sessions) as s:
-            report = lifecycle.reconcile_expired_leases(
-                s, now=clock.now(), providers=runtime.providers, call_lease=timedelta(hours=1)
-            )
+        report = lifecycle.reconcile_expired_leases(
+            runtime.sessions, now=clock.now(), providers=runtime.providers, call_lease=timedelta(hours=1)
+        )
     assert report.extended == 1
+    event = load(runtime.sessions, event_id)
+    assert event.status == "in_progress" and event.lease_expires_at == clock.now() + timedelta(hours=1)
+
+
+def _sent_call_with_expired_lease(runtime: Runtime, clock: FrozenClock, call_sid: str) -> tuple[uuid.UUID, uuid.UUID]:
+    respx.post(TEXML).mock(return_value=httpx.Response(200, json={"call_sid": call_sid}))
+    event_id = create(runtime, call_body(clock.now()))
+    clock.advance(600)
+    (attempt_id,) = claim(runtime)
+    assert dispatch(runtime, attempt_id) == "sent"
+    clock.advance(7200)
+    return event_id, attempt_id
+
+
+@respx.mock
+def test_reconciler_fails_closed_when_the_provider_says_the_call_is_over(runtime: Runtime, clock: FrozenClock) -> None:
+    event_id, _ = _sent_call_with_expired_lease(runtime, clock, "v3:gone")
+    respx.get(f"{TEST_TELNYX_BASE_URL}/calls/v3:gone").mock(
+        return_value=httpx.Response(200, json={"data": {"call_control_id": "v3:gone", "is_alive": False}})
+    )
+    report = lifecycle.reconcile_expired_leases(
+        runtime.sessions, now=clock.now(), providers=runtime.providers, call_lease=timedelta(hours=1)
+    )
+    assert (report.failed_unknown, report.extended) == (1, 0)
+    event = load(runtime.sessions, event_id)
+    assert event.status == "failed" and "no terminal status arrived" in event.errors[-1]
+    assert [a.call_status for a in event.attempts] == ["unknown"]
+
+
+@respx.mock
+def test_reconciler_holds_no_lock_while_asking_the_provider(runtime: Runtime, clock: FrozenClock) -> None:
+    """The event is free while the provider is asked, so its webhook is applied meanwhile (not queued behind the
+    question), and the reconciler then leaves the settled event alone instead of failing it closed."""
+    event_id, attempt_id = _sent_call_with_expired_lease(runtime, clock, "v3:ending")
+    asked: list[str] = []
+
+    def provider_answers(request: httpx.Request) -> httpx.Response:
+        with runtime.sessions() as other:  # another connection, as a webhook handler would use
+            other.execute(text("SET LOCAL lock_timeout = '2s'"))
+            other.execute(text("SELECT 1 FROM scheduled_events WHERE id = :id FOR UPDATE NOWAIT"), {"id": event_id})
+            other.rollback()
+        asked.append(texml_callback(runtime, attempt_id, "completed", 5, "30"))  # the hangup arrives meanwhile
+        return httpx.Response(200, json={"data": {"call_control_id": "v3:ending", "is_alive": False}})
+
+    respx.get(f"{TEST_TELNYX_BASE_URL}/calls/v3:ending").mock(side_effect=provider_answers)
+    report = lifecycle.reconcile_expired_leases(
+        runtime.sessions, now=clock.now(), providers=runtime.providers, call_lease=timedelta(hours=1)
+    )
+    assert asked == ["completed"]
+    assert (report.failed_unknown, report.extended) == (0, 0)
+    event = load(runtime.sessions, event_id)
+    assert event.status == "completed" and [a.call_status for a in event.attempts] == ["completed"]
+
+
+def test_concurrent_reconcilers_ask_about_a_call_once(runtime: Runtime, clock: FrozenClock) -> None:
+    """The first pass extends the lease before asking, so a second pass started meanwhile skips the call."""
+    with respx.mock:
+        event_id, _ = _sent_call_with_expired_lease(runtime, clock, "v3:slow")
+        inner: list[lifecycle.ReconcileReport] = []
+
+        def provider_answers(request: httpx.Request) -> httpx.Response:
+            if not inner:
+                inner.append(
+                    lifecycle.reconcile_expired_leases(
+                        runtime.sessions, now=clock.now(), providers=runtime.providers, call_lease=timedelta(hours=1)
+                    )
+                )
+            return httpx.Response(200, json={"data": {"call_control_id": "v3:slow", "is_alive": True}})
+
+        route = respx.get(f"{TEST_TELNYX_BASE_URL}/calls/v3:slow").mock(side_effect=provider_answers)
+        outer = lifecycle.reconcile_expired_leases(
+            runtime.sessions, now=clock.now(), providers=runtime.providers, call_lease=timedelta(hours=1)
+        )
+    assert route.call_count == 1
+    assert inner[0] == lifecycle.ReconcileReport()
+    assert outer.extended == 1
     assert load(runtime.sessions, event_id).status == "in_progress"
 
 

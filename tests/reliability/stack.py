@@ -113,8 +113,11 @@ class Stack:
         return harness.dsn(self.database_url)
 
     def insert_events(self, n: int, *, retries: int, spread_secs: float = 0.0) -> None:
+        """``n`` events due one after another, ``spread_secs`` of real time apart (app time runs ``warp`` times
+        faster, so their due times are ``spread_secs * warp`` apart)."""
+        spread = spread_secs * self.warp
         with psycopg.connect(self.dsn()) as conn:
-            conn.execute(INSERT_EVENTS, {"n": n, "retries": retries, "due": self.origin, "spread": spread_secs})
+            conn.execute(INSERT_EVENTS, {"n": n, "retries": retries, "due": self.origin, "spread": spread})
 
     def counts(self) -> dict[str, int]:
         with psycopg.connect(self.dsn(), connect_timeout=3) as conn:

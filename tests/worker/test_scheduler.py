@@ -112,10 +112,9 @@ def test_enqueue_failure_leaves_events_to_the_reconciler(runtime: Runtime, clock
     with pytest.raises(ConnectionError):
         scheduler.run_once(runtime, broken)
     clock.advance(3600)
-    with unit_of_work(runtime.sessions) as s:
-        report = lifecycle.reconcile_expired_leases(
-            s, now=clock.now(), providers=runtime.providers, call_lease=timedelta(hours=1)
-        )
+    report = lifecycle.reconcile_expired_leases(
+        runtime.sessions, now=clock.now(), providers=runtime.providers, call_lease=timedelta(hours=1)
+    )
     assert report.withdrawn == 1
     claimed: list[str] = []
     assert scheduler.run_once(runtime, claimed.extend) == 1
