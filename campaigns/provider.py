@@ -100,7 +100,7 @@ _tls_context: ssl.SSLContext | None = None
 _tls_lock = threading.Lock()
 
 
-def _tls() -> ssl.SSLContext:
+def tls_context() -> ssl.SSLContext:
     """One TLS context (the CA bundle loaded once) for every thread's client: building one per client cost
     ~25 ms of CPU, paid by each of the 64 sending threads on its first request (a dispatch lag spike at start)."""
     global _tls_context
@@ -112,7 +112,7 @@ def _tls() -> ssl.SSLContext:
 
 def warm_up() -> None:
     """Load what every first provider request would otherwise load (worker start-up calls it)."""
-    _tls()
+    tls_context()
 
 
 def shared_client(settings: Settings) -> httpx.Client:
@@ -132,7 +132,7 @@ def shared_client(settings: Settings) -> httpx.Client:
     if client is None:
         client = clients[key] = httpx.Client(
             base_url=settings.telnyx_base_url.rstrip("/") + "/",
-            verify=_tls(),
+            verify=tls_context(),
             timeout=httpx.Timeout(settings.provider_timeout_secs, connect=5.0),
             limits=httpx.Limits(max_connections=4, max_keepalive_connections=4),
             headers={

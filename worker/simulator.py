@@ -56,6 +56,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from campaigns.provider import tls_context
 from campaigns.signatures import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
@@ -90,11 +91,12 @@ _OPT_IN_KEYWORDS = frozenset({"START", "UNSTOP"})
 _IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9_:-]{1,255}$")
 # Telnyx wants a webhook answered within 2 s; be more forgiving so a loaded benchmark box is not punished.
 _CALLBACK_TIMEOUT = httpx.Timeout(5.0, pool=None)
-# Callbacks in flight at once. httpcore scans every pooled connection for every request queued in its pool, so a
-# deep queue there costs O(queue x connections) per request (79% of the simulator's CPU when the receiver falls
-# behind); callbacks beyond this many wait on a semaphore instead, and the pool never queues.
-_CALLBACK_CONCURRENCY = 64
-_CALLBACK_LIMITS = httpx.Limits(max_connections=_CALLBACK_CONCURRENCY, max_keepalive_connections=_CALLBACK_CONCURRENCY)
+# Callbacks in flight at once, each on its own single-connection client (a "lane"). httpcore scans every pooled
+# connection (and polls its socket) for every request, and every queued request on each change, so one shared
+# pool costs O(connections) or worse per callback: 79% of the simulator's CPU with a deep queue, and still its
+# bottleneck at 64 connections. Callbacks beyond this many wait for a free lane.
+_CALLBACK_CONCURRENCY = 32
+_LANE_LIMITS = httpx.Limits(max_connections=1, max_keepalive_connections=1)
 _RETRY_BACKOFF_SECS = 0.2
 
 
@@ -354,8 +356,8 @@ class _Simulator:
         self.blocked: set[str] = set()
         """Numbers that opted out of messages (Telnyx block rules)."""
         self.tasks: set[asyncio.Task[None]] = set()
-        self._client: httpx.AsyncClient | None = None
-        self._in_flight = asyncio.Semaphore(_CALLBACK_CONCURRENCY)
+        self._lanes: asyncio.Queue[httpx.AsyncClient] | None = None
+        self._clients: list[httpx.AsyncClient] = []
 
     # -- state (synchronous on purpose: see the module docstring) --------------------------------------
 
@@ -450,12 +452,18 @@ class _Simulator:
         except Exception:
             log.exception("simulator background work failed: %s", what)
 
-    def client(self) -> httpx.AsyncClient:
-        """The one shared outgoing client, created on first use inside the running loop."""
-        if self._client is None:
+    def lanes(self) -> asyncio.Queue[httpx.AsyncClient]:
+        """The free outgoing clients, created on first use inside the running loop."""
+        if self._lanes is None:
             # trust_env=False: callbacks go to local or cluster-internal URLs, never through a proxy.
-            self._client = httpx.AsyncClient(timeout=_CALLBACK_TIMEOUT, limits=_CALLBACK_LIMITS, trust_env=False)
-        return self._client
+            self._clients = [
+                httpx.AsyncClient(timeout=_CALLBACK_TIMEOUT, limits=_LANE_LIMITS, trust_env=False, verify=tls_context())
+                for _ in range(_CALLBACK_CONCURRENCY)
+            ]
+            self._lanes = asyncio.Queue()
+            for client in self._clients:
+                self._lanes.put_nowait(client)
+        return self._lanes
 
     async def close(self) -> None:
         """Cancel pending callbacks and close the outgoing client."""
@@ -463,10 +471,10 @@ class _Simulator:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
-        self._in_flight = asyncio.Semaphore(_CALLBACK_CONCURRENCY)  # a later loop must not inherit this one's
+        for client in self._clients:
+            await client.aclose()
+        self._clients = []
+        self._lanes = None  # a later loop makes its own
 
     async def deliver(self, url: str, content_type: str, make_body: Callable[[int], bytes]) -> None:
         """POST a signed callback, trying up to ``webhook_retries`` times; ``make_body(attempt)`` gives bytes."""
@@ -483,8 +491,12 @@ class _Simulator:
                 TIMESTAMP_HEADER: timestamp,
             }
             try:
-                async with self._in_flight:
-                    response = await self.client().post(url, content=body, headers=headers)
+                lanes = self.lanes()
+                client = await lanes.get()
+                try:
+                    response = await client.post(url, content=body, headers=headers)
+                finally:
+                    lanes.put_nowait(client)
             except (httpx.HTTPError, httpx.InvalidURL) as exc:
                 problem = f"{type(exc).__name__}: {exc}"
             else:
