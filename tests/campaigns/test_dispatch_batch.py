@@ -9,6 +9,7 @@ from datetime import timedelta
 import httpx
 import respx
 from sqlalchemy import select, text
+from sqlalchemy.orm import Session
 
 from campaigns import lifecycle, suppression
 from campaigns.clock import FrozenClock
@@ -129,3 +130,31 @@ def test_each_sending_thread_keeps_its_own_client(runtime: Runtime) -> None:
     injected = httpx.Client()
     assert TelnyxTexml(runtime.settings, injected).client is injected  # tests and embedders pass their own
     injected.close()
+
+
+def test_recording_a_batch_does_not_walk_every_call_in_progress(session: Session) -> None:
+    """Statistics taken before a burst is claimed say no event is in progress; the record statement must still
+    find its events by id, not by walking the index of in-progress leases (which held every claimed event and
+    made a 100,000-event burst slow down as it went)."""
+    session.execute(
+        text(
+            """
+            INSERT INTO scheduled_events (id, assistant_id, telnyx_conversation_channel, telnyx_end_user_target,
+                telnyx_agent_target, scheduled_at_fixed_datetime, status, conversation_metadata, dynamic_variables,
+                created_at, updated_at, errors, max_retries_client_errors, retry_count, cancel_requested, ruleset)
+            SELECT gen_random_uuid(), 'plan', 'phone_call', '+1212' || lpad((2000000 + i)::text, 7, '0'),
+                '+15553456789', now(), 'pending', '{}', '{}', now(), now(), '[]', 0, 0, false, 'none'
+            FROM generate_series(1, 5000) AS i
+            """
+        )
+    )
+    session.execute(text("ANALYZE scheduled_events"))  # every event pending
+    session.execute(
+        text("UPDATE scheduled_events SET status = 'in_progress', lease_expires_at = now() WHERE assistant_id = 'plan'")
+    )
+    ids = [uuid.uuid4() for _ in range(25)]
+    params = {"ids": ids, "provider_ids": ["x"] * 25, "statuses": ["queued"] * 25, "in_progress": ids}
+    explain = text("EXPLAIN " + str(lifecycle._RECORD_DISPATCHED))
+    plan = "\n".join(row[0] for row in session.execute(explain, {**params, "lease_until": None}))
+    assert "ix_scheduled_events_lease_in_progress" not in plan, plan
+    assert "pk_scheduled_events" in plan, plan
