@@ -873,7 +873,6 @@ class ReconcileReport:
 class _LiveCheck:
     """A sent call whose lease expired: the provider is asked whether it is still up, with no lock held."""
 
-    event_id: uuid.UUID
     attempt_id: uuid.UUID
     provider: str
     provider_id: str
@@ -976,7 +975,7 @@ def _settle_expired(
                     continue
             else:
                 event.lease_expires_at = now + call_lease
-                checks.append(_LiveCheck(event.id, attempt.id, attempt.provider, attempt.provider_id))
+                checks.append(_LiveCheck(attempt.id, attempt.provider, attempt.provider_id))
                 continue
         why = (
             "the provider request timed out after sending"
