@@ -118,6 +118,9 @@ def parse_json_event(body: Mapping[str, Any], attempt_hint: str | None) -> Callb
             status = to[0].get("status")
         message_id = payload.get("id")
         inbound = event_type == "message.received"
+        errors = payload.get("errors")
+        if errors is not None and not isinstance(errors, list):
+            raise WebhookRejected("data.payload.errors must be a list")
         return Callback(
             provider_key=key,
             kind=event_type,
@@ -129,7 +132,7 @@ def parse_json_event(body: Mapping[str, Any], attempt_hint: str | None) -> Callb
             counterpart=_message_counterpart(payload, inbound),
             text=payload.get("text") if inbound and isinstance(payload.get("text"), str) else None,
             error_codes=tuple(
-                str(e["code"]) for e in payload.get("errors") or [] if isinstance(e, dict) and e.get("code") is not None
+                str(e["code"]) for e in errors or [] if isinstance(e, dict) and e.get("code") is not None
             ),
         )
     if event_type.startswith("call."):
