@@ -904,16 +904,12 @@ def reconcile_expired_leases(
         for attempt, event in _lock_attempts(session, [check.attempt_id for check in checks]):
             if alive[attempt.id]:
                 report.extended += 1
-            elif event.status == "in_progress" and attempt.state == "sent" and _is_current(attempt, event):
+            elif attempt.state == "sent" and current_attempt_matches(event, attempt):
                 _fail_unknown(attempt, event, now, "no terminal status arrived before the lease expired")
                 report.failed_unknown += 1
             # else: settled by a webhook while the provider was asked
         session.flush()
     return report
-
-
-def _is_current(attempt: CallAttempt, event: ScheduledEvent) -> bool:
-    return attempt.attempt_number == event.retry_count + 1
 
 
 def _settle_expired(
