@@ -17,6 +17,8 @@ from __future__ import annotations
 import functools
 import json
 import re
+import sys
+import threading
 import tomllib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -28,7 +30,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import holidays as holiday_data
 import phonenumbers
-from phonenumbers import geocoder
 from phonenumbers import timezone as phone_timezones
 
 HOLD_UNTIL = datetime(9999, 1, 1, tzinfo=UTC)
@@ -416,15 +417,82 @@ def number_zones(phone: str) -> tuple[str, ...]:
 
 @functools.lru_cache(maxsize=65536)
 def number_state(phone: str) -> str | None:
-    """The US state of a number's exchange (``phonenumbers`` geocoder: "Pensacola, FL" or "Florida")."""
+    """The US state of a number's exchange, from the ``phonenumbers`` geocoder ("Pensacola, FL" or "Florida").
+
+    The same answer as ``geocoder.description_for_number(number, "en")`` read as a state, from a table of the US
+    prefixes only (see :func:`_exchange_states`).
+    """
     number = _parse(phone)
     if number is None or phonenumbers.region_code_for_number(number) != "US":
         return None
-    place = geocoder.description_for_number(number, "en")
+    kind = phonenumbers.number_type(number)
+    if kind == phonenumbers.PhoneNumberType.UNKNOWN or not phonenumbers.is_number_type_geographical(kind, 1):
+        return None  # the geocoder names the country, not a place
+    digits = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)[1:]
+    table = _exchange_states()
+    for length in range(len(digits), 0, -1):
+        if digits[:length] in table:
+            return table[digits[:length]]
+    return None  # no place known: the geocoder falls back to the country
+
+
+def state_of_place(place: str) -> str | None:
+    """A US state from a geocoder description: "Florida" → FL, "Pensacola, FL" → FL, "United States" → None."""
     if place in STATE_NAMES:
         return STATE_NAMES[place]
     tail = place.rpartition(", ")[2]
     return tail if tail in STATE_ZONES else None
+
+
+_EXCHANGE_STATES: dict[str, str | None] | None = None
+_EXCHANGE_LOCK = threading.Lock()
+
+
+def _exchange_states() -> dict[str, str | None]:
+    """US geocoding prefixes ("1850", "1850432", …) → state, built once per process from ``phonenumbers``' data.
+
+    The geocoder's data covers every country in dozens of languages: importing it costs ~100 MiB of resident
+    memory per process and ~0.4 s, of which the US states need a few thousand entries. So the US English entries
+    are read once, reduced to the prefixes whose state differs from that of their longest shorter prefix (the
+    longest-prefix lookup then gives the same state), and the data module is unloaded again unless something
+    else had imported it. Built from the installed ``phonenumbers``, so it follows its updates.
+    """
+    global _EXCHANGE_STATES
+    with _EXCHANGE_LOCK:
+        if _EXCHANGE_STATES is None:
+            descriptions = _us_descriptions()
+            _EXCHANGE_STATES = compact_prefix_states({p: state_of_place(d) for p, d in descriptions.items()})
+        return _EXCHANGE_STATES
+
+
+def warm_up() -> None:
+    """Build the exchange table now (~0.4 s) rather than in the first claim or dispatch that needs it."""
+    _exchange_states()
+
+
+def _us_descriptions() -> dict[str, str]:
+    """Every ``+1`` prefix of the geocoder with its English description."""
+    imported_here = "phonenumbers.geodata" not in sys.modules
+    from phonenumbers import geodata
+
+    try:
+        return {p: names["en"] for p, names in geodata.GEOCODE_DATA.items() if p.startswith("1") and "en" in names}
+    finally:
+        if imported_here:
+            package = "phonenumbers.geodata"
+            for name in [m for m in sys.modules if m == package or m.startswith(package + ".")]:
+                del sys.modules[name]
+            vars(phonenumbers).pop("geodata", None)
+
+
+def compact_prefix_states(states: Mapping[str, str | None]) -> dict[str, str | None]:
+    """Drop every prefix whose state is what its longest shorter prefix (or no prefix at all: ``None``) gives."""
+    kept: dict[str, str | None] = {}
+    for prefix in sorted(states, key=lambda p: (len(p), p)):
+        parent = next((kept[prefix[:n]] for n in range(len(prefix) - 1, 0, -1) if prefix[:n] in kept), None)
+        if states[prefix] != parent:
+            kept[prefix] = states[prefix]
+    return kept
 
 
 def resolve_zones(

@@ -41,10 +41,11 @@ def warm_up() -> Runtime:
     """
     from sqlalchemy import text
 
-    from campaigns import provider
+    from campaigns import provider, windows
 
     rt = get_runtime()
     provider.warm_up()
+    windows.warm_up()
     with rt.sessions() as session:
         session.execute(text("SELECT 1"))
     return rt

@@ -12,7 +12,7 @@ from typing import Any
 
 import psycopg
 
-from campaigns import lifecycle, metrics
+from campaigns import lifecycle, metrics, windows
 from campaigns.clock import real_seconds_to_app
 from campaigns.db import normalize_url, unit_of_work
 from campaigns.events import NOTIFY_CHANNEL
@@ -188,6 +188,7 @@ class Scheduler:
 
 
 def main(metrics_port: int | None = None, metrics_host: str = "127.0.0.1") -> None:
+    windows.warm_up()
     scheduler = Scheduler(get_runtime())
     if metrics_port:
         from worker.metrics_server import serve_metrics

@@ -3,10 +3,13 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import phonenumbers
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -168,6 +171,51 @@ def test_state_rules_from_the_row_and_from_the_number_both_apply() -> None:
     assert recipient.states == ("FL", "NY")
     assert recipient.zones == ("America/New_York",)
     assert not windows.is_allowed(Z("2025-07-15T00:30Z"), recipient, US)
+
+
+def _geocoder_state(phone: str) -> str | None:
+    """What ``number_state`` answered before its table: the full geocoder, read as a state."""
+    from phonenumbers import geocoder
+
+    number = phonenumbers.parse(phone)
+    if phonenumbers.region_code_for_number(number) != "US":
+        return None
+    return windows.state_of_place(geocoder.description_for_number(number, "en"))
+
+
+def test_the_exchange_state_table_answers_as_the_geocoder_does_for_every_us_prefix() -> None:
+    from phonenumbers.geodata import GEOCODE_DATA
+
+    prefixes = sorted(p for p, names in GEOCODE_DATA.items() if p.startswith("1") and "en" in names)
+    assert len(prefixes) > 10_000
+    checked = states = 0
+    for prefix in prefixes:
+        for tail in ("0000000000", "5550123456", "9999999999", "2345678901"):
+            phone = "+" + (prefix + tail)[:11]
+            expected = _geocoder_state(phone)
+            assert windows.number_state.__wrapped__(phone) == expected, phone
+            checked += 1
+            states += expected is not None
+    assert checked == 4 * len(prefixes) and states > checked // 2  # most of them are places in a state
+    for phone in ("+18004567890", "+15551234567", "+17872345678", "+14165550123", "+442071234567", "+12015"):
+        assert windows.number_state.__wrapped__(phone) == _geocoder_state(phone)
+
+
+def test_compacting_keeps_a_prefix_only_where_its_state_differs_from_its_parents() -> None:
+    states = {"1201": "NJ", "1201200": "NJ", "1203": "CT", "12034": "NY", "120345": "CT", "1999": None, "19991": "TX"}
+    assert windows.compact_prefix_states(states) == {"1201": "NJ", "1203": "CT", "12034": "NY", "120345": "CT",
+                                                      "19991": "TX"}  # fmt: skip
+
+
+def test_the_geocoder_data_is_not_kept_in_memory() -> None:
+    # ~100 MiB per process for every country and language: read once for the US prefixes, then unloaded.
+    script = (
+        "import sys; from campaigns import windows; "
+        "print(windows.number_state('+18505550123'), 'phonenumbers.geodata' in sys.modules, "
+        "len(windows._exchange_states()))"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout.split()
+    assert out[:2] == ["FL", "False"] and 1_000 < int(out[2]) < 10_000
 
 
 def test_texas_sunday_noon_and_utah_holidays_follow_the_shipped_data() -> None:
