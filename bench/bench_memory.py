@@ -7,9 +7,9 @@ memory of the scheduler and of the worker (with its children) every ``--every`` 
 samples with the first, middle and last values.
 
 ``--tracemalloc DIR`` also traces the worker's Python allocations (``bench/tracemalloc_probe``; it slows the worker
-down) and prints what grew between the first snapshot taken after ``--warm-up`` seconds and the last one:
+down) from ``--warm-up`` seconds on, and prints what grew between its first and last snapshots:
 
-    .venv/bin/python bench/bench_memory.py --events 200000 --tracemalloc /tmp/tm --tracemalloc-every 60
+    .venv/bin/python bench/bench_memory.py --events 60000 --tracemalloc /tmp/tm --tracemalloc-every 45
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ def main() -> None:
     parser.add_argument("--engine-worker", default="--pool threads --concurrency 8")
     parser.add_argument("--tracemalloc", type=Path, help="trace the worker's allocations, snapshots in this dir")
     parser.add_argument("--tracemalloc-every", type=float, default=60.0)
-    parser.add_argument("--warm-up", type=float, default=120.0, help="seconds before the baseline snapshot")
+    parser.add_argument("--warm-up", type=float, default=60.0, help="seconds before tracing starts")
     args = parser.parse_args()
     harness.exit_on_sigterm()
     print(harness.machine(), flush=True)
@@ -42,6 +42,7 @@ def main() -> None:
             "PYTHONPATH": str(Path(__file__).resolve().parent / "tracemalloc_probe"),
             "BENCH_TRACEMALLOC_DIR": str(args.tracemalloc),
             "BENCH_TRACEMALLOC_EVERY": str(args.tracemalloc_every),
+            "BENCH_TRACEMALLOC_DELAY": str(args.warm_up),
         }
     samples: list[dict[str, float]] = []
     result = bench_dispatch.run_engine(
@@ -60,19 +61,20 @@ def main() -> None:
               f"max {max(values):.1f} MiB")  # fmt: skip
     print(f"{result.events} events in {result.seconds:.0f}s ({result.events_per_s:.0f}/s)")
     if args.tracemalloc:
-        report_growth(args.tracemalloc, skip=int(args.warm_up // args.tracemalloc_every))
+        report_growth(args.tracemalloc)
 
 
-def report_growth(directory: Path, *, skip: int, top: int = 25) -> None:
-    """Print the allocation sites that grew most between snapshot ``skip`` and the last one of each process."""
+def report_growth(directory: Path, *, top: int = 25) -> None:
+    """Print the allocation sites that grew most between the first and the last snapshot of each process."""
     by_pid: dict[str, list[Path]] = {}
     for snap in sorted(directory.glob("*.snap")):
         by_pid.setdefault(snap.name.split("-")[0], []).append(snap)
     for pid, snaps in by_pid.items():
         if len(snaps) < 2:
             continue
-        first, last = snaps[min(skip, len(snaps) - 2)], snaps[-1]
-        old, new = tracemalloc.Snapshot.load(str(first)), tracemalloc.Snapshot.load(str(last))
+        first, last = snaps[0], snaps[-1]
+        ignore = [tracemalloc.Filter(False, tracemalloc.__file__), tracemalloc.Filter(False, "<frozen *>")]
+        old, new = (tracemalloc.Snapshot.load(str(s)).filter_traces(ignore) for s in (first, last))
         total = sum(s.size for s in new.statistics("filename")) - sum(s.size for s in old.statistics("filename"))
         print(f"\npid {pid}: traced Python memory {total / 2**20:+.2f} MiB from {first.name} to {last.name}")
         for stat in new.compare_to(old, "traceback")[:top]:

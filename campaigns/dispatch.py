@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import logging
-import threading
 import uuid
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -21,22 +19,11 @@ from campaigns.provider import (
     PermanentProviderError,
     Providers,
     TransientProviderError,
+    request_pool,
 )
 from campaigns.settings import Settings
 
 log = logging.getLogger(__name__)
-
-_SENDERS: ThreadPoolExecutor | None = None
-_SENDERS_LOCK = threading.Lock()
-
-
-def _senders() -> ThreadPoolExecutor:
-    """The process's pool for concurrent provider requests (created lazily: forked children get their own)."""
-    global _SENDERS
-    with _SENDERS_LOCK:
-        if _SENDERS is None:
-            _SENDERS = ThreadPoolExecutor(max_workers=64, thread_name_prefix="dispatch")
-        return _SENDERS
 
 
 def dispatch_attempt(
@@ -86,7 +73,7 @@ def dispatch_attempts(
 
     # All at once: every attempt committed ``sending`` is on the wire within one round trip, so a worker killed
     # mid-batch leaves few attempts that never left (those fail closed: nobody can tell they were not sent).
-    words = list(_senders().map(send, requests)) if len(requests) > 1 else [send(r) for r in requests]
+    words = list(request_pool("dispatch", 64).map(send, requests)) if len(requests) > 1 else [send(r) for r in requests]
     if accepted:
         with unit_of_work(factory) as session:
             lifecycle.record_dispatched_many(

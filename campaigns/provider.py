@@ -23,6 +23,7 @@ import ssl
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import urlencode
@@ -108,6 +109,23 @@ def tls_context() -> ssl.SSLContext:
         if _tls_context is None:
             _tls_context = ssl.create_default_context(cafile=certifi.where())
         return _tls_context
+
+
+_pools: dict[str, ThreadPoolExecutor] = {}
+_pools_lock = threading.Lock()
+
+
+def request_pool(name: str, size: int) -> ThreadPoolExecutor:
+    """The process's pool of ``size`` threads named ``name`` for concurrent provider requests.
+
+    Created on first use, so forked children get their own; its threads live on, each with its own client and
+    kept-alive connections (:func:`shared_client`).
+    """
+    with _pools_lock:
+        pool = _pools.get(name)
+        if pool is None:
+            pool = _pools[name] = ThreadPoolExecutor(max_workers=size, thread_name_prefix=name)
+        return pool
 
 
 def warm_up() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
 from datetime import timedelta
 
@@ -390,6 +391,28 @@ def test_concurrent_reconcilers_ask_about_a_call_once(runtime: Runtime, clock: F
     assert inner[0] == lifecycle.ReconcileReport()
     assert outer.extended == 1
     assert load(runtime.sessions, event_id).status == "in_progress"
+
+
+@respx.mock
+def test_reconciler_asks_about_many_calls_at_once(runtime: Runtime, clock: FrozenClock) -> None:
+    """Each question waits for the other to arrive: asked one after another, the first would never be answered."""
+    sids = ("v3:first", "v3:second")
+    for sid in sids:
+        _sent_call_with_expired_lease(runtime, clock, sid)
+        clock.advance(-7200)
+    clock.advance(7200)
+    both_asking = threading.Barrier(len(sids), timeout=10)
+
+    def provider_answers(request: httpx.Request) -> httpx.Response:
+        both_asking.wait()
+        return httpx.Response(200, json={"data": {"is_alive": True}})
+
+    for sid in sids:
+        respx.get(f"{TEST_TELNYX_BASE_URL}/calls/{sid}").mock(side_effect=provider_answers)
+    report = lifecycle.reconcile_expired_leases(
+        runtime.sessions, now=clock.now(), providers=runtime.providers, call_lease=timedelta(hours=1)
+    )
+    assert (report.extended, report.failed_unknown) == (2, 0)
 
 
 def test_claim_uses_the_partial_index(session: Session) -> None:
