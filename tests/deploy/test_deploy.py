@@ -84,6 +84,15 @@ def test_compose_has_the_whole_stack() -> None:
     assert services["worker"]["build"]["dockerfile"] == "deploy/Dockerfile"
 
 
+def test_compose_gives_the_api_and_the_worker_the_recurring_directory() -> None:
+    # The worker syncs CAMPAIGNS_RECURRING_DIR on every tick; the api accepts only definitions reading under it.
+    services = compose()["services"]
+    for name in ("api", "worker"):
+        directory = services[name]["environment"]["CAMPAIGNS_RECURRING_DIR"]
+        mounts = [v.rpartition(":ro")[0].rpartition(":")[2] for v in services[name]["volumes"]]
+        assert directory in mounts, name
+
+
 @pytest.mark.parametrize("service", sorted(APP_SERVICES))
 def test_every_compose_command_exists_in_the_cli(service: str) -> None:
     _cli_accepts(compose()["services"][service]["command"])
@@ -120,6 +129,17 @@ def test_kustomization_lists_every_manifest_but_the_secret_example() -> None:
     kustomization = yaml.safe_load((DEPLOY / "k8s" / "kustomization.yaml").read_text())
     files = {p.name for p in (DEPLOY / "k8s").glob("*.yaml")} - {"kustomization.yaml", "secret.example.yaml"}
     assert set(kustomization["resources"]) == files
+
+
+def test_k8s_api_and_worker_mount_the_recurring_directory() -> None:
+    docs = manifests()
+    directory = next(d for d in docs if d["kind"] == "ConfigMap")["data"]["CAMPAIGNS_RECURRING_DIR"]
+    for name in ("campaigns-api", "campaigns-worker"):
+        deployment = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == name)
+        (container,) = _containers(deployment)
+        mount = next(m for m in container["volumeMounts"] if m["mountPath"] == directory)
+        volume = next(v for v in deployment["spec"]["template"]["spec"]["volumes"] if v["name"] == mount["name"])
+        assert volume["configMap"]["optional"] is True, name  # the stack starts without any definitions
 
 
 def test_deployments_have_probes_resources_and_secret_references() -> None:
