@@ -192,6 +192,7 @@ def test_dockerfile_is_multi_stage_non_root_without_build_tools() -> None:
     user = re.findall(r"^USER (\S+)", final, flags=re.MULTILINE)
     assert user and user[-1].split(":")[0] not in ("root", "0")
     assert re.search(r'^ENTRYPOINT \["campaigns"\]', final, flags=re.MULTILINE)
+    assert re.search(r"^\s+MALLOC_ARENA_MAX=2 ", final, flags=re.MULTILINE)  # threads' arenas (benchmarks.md)
     for source in re.findall(r"^COPY (?!--from)(\S+)", text, flags=re.MULTILINE):
         assert (ROOT / source).exists(), f"COPY {source}: no such path"
 
