@@ -8,7 +8,7 @@ import hmac
 import json
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from functools import lru_cache
 from typing import Annotated, Any, TypeVar
 from urllib.parse import parse_qsl
@@ -22,6 +22,7 @@ from sqlalchemy import select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Receive, Scope, Send
 
 from campaigns import events as events_service
 from campaigns import metrics as app_metrics
@@ -42,11 +43,100 @@ T = TypeVar("T")
 MAX_PAGE_SIZE = 250
 
 
-def error_response(status: int, code: str, title: str, detail: str, pointer: str | None = None) -> JSONResponse:
+def error_body(
+    status: int, code: str, title: str, detail: str, pointer: str | None = None
+) -> tuple[int, dict[str, Any]]:
+    """An error in Telnyx's shape: ``{"errors": [{"code", "title", "detail", "source"?}]}``, with its status."""
     error: dict[str, Any] = {"code": code, "title": title, "detail": detail}
     if pointer is not None:
         error["source"] = {"pointer": pointer}
-    return JSONResponse({"errors": [error]}, status_code=status)
+    return status, {"errors": [error]}
+
+
+def error_response(status: int, code: str, title: str, detail: str, pointer: str | None = None) -> JSONResponse:
+    status, body = error_body(status, code, title, detail, pointer)
+    return JSONResponse(body, status_code=status)
+
+
+WEBHOOK_MAX_BODY = 1 << 20
+"""Bytes: a Telnyx callback is a few KiB; a larger body is refused (413) before it is verified or stored."""
+
+ReceiveWebhook = Callable[[str, bytes, "str | None", "str | None", "str | None"], Awaitable[tuple[int, Any]]]
+"""(path, body, signature, timestamp, attempt_id hint) → (status, JSON body)."""
+
+
+class WebhookFastPath:
+    """The webhook receivers as a bare ASGI endpoint, ahead of FastAPI's middleware, routing and request objects.
+
+    Webhooks are by far the busiest requests (one per call progress step), and FastAPI's stack cost about as
+    much API CPU per webhook as verifying its signature. The receiver itself (:func:`create_app`'s
+    ``receive_webhook``) is the one the FastAPI routes call, so both answer the same; only POSTs to the exact
+    paths come here, everything else goes through FastAPI.
+    """
+
+    def __init__(self, paths: frozenset[str], receive_webhook: ReceiveWebhook) -> None:
+        self.paths = paths
+        self._receive_webhook = receive_webhook
+
+    def handles(self, scope: Scope) -> bool:
+        return scope["type"] == "http" and scope["method"] == "POST" and scope["path"] in self.paths
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        signature = timestamp = None
+        declared = 0
+        for name, value in scope["headers"]:
+            if name == _SIGNATURE and signature is None:
+                signature = value.decode("latin-1")
+            elif name == _TIMESTAMP and timestamp is None:
+                timestamp = value.decode("latin-1")
+            elif name == b"content-length" and value.isdigit():
+                declared = int(value)
+        chunks: list[bytes] = []
+        size = 0
+        if declared <= WEBHOOK_MAX_BODY:
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    return
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size > WEBHOOK_MAX_BODY:
+                    break
+                chunks.append(chunk)
+                if not message.get("more_body", False):
+                    break
+        if declared > WEBHOOK_MAX_BODY or size > WEBHOOK_MAX_BODY:
+            status, body = error_body(413, "10015", "Callback too large", f"the body is over {WEBHOOK_MAX_BODY} bytes")
+        else:
+            query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
+            try:
+                status, body = await self._receive_webhook(
+                    scope["path"], b"".join(chunks), signature, timestamp, query.get("attempt_id")
+                )
+            except Exception:
+                log.exception("webhook %s failed", scope["path"])
+                status, body = error_body(500, "10007", "Unexpected error", "the callback was not applied")
+        payload = json.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": payload})
+
+
+_SIGNATURE = SIGNATURE_HEADER.lower().encode()
+_TIMESTAMP = TIMESTAMP_HEADER.lower().encode()
+
+
+class CampaignsAPI(FastAPI):
+    """FastAPI, with the webhook receivers answered before its middleware stack (:class:`WebhookFastPath`)."""
+
+    webhook_fast_path: WebhookFastPath | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        fast = self.webhook_fast_path
+        if fast is not None and fast.handles(scope):
+            await fast(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
 
 
 class Unauthorized(Exception):
@@ -57,9 +147,9 @@ _public_key = lru_cache(maxsize=4)(load_public_key)
 """The webhook key, decoded once per configured value rather than once per request."""
 
 
-def create_app(runtime: Runtime | None = None, enqueue_import: EnqueueImport | None = None) -> FastAPI:
+def create_app(runtime: Runtime | None = None, enqueue_import: EnqueueImport | None = None) -> CampaignsAPI:
     """The API; ``runtime`` defaults to the process-wide one (tests pass their own)."""
-    app = FastAPI(title="campaigns", version="0.1.0", description="Telnyx-compatible scheduled events and more")
+    app = CampaignsAPI(title="campaigns", version="0.1.0", description="Telnyx-compatible scheduled events and more")
 
     def rt() -> Runtime:
         return runtime or get_runtime()
@@ -116,18 +206,18 @@ def create_app(runtime: Runtime | None = None, enqueue_import: EnqueueImport | N
     # --- webhooks -----------------------------------------------------------------------------------------
     # Registered first: the router tries routes in order, and these are the busiest paths by far.
 
-    async def verified_body(request: Request, endpoint: str) -> bytes | JSONResponse:
-        raw = await request.body()
+    def verified(endpoint: str, raw: bytes, signature: str | None, timestamp: str | None) -> tuple[int, Any] | None:
+        """``None`` when ``raw`` is signed by the configured key; else the answer (401) to send instead."""
         key_b64 = rt().settings.telnyx_public_key
         if not key_b64:
             app_metrics.WEBHOOKS_RECEIVED.labels(endpoint, "no_public_key").inc()
             log.error("webhook rejected: CAMPAIGNS_TELNYX_PUBLIC_KEY is not set")
-            return error_response(401, "10009", "Signature verification failed", "no public key configured")
+            return error_body(401, "10009", "Signature verification failed", "no public key configured")
         try:
             verify(
                 _public_key(key_b64),
-                signature=request.headers.get(SIGNATURE_HEADER),
-                timestamp=request.headers.get(TIMESTAMP_HEADER),
+                signature=signature,
+                timestamp=timestamp,
                 body=raw,
                 real_now=utcnow_real(),
                 tolerance_secs=rt().settings.webhook_tolerance_secs,
@@ -135,9 +225,9 @@ def create_app(runtime: Runtime | None = None, enqueue_import: EnqueueImport | N
         except SignatureError as exc:
             app_metrics.WEBHOOKS_RECEIVED.labels(endpoint, "invalid_signature").inc()
             log.warning("webhook rejected: %s", exc)
-            return error_response(401, "10009", "Signature verification failed", str(exc))
+            return error_body(401, "10009", "Signature verification failed", str(exc))
         app_metrics.WEBHOOKS_RECEIVED.labels(endpoint, "valid").inc()
-        return raw
+        return None
 
     # Callbacks arriving together share one transaction and one commit; each is answered after that commit.
     # Two committers: a batch now costs a few set-based statements whatever its size, so fewer, larger batches
@@ -148,37 +238,63 @@ def create_app(runtime: Runtime | None = None, enqueue_import: EnqueueImport | N
     )
     app.state.webhook_commits = callbacks
 
-    async def apply_callback(callback: webhooks.Callback, raw: bytes) -> JSONResponse:
-        now = rt().clock.now()
-        result = await asyncio.wrap_future(callbacks.submit(webhooks.Received(callback, raw, now)))
-        app_metrics.count_webhook(callback.kind, result)
-        return JSONResponse({"result": result})
-
-    @app.post("/webhooks/telnyx/call-status")
-    async def texml_call_status(request: Request) -> JSONResponse:
-        raw = await verified_body(request, "call_status")
-        if isinstance(raw, JSONResponse):
-            return raw
+    def parse_texml(raw: bytes, attempt_hint: str | None) -> webhooks.Callback:
         form = dict(parse_qsl(raw.decode("utf-8", errors="replace"), keep_blank_values=True))
-        try:
-            callback = webhooks.parse_texml_status(form, request.query_params.get("attempt_id"))
-        except webhooks.WebhookRejected as exc:
-            return error_response(400, "10015", "Invalid callback", str(exc))
-        return await apply_callback(callback, raw)
+        return webhooks.parse_texml_status(form, attempt_hint)
 
-    @app.post("/webhooks/telnyx")
-    async def telnyx_json_webhook(request: Request) -> JSONResponse:
-        raw = await verified_body(request, "telnyx")
-        if isinstance(raw, JSONResponse):
-            return raw
+    def parse_json(raw: bytes, attempt_hint: str | None) -> webhooks.Callback:
         try:
             body = json.loads(raw)
             if not isinstance(body, dict):
                 raise webhooks.WebhookRejected("body must be a JSON object")
-            callback = webhooks.parse_json_event(body, request.query_params.get("attempt_id"))
-        except (ValueError, webhooks.WebhookRejected) as exc:
-            return error_response(400, "10015", "Invalid callback", str(exc))
-        return await apply_callback(callback, raw)
+            return webhooks.parse_json_event(body, attempt_hint)
+        except ValueError as exc:
+            raise webhooks.WebhookRejected(str(exc)) from None
+
+    receivers: dict[str, tuple[str, Callable[[bytes, str | None], webhooks.Callback]]] = {
+        "/webhooks/telnyx/call-status": ("call_status", parse_texml),
+        "/webhooks/telnyx": ("telnyx", parse_json),
+    }
+
+    async def receive_webhook(
+        path: str, raw: bytes, signature: str | None, timestamp: str | None, attempt_hint: str | None
+    ) -> tuple[int, Any]:
+        """Verify, parse, apply (after the commit that stores it): the answer to one webhook, as status and body."""
+        endpoint, parse = receivers[path]
+        if len(raw) > WEBHOOK_MAX_BODY:
+            return error_body(413, "10015", "Callback too large", f"the body is over {WEBHOOK_MAX_BODY} bytes")
+        rejected = verified(endpoint, raw, signature, timestamp)
+        if rejected is not None:
+            return rejected
+        try:
+            callback = parse(raw, attempt_hint)
+        except webhooks.WebhookRejected as exc:
+            return error_body(400, "10015", "Invalid callback", str(exc))
+        now = rt().clock.now()
+        result = await asyncio.wrap_future(callbacks.submit(webhooks.Received(callback, raw, now)))
+        app_metrics.count_webhook(callback.kind, result)
+        return 200, {"result": result}
+
+    app.webhook_fast_path = WebhookFastPath(frozenset(receivers), receive_webhook)
+
+    async def webhook_route(path: str, request: Request) -> JSONResponse:
+        """The same receiver through FastAPI (for the schema, and any request the fast path does not see)."""
+        status, body = await receive_webhook(
+            path,
+            await request.body(),
+            request.headers.get(SIGNATURE_HEADER),
+            request.headers.get(TIMESTAMP_HEADER),
+            request.query_params.get("attempt_id"),
+        )
+        return JSONResponse(body, status_code=status)
+
+    @app.post("/webhooks/telnyx/call-status")
+    async def texml_call_status(request: Request) -> JSONResponse:
+        return await webhook_route("/webhooks/telnyx/call-status", request)
+
+    @app.post("/webhooks/telnyx")
+    async def telnyx_json_webhook(request: Request) -> JSONResponse:
+        return await webhook_route("/webhooks/telnyx", request)
 
     # --- scheduled events -------------------------------------------------------------------------------
 

@@ -37,7 +37,7 @@ from campaigns.provider import providers_from_settings
 from campaigns.settings import Settings
 from campaigns.signatures import SIGNATURE_HEADER, TIMESTAMP_HEADER, public_key_b64, sign
 from tests.conftest import TEST_TELNYX_BASE_URL
-from worker.api import create_app
+from worker.api import WEBHOOK_MAX_BODY, CampaignsAPI, create_app
 from worker.runtime import Runtime
 
 ASSISTANT = "a1"
@@ -670,3 +670,82 @@ def test_call_control_hangup_before_answered_webhook_still_completes(cc: Harness
     assert cc.post(JSON_PATH, answered, JSON).status_code == 200
     event = cc.event(cc_call.event_id)
     assert (event["status"], event["call_status"], event["retry_count"]) == ("completed", "completed", 0)
+
+
+# --- the receiver's front door ------------------------------------------------------------------------------
+
+
+def test_callback_over_the_size_limit_is_refused_before_it_is_verified(h: Harness, call: Dispatched) -> None:
+    before, attempts_before = h.event(call.event_id), h.attempts(call.event_id)
+    padded = h.texml(call, "completed", 3, Padding="x" * WEBHOOK_MAX_BODY)
+    response = h.post(call.callback_path, padded, FORM)
+    assert response.status_code == 413
+    assert response.json()["errors"][0]["title"] == "Callback too large"
+
+    def chunks() -> Iterator[bytes]:  # no content-length: the limit is enforced while reading
+        for start in range(0, len(padded), 65536):
+            yield padded[start : start + 65536]
+
+    timestamp = str(int(time.time()))
+    streamed = h.client.post(
+        call.callback_path,
+        content=chunks(),
+        headers={"content-type": FORM, TIMESTAMP_HEADER: timestamp, SIGNATURE_HEADER: sign(h.key, timestamp, padded)},
+    )
+    assert streamed.status_code == 413
+    assert_untouched(h, call, before, attempts_before)
+    assert h.receipts() == []
+    # A callback of ordinary size still goes through.
+    assert h.send_texml(call, "completed", 3, CallDuration="42").json() == {"result": "completed"}
+
+
+def _answers(h: Harness, call: Dispatched) -> list[tuple[int, Any]]:
+    """What the receiver answers to one request of each kind that leaves the call untouched."""
+    body = h.texml(call, "completed", 3)
+    sent = [
+        h.post(call.callback_path, body, FORM, signed=False),
+        h.post(call.callback_path, body, FORM, key=Ed25519PrivateKey.generate()),
+        h.post(call.callback_path, body, FORM, age=301),
+        h.post(call.callback_path, urlencode({"CallSid": call.provider_id}).encode(), FORM),
+        h.post(JSON_PATH, b"CallStatus=completed", JSON),
+        h.post(JSON_PATH, b"[1, 2]", JSON),
+        h.post(CALL_STATUS_PATH, h.texml(call, "completed", 3, Padding="x" * WEBHOOK_MAX_BODY), FORM),
+    ]
+    return [(r.status_code, r.json()) for r in sent]
+
+
+def test_the_fast_path_answers_as_the_fastapi_routes_do(h: Harness, call: Dispatched) -> None:
+    app = h.client.app
+    assert isinstance(app, CampaignsAPI) and app.webhook_fast_path is not None
+    fast = _answers(h, call)
+    assert [status for status, _ in fast] == [401, 401, 401, 400, 400, 400, 413]
+    app.webhook_fast_path = None  # every request now goes through FastAPI's routing
+    assert _answers(h, call) == fast
+    assert h.receipts() == []
+    response = h.send_texml(call, "completed", 3, CallDuration="42")
+    assert (response.status_code, response.json()) == (200, {"result": "completed"})
+    assert h.event(call.event_id)["status"] == "completed"
+
+
+def test_a_callback_that_cannot_be_stored_is_a_json_500_and_the_next_one_is_applied(
+    h: Harness, call: Dispatched, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*_: Any) -> list[str]:
+        raise RuntimeError("database went away")
+
+    commits = h.client.app.state.webhook_commits
+    working = commits._apply
+    monkeypatch.setattr(commits, "_apply", broken)
+    response = h.send_texml(call, "completed", 3, CallDuration="42")
+    assert response.status_code == 500
+    assert response.json()["errors"][0]["detail"] == "the callback was not applied"
+    assert h.receipts() == []
+    monkeypatch.setattr(commits, "_apply", working)  # Telnyx sends it again; it is applied once
+    assert h.send_texml(call, "completed", 3, CallDuration="42").json() == {"result": "completed"}
+    assert h.event(call.event_id)["status"] == "completed"
+
+
+def test_other_methods_and_paths_still_go_through_fastapi(h: Harness) -> None:
+    assert h.client.get(CALL_STATUS_PATH).status_code == 405
+    assert h.client.post(CALL_STATUS_PATH + "/x", content=b"").status_code == 404
+    assert "/webhooks/telnyx/call-status" in h.client.get("/openapi.json").json()["paths"]
