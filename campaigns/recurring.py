@@ -294,6 +294,23 @@ def _pointer_name(pointer: str) -> str:
     return pointer.strip("/").replace("/", ".") or "(file)"
 
 
+def file_origin(path: Path) -> str:
+    """How a definition file is known: its absolute path as listed, symlinks *not* resolved.
+
+    A Kubernetes ConfigMap volume (deploy/k8s) holds each file as a symlink into a versioned directory that
+    every update replaces; its listed path is the one thing that stays the same.
+    """
+    return os.path.abspath(path)
+
+
+def _taken_over(stored: str | None, new: str | None) -> bool:
+    """Whether the file at ``new`` may take over a definition stored as coming from ``stored``: that file is
+    gone, or it is ``new`` itself under its resolved name (as versions before ``file_origin`` stored it)."""
+    if stored is None or new is None:
+        return stored is None
+    return not os.path.lexists(stored) or os.path.realpath(stored) == os.path.realpath(new)
+
+
 def _inside(path: str, root: str) -> bool:
     try:
         return os.path.commonpath([os.path.realpath(path), os.path.realpath(root)]) == os.path.realpath(root)
@@ -429,8 +446,9 @@ def load_definition_file(path: Path, *, now: datetime) -> Definition:
     except tomllib.TOMLDecodeError as exc:
         raise DefinitionFileError(path, [f"invalid TOML: {exc}"]) from None
     try:
+        origin_path = file_origin(path)
         return validate_definition(
-            body, now=now, origin="file", base_dir=path.resolve().parent, origin_path=str(path.resolve())
+            body, now=now, origin="file", base_dir=Path(origin_path).parent, origin_path=origin_path
         )
     except ValidationFailed as exc:
         raise DefinitionFileError(path, [f"{_pointer_name(e.pointer)}: {e.detail}" for e in exc.errors]) from None
@@ -490,10 +508,15 @@ def upsert_definition(session: Session, definition: Definition, *, now: datetime
     if row.origin != definition.origin:
         where = f"the file {row.origin_path}" if row.origin == "file" else "the API"
         raise Conflict(f"recurring definition {definition.name!r} is defined by {where}; change it there")
-    if row.origin == "file" and row.origin_path != definition.origin_path:
-        raise Conflict(f"recurring definition {definition.name!r} is already defined by the file {row.origin_path}")
+    moved = row.origin == "file" and row.origin_path != definition.origin_path
+    if moved:
+        if not _taken_over(row.origin_path, definition.origin_path):
+            raise Conflict(f"recurring definition {definition.name!r} is already defined by the file {row.origin_path}")
+        row.origin_path = definition.origin_path
+        row.updated_at = now
     if row.spec_hash == spec:
-        return row, "unchanged"
+        session.flush()
+        return row, "updated" if moved else "unchanged"
     reschedule = (row.cron, row.timezone) != (definition.cron, definition.timezone) or (
         definition.enabled and not row.enabled
     )
@@ -581,7 +604,7 @@ def sync_directory(factory: sessionmaker[Session], directory: Path, *, now: date
             report.created.append(definition.name)
         elif status == "updated":
             report.updated.append(definition.name)
-    present = {str(p.resolve()) for p in paths}
+    present = {file_origin(p) for p in paths}
     if directory.is_dir():
         with unit_of_work(factory) as s:
             rows = s.scalars(

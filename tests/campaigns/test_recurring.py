@@ -3,6 +3,8 @@ tick under competition, one catch-up run after downtime, cross-run dedupe, due t
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -662,6 +664,95 @@ def test_directory_sync_creates_updates_keeps_good_versions_and_disables(
     assert recurring.sync_directory(sessions, tmp_path, now=now).updated == ["beta"]
     with sessions() as s:
         assert recurring.get_definition(s, "beta").next_run_at == Z("2026-11-23T13:30Z")
+
+
+def mount_configmap(directory: Path, version: int, files: dict[str, str]) -> None:
+    """Lay ``files`` out as the kubelet's atomic writer does for a ConfigMap volume, version ``version``.
+
+    Each file is a symlink ``name -> ..data/name``; ``..data`` points to a timestamped directory holding this
+    version, swapped by a rename, and the previous version's directory is then deleted.
+    """
+    versioned = directory / f"..2026_11_23_11_00_00.{version:09d}"
+    versioned.mkdir()
+    for name, text_ in files.items():
+        (versioned / name).write_text(text_)
+    (directory / "..data_tmp").symlink_to(versioned.name)
+    os.replace(directory / "..data_tmp", directory / "..data")
+    for link in directory.glob("*.toml"):
+        if link.name not in files:
+            link.unlink()
+    for name in files:
+        if not (directory / name).is_symlink():
+            (directory / name).symlink_to(f"..data/{name}")
+    for old in directory.glob("..2026_*"):
+        if old != versioned:
+            shutil.rmtree(old)
+
+
+def test_a_configmap_update_updates_its_definitions_instead_of_disabling_them(
+    sessions: sessionmaker[Session], tmp_path: Path
+) -> None:
+    """A Kubernetes ConfigMap mounted at CAMPAIGNS_RECURRING_DIR (deploy/k8s): every update moves the files'
+    symlink targets. A definition is known by its path in the directory, so an update is an update."""
+    now = Z("2026-11-23T11:00Z")
+    mount_configmap(tmp_path, 1, {"a.toml": toml("alpha")})
+    report = recurring.sync_directory(sessions, tmp_path, now=now)
+    assert (report.created, report.errors) == (["alpha"], [])
+    with sessions() as s:
+        alpha = recurring.get_definition(s, "alpha")
+        assert alpha.origin_path == str(tmp_path / "a.toml")
+        assert alpha.source == str(tmp_path / "lists" / "*.csv")  # not inside the versioned directory
+
+    mount_configmap(tmp_path, 2, {"a.toml": toml("alpha", cron="0 6 * * *")})
+    report = recurring.sync_directory(sessions, tmp_path, now=now)
+    assert (report.updated, report.disabled, report.errors) == (["alpha"], [], [])
+    with sessions() as s:
+        alpha = recurring.get_definition(s, "alpha")
+        assert (alpha.enabled, alpha.cron, alpha.next_run_at) == (True, "0 6 * * *", Z("2026-11-24T11:00Z"))
+
+    mount_configmap(tmp_path, 3, {"a.toml": toml("alpha", cron="0 6 * * *"), "b.toml": toml("beta")})
+    assert recurring.sync_directory(sessions, tmp_path, now=now) == recurring.SyncReport(created=["beta"])
+    assert recurring.sync_directory(sessions, tmp_path, now=now) == recurring.SyncReport()
+
+    mount_configmap(tmp_path, 4, {"b.toml": toml("beta")})
+    assert recurring.sync_directory(sessions, tmp_path, now=now).disabled == ["alpha"]
+
+
+@pytest.mark.parametrize("old_version", ["still mounted", "replaced since"])
+def test_a_definition_stored_under_its_resolved_path_is_taken_over_by_its_file(
+    sessions: sessionmaker[Session], tmp_path: Path, old_version: str
+) -> None:
+    """Earlier versions stored the file's symlink target; their rows are adopted, not reported as conflicts."""
+    now = Z("2026-11-23T11:00Z")
+    mount_configmap(tmp_path, 1, {"a.toml": toml("alpha")})
+    recurring.sync_directory(sessions, tmp_path, now=now)
+    with unit_of_work(sessions) as s:
+        recurring.get_definition(s, "alpha").origin_path = os.path.realpath(tmp_path / "a.toml")
+    if old_version == "replaced since":
+        mount_configmap(tmp_path, 2, {"a.toml": toml("alpha")})
+    report = recurring.sync_directory(sessions, tmp_path, now=now)
+    assert (report.updated, report.disabled, report.errors) == (["alpha"], [], [])
+    with sessions() as s:
+        alpha = recurring.get_definition(s, "alpha")
+        assert (alpha.enabled, alpha.origin_path) == (True, str(tmp_path / "a.toml"))
+        assert alpha.next_run_at == Z("2026-11-23T12:00Z")  # kept: 07:00 in New York, the schedule did not change
+    assert recurring.sync_directory(sessions, tmp_path, now=now) == recurring.SyncReport()
+
+
+def test_a_definition_still_defined_by_another_file_is_not_taken_over(
+    sessions: sessionmaker[Session], tmp_path: Path
+) -> None:
+    now = Z("2026-11-23T11:00Z")
+    (tmp_path / "one").mkdir()
+    (tmp_path / "two").mkdir()
+    (tmp_path / "one" / "a.toml").write_text(toml("alpha"))
+    (tmp_path / "two" / "a.toml").write_text(toml("alpha", cron="0 6 * * *"))
+    assert recurring.sync_directory(sessions, tmp_path / "one", now=now).created == ["alpha"]
+    report = recurring.sync_directory(sessions, tmp_path / "two", now=now)
+    assert report.errors == [f"{tmp_path / 'two' / 'a.toml'}: recurring definition 'alpha' is already defined by "
+                             f"the file {tmp_path / 'one' / 'a.toml'}"]  # fmt: skip
+    (tmp_path / "one" / "a.toml").unlink()  # its file is gone: the other one may define it now
+    assert recurring.sync_directory(sessions, tmp_path / "two", now=now).updated == ["alpha"]
 
 
 def test_a_file_definition_cannot_be_replaced_through_the_api(sessions: sessionmaker[Session], tmp_path: Path) -> None:
