@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from functools import lru_cache
 
 from sqlalchemy import MetaData, create_engine
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
-from campaigns.settings import get_settings
+from campaigns.settings import built_once, get_settings
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -41,7 +40,7 @@ def make_engine(url: str, *, pool_size: int = 5) -> Engine:
     return create_engine(normalize_url(url), pool_size=pool_size, max_overflow=10, pool_pre_ping=True)
 
 
-@lru_cache(maxsize=1)
+@built_once
 def get_engine() -> Engine:
     url = get_settings().database_url
     if not url:
@@ -49,7 +48,7 @@ def get_engine() -> Engine:
     return make_engine(url)
 
 
-@lru_cache(maxsize=1)
+@built_once
 def get_sessionmaker() -> sessionmaker[Session]:
     return sessionmaker(bind=get_engine(), expire_on_commit=False)
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import functools
+import os
+import threading
+from collections.abc import Callable
 from datetime import datetime
-from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Generic, Literal, TypeVar
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -66,7 +69,49 @@ class Settings(BaseSettings):
     """Real seconds between beat's checks for due recurring definitions."""
 
 
-@lru_cache(maxsize=1)
+T = TypeVar("T")
+_UNSET: object = object()
+
+
+class BuiltOnce(Generic[T]):
+    """A process-wide piece (settings, engine, runtime) built on first use, once, even when threads ask at once.
+
+    ``lru_cache(maxsize=1)``, used before, lets every thread that misses build its own copy: threads asking
+    together at start-up each built an engine (each with its own connection pool) and all but one were thrown
+    away with their connections still open. Here the first thread builds while the others wait for it. A forked
+    child gets a fresh lock, so a fork during a build cannot leave the child waiting for ever.
+    """
+
+    def __init__(self, build: Callable[[], T]) -> None:
+        functools.update_wrapper(self, build)
+        self._build = build
+        self._value: object = _UNSET
+        self._lock = threading.Lock()
+        os.register_at_fork(after_in_child=self._after_fork)
+
+    def __call__(self) -> T:
+        value = self._value
+        if value is _UNSET:
+            with self._lock:
+                value = self._value
+                if value is _UNSET:
+                    value = self._value = self._build()
+        return value  # type: ignore[return-value]
+
+    def cache_clear(self) -> None:
+        """Forget the built value (tests change the environment between runs)."""
+        with self._lock:
+            self._value = _UNSET
+
+    def _after_fork(self) -> None:
+        self._lock = threading.Lock()
+
+
+def built_once(build: Callable[[], T]) -> BuiltOnce[T]:
+    return BuiltOnce(build)
+
+
+@built_once
 def get_settings() -> Settings:
     """The process-wide settings; tests call ``get_settings.cache_clear()`` after changing the env."""
     return Settings()

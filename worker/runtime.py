@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from campaigns.clock import Clock, clock_from_settings
 from campaigns.db import get_sessionmaker
 from campaigns.provider import Providers, providers_from_settings
-from campaigns.settings import Settings, get_settings
+from campaigns.settings import Settings, built_once, get_settings
 
 
 @dataclass
@@ -21,7 +20,7 @@ class Runtime:
     providers: Providers
 
 
-@lru_cache(maxsize=1)
+@built_once
 def get_runtime() -> Runtime:
     settings = get_settings()
     return Runtime(
