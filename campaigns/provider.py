@@ -32,7 +32,7 @@ import certifi
 import httpx
 
 from campaigns import metrics
-from campaigns.settings import Settings
+from campaigns.settings import Settings, built_once
 
 
 class ProviderError(Exception):
@@ -97,18 +97,11 @@ class Telephony(Protocol):
 _local = threading.local()
 
 
-_tls_context: ssl.SSLContext | None = None
-_tls_lock = threading.Lock()
-
-
+@built_once
 def tls_context() -> ssl.SSLContext:
     """One TLS context (the CA bundle loaded once) for every thread's client: building one per client cost
     ~25 ms of CPU, paid by each of the 64 sending threads on its first request (a dispatch lag spike at start)."""
-    global _tls_context
-    with _tls_lock:
-        if _tls_context is None:
-            _tls_context = ssl.create_default_context(cafile=certifi.where())
-        return _tls_context
+    return ssl.create_default_context(cafile=certifi.where())
 
 
 _pools: dict[str, ThreadPoolExecutor] = {}

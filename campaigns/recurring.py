@@ -306,8 +306,10 @@ def file_origin(path: Path) -> str:
 def _taken_over(stored: str | None, new: str | None) -> bool:
     """Whether the file at ``new`` may take over a definition stored as coming from ``stored``: that file is
     gone, or it is ``new`` itself under its resolved name (as versions before ``file_origin`` stored it)."""
-    if stored is None or new is None:
-        return stored is None
+    if stored is None:
+        return True
+    if new is None:
+        return False
     return not os.path.lexists(stored) or os.path.realpath(stored) == os.path.realpath(new)
 
 
@@ -515,7 +517,6 @@ def upsert_definition(session: Session, definition: Definition, *, now: datetime
         row.origin_path = definition.origin_path
         row.updated_at = now
     if row.spec_hash == spec:
-        session.flush()
         return row, "updated" if moved else "unchanged"
     reschedule = (row.cron, row.timezone) != (definition.cron, definition.timezone) or (
         definition.enabled and not row.enabled

@@ -18,7 +18,6 @@ import functools
 import json
 import re
 import sys
-import threading
 import tomllib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -31,6 +30,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import holidays as holiday_data
 import phonenumbers
 from phonenumbers import timezone as phone_timezones
+
+from campaigns.settings import built_once
 
 HOLD_UNTIL = datetime(9999, 1, 1, tzinfo=UTC)
 """Where a held event waits: it is never dispatched until someone fixes its time zone."""
@@ -444,10 +445,7 @@ def state_of_place(place: str) -> str | None:
     return tail if tail in STATE_ZONES else None
 
 
-_EXCHANGE_STATES: dict[str, str | None] | None = None
-_EXCHANGE_LOCK = threading.Lock()
-
-
+@built_once
 def _exchange_states() -> dict[str, str | None]:
     """US geocoding prefixes ("1850", "1850432", …) → state, built once per process from ``phonenumbers``' data.
 
@@ -457,12 +455,7 @@ def _exchange_states() -> dict[str, str | None]:
     longest-prefix lookup then gives the same state), and the data module is unloaded again unless something
     else had imported it. Built from the installed ``phonenumbers``, so it follows its updates.
     """
-    global _EXCHANGE_STATES
-    with _EXCHANGE_LOCK:
-        if _EXCHANGE_STATES is None:
-            descriptions = _us_descriptions()
-            _EXCHANGE_STATES = compact_prefix_states({p: state_of_place(d) for p, d in descriptions.items()})
-        return _EXCHANGE_STATES
+    return compact_prefix_states({p: state_of_place(d) for p, d in _us_descriptions().items()})
 
 
 def warm_up() -> None:

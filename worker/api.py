@@ -61,6 +61,11 @@ def error_response(status: int, code: str, title: str, detail: str, pointer: str
 WEBHOOK_MAX_BODY = 1 << 20
 """Bytes: a Telnyx callback is a few KiB; a larger body is refused (413) before it is verified or stored."""
 
+
+def too_large() -> tuple[int, dict[str, Any]]:
+    return error_body(413, "10015", "Callback too large", f"the body is over {WEBHOOK_MAX_BODY} bytes")
+
+
 ReceiveWebhook = Callable[[str, bytes, "str | None", "str | None", "str | None"], Awaitable[tuple[int, Any]]]
 """(path, body, signature, timestamp, attempt_id hint) → (status, JSON body)."""
 
@@ -106,7 +111,7 @@ class WebhookFastPath:
                 if not message.get("more_body", False):
                     break
         if declared > WEBHOOK_MAX_BODY or size > WEBHOOK_MAX_BODY:
-            status, body = error_body(413, "10015", "Callback too large", f"the body is over {WEBHOOK_MAX_BODY} bytes")
+            status, body = too_large()
         else:
             query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
             try:
@@ -204,7 +209,7 @@ def create_app(runtime: Runtime | None = None, enqueue_import: EnqueueImport | N
         return error_response(exc.status_code, str(exc.status_code), "Error", str(exc.detail))
 
     # --- webhooks -----------------------------------------------------------------------------------------
-    # Registered first: the router tries routes in order, and these are the busiest paths by far.
+    # The busiest paths by far: answered by ``WebhookFastPath`` ahead of FastAPI; the routes below serve the schema.
 
     def verified(endpoint: str, raw: bytes, signature: str | None, timestamp: str | None) -> tuple[int, Any] | None:
         """``None`` when ``raw`` is signed by the configured key; else the answer (401) to send instead."""
@@ -262,7 +267,7 @@ def create_app(runtime: Runtime | None = None, enqueue_import: EnqueueImport | N
         """Verify, parse, apply (after the commit that stores it): the answer to one webhook, as status and body."""
         endpoint, parse = receivers[path]
         if len(raw) > WEBHOOK_MAX_BODY:
-            return error_body(413, "10015", "Callback too large", f"the body is over {WEBHOOK_MAX_BODY} bytes")
+            return too_large()
         rejected = verified(endpoint, raw, signature, timestamp)
         if rejected is not None:
             return rejected
