@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, wait
 from datetime import timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -66,20 +67,42 @@ def dispatch_attempts(
     def send(request: DispatchRequest) -> str:
         with logs.bind(attempt_id=str(request.attempt_id)):
             try:
-                accepted.append((request.attempt_id, providers.for_channel(request.channel).dispatch(request)))
+                result = providers.for_channel(request.channel).dispatch(request)
             except (TransientProviderError, PermanentProviderError, OutcomeUnknown) as exc:
                 return _record_failure(factory, request, exc, clock=clock, settings=settings)
+            except Exception as exc:
+                # Not a classified answer (a bug, an error nobody expected): the request may have gone out.
+                log.exception("provider request failed unexpectedly", extra={"attempt_id": str(request.attempt_id)})
+                unknown = OutcomeUnknown(f"unexpected error while sending: {exc!r}")
+                return _record_failure(factory, request, unknown, clock=clock, settings=settings)
+            accepted.append((request.attempt_id, result))
             return "sent"
 
     # All at once: every attempt committed ``sending`` is on the wire within one round trip, so a worker killed
     # mid-batch leaves few attempts that never left (those fail closed: nobody can tell they were not sent).
-    words = list(request_pool("dispatch", 64).map(send, requests)) if len(requests) > 1 else [send(r) for r in requests]
+    if len(requests) > 1:
+        sends = [request_pool("dispatch", 64).submit(send, request) for request in requests]
+        wait(sends)
+    else:
+        sends = [_settled(send, request) for request in requests]
+    # Every request has settled. The accepted ones are recorded even when recording another one's failure raised
+    # (the database went away): their provider ids let the reconciler ask about the calls, not fail them closed.
     if accepted:
         with unit_of_work(factory) as session:
             lifecycle.record_dispatched_many(
                 session, accepted, now=clock.now(), call_lease=real_seconds_to_app(clock, settings.call_lease_secs)
             )
-    return words
+    return [outcome.result() for outcome in sends]
+
+
+def _settled(send: Callable[[DispatchRequest], str], request: DispatchRequest) -> Future[str]:
+    """``send(request)`` run here, its word or its exception kept as a finished future (as the pool's are)."""
+    outcome: Future[str] = Future()
+    try:
+        outcome.set_result(send(request))
+    except Exception as exc:
+        outcome.set_exception(exc)
+    return outcome
 
 
 def _record_failure(
@@ -111,6 +134,7 @@ def _record_failure(
         log.warning("provider rejected, event failed", extra={"attempt_id": str(attempt_id)})
         return "rejected"
     with unit_of_work(factory) as session:
-        lifecycle.record_outcome_unknown(session, attempt_id, str(exc), now=clock.now())
+        call_lease = real_seconds_to_app(clock, settings.call_lease_secs)
+        lifecycle.record_outcome_unknown(session, attempt_id, str(exc), now=clock.now(), call_lease=call_lease)
     log.error("provider outcome unknown, not re-sending", extra={"attempt_id": str(attempt_id)})
     return "unknown"

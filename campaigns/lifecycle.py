@@ -440,7 +440,7 @@ def record_dispatched_many(
 
 
 def record_refused(session: Session, attempt_id: uuid.UUID, reason: str, *, now: datetime, retry_at: datetime) -> None:
-    """The provider refused before placing anything (429, 5xx, unreachable): back to pending, budget intact."""
+    """The provider refused before placing anything (429, 503, unreachable): back to pending, budget intact."""
     locked = _lock_attempt(session, attempt_id)
     if locked is None:
         return
@@ -479,15 +479,24 @@ def record_rejected(session: Session, attempt_id: uuid.UUID, reason: str, *, now
     session.flush()
 
 
-def record_outcome_unknown(session: Session, attempt_id: uuid.UUID, reason: str, *, now: datetime) -> None:
-    """The request may have been placed: never re-send; a callback or the reconciler settles it."""
+def record_outcome_unknown(
+    session: Session, attempt_id: uuid.UUID, reason: str, *, now: datetime, call_lease: timedelta
+) -> None:
+    """The request may have been placed: never re-send; a callback or the reconciler settles it.
+
+    The event gets the lease of a dispatched call: if the call was placed, its callbacks (which name the attempt)
+    settle it, and a call lasts longer than the short dispatch lease. Left at the dispatch lease, the reconciler
+    failed a live call closed after two minutes and its real outcome arrived to find the attempt closed.
+    """
     locked = _lock_attempt(session, attempt_id)
     if locked is None:
         return
-    attempt, _ = locked
+    attempt, event = locked
     if attempt.state == "sending":
         attempt.state = "unknown"
         attempt.error = reason
+        if current_attempt_matches(event, attempt):
+            event.lease_expires_at = now + call_lease
     session.flush()
 
 
@@ -535,12 +544,15 @@ def apply_progress(
     sequence: int | None,
     answered: bool,
     now: datetime,
+    provider_id: str | None = None,
 ) -> OutcomeResult:
     """A non-terminal callback (initiated, ringing, answered): recorded on the attempt, never moves back."""
     locked = _lock_attempt(session, attempt_id)
     if locked is None:
         return OutcomeResult(False, "unknown attempt")
-    result = apply_progress_locked(*locked, status, sequence=sequence, answered=answered, now=now)
+    result = apply_progress_locked(
+        *locked, status, sequence=sequence, answered=answered, now=now, provider_id=provider_id
+    )
     session.flush()
     return result
 
@@ -553,10 +565,19 @@ def apply_progress_locked(
     sequence: int | None,
     answered: bool,
     now: datetime,
+    provider_id: str | None = None,
 ) -> OutcomeResult:
-    """``apply_progress`` on an attempt whose event the caller has locked (``lock_attempts``); not flushed."""
+    """``apply_progress`` on an attempt whose event the caller has locked (``lock_attempts``); not flushed.
+
+    A progress callback proves the provider placed the call. An attempt still ``sending`` (the worker's answer
+    not recorded yet, or the worker died) or ``unknown`` (the request timed out) becomes ``sent`` with the call's
+    id, so the reconciler asks the provider about it when its lease ends instead of failing it closed.
+    """
     if attempt.call_status is not None:
         return OutcomeResult(False, "attempt already finished")
+    if attempt.state in ("sending", "unknown"):
+        attempt.state = "sent"
+    attempt.provider_id = attempt.provider_id or provider_id
     if sequence is not None and attempt.last_sequence is not None and sequence <= attempt.last_sequence:
         return OutcomeResult(False, "stale")
     attempt.last_status = status
@@ -840,10 +861,16 @@ def apply_sms_outcome(
 def apply_sms_outcome_locked(
     attempt: CallAttempt, event: ScheduledEvent, status: str, *, now: datetime, provider_id: str | None = None
 ) -> OutcomeResult:
-    """``apply_sms_outcome`` on an attempt whose event the caller has locked (``lock_attempts``); not flushed."""
+    """``apply_sms_outcome`` on an attempt whose event the caller has locked (``lock_attempts``); not flushed.
+
+    Like a call's progress, a receipt proves the message exists: an attempt ``sending`` or ``unknown`` becomes
+    ``sent``, so the reconciler settles it as a sent message instead of failing it closed.
+    """
     attempt.provider_id = attempt.provider_id or provider_id
     if attempt.call_status is not None:
         return OutcomeResult(False, "duplicate")
+    if attempt.state in ("sending", "unknown"):
+        attempt.state = "sent"
     if status not in SMS_SUCCESS | SMS_FAILURE or status == "sent":
         if attempt.last_status not in SMS_SUCCESS | SMS_FAILURE:
             attempt.last_status = status

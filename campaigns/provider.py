@@ -9,11 +9,11 @@ One ``Telephony`` protocol, three Telnyx adapters sharing one ``httpx.Client`` p
 
 Errors are typed so the lifecycle can tell them apart:
 
-- ``TransientProviderError``: refused before anything happened (connection refused, 429, 5xx): try again
+- ``TransientProviderError``: refused before anything happened (connection refused, 429, 503): try again
   later, no retry budget consumed.
 - ``PermanentProviderError``: the provider rejected the request (4xx): the event fails with the error.
-- ``OutcomeUnknown``: the request may have reached the provider (read timeout, connection dropped after
-  sending): never re-sent.
+- ``OutcomeUnknown``: the request may have reached the provider and been acted on (read timeout, connection
+  dropped after sending, any other 5xx, an answer that cannot be read): never re-sent.
 """
 
 from __future__ import annotations
@@ -194,9 +194,17 @@ def post_json(
     except PermanentProviderError:
         result = "client_error"
         raise
+    except OutcomeUnknown as exc:
+        result = "server_error" if exc.status_code else "outcome_unknown"
+        raise
     finally:
         metrics.PROVIDER_REQUESTS.labels(endpoint, result).inc()
         metrics.PROVIDER_LATENCY.labels(endpoint).observe(time.perf_counter() - started)
+
+
+REFUSED_5XX = frozenset({503})
+"""Server errors that mean "not accepted, come back later" (503 Service Unavailable, load shedding before the
+request is processed): tried again later like a 429. Every other 5xx is an unknown outcome."""
 
 
 def _post_json(
@@ -209,7 +217,20 @@ def _post_json(
     except httpx.TransportError as exc:
         # Read/write timeouts, resets after sending: the provider may have acted on it.
         raise OutcomeUnknown(f"no answer from the provider after sending: {exc!r}") from exc
-    if response.status_code == 429 or response.status_code >= 500:
+    except httpx.HTTPError as exc:
+        # Sent, but the answer could not be read (a body that fails to decode, ...): it may have been acted on.
+        raise OutcomeUnknown(f"the provider's answer could not be read: {exc!r}") from exc
+    if response.status_code >= 500 and response.status_code not in REFUSED_5XX:
+        # 500, 502, 504...: the request reached the provider (or a gateway in front of it), which may have placed
+        # the call before failing. Re-sending could dial the person twice (TeXML has no idempotency key).
+        message, code = _error_from_response(response)
+        raise OutcomeUnknown(
+            f"provider failed after receiving the request ({response.status_code}"
+            f"{f', code {code}' if code else ''}): {message}",
+            status_code=response.status_code,
+            code=code,
+        )
+    if response.status_code == 429 or response.status_code in REFUSED_5XX:
         message, code = _error_from_response(response)
         raise TransientProviderError(
             f"provider refused ({response.status_code}{f', code {code}' if code else ''}): {message}",

@@ -373,7 +373,7 @@ def _apply(
         return lifecycle.apply_sms_outcome_locked(attempt, event, cb.status, now=now, provider_id=cb.provider_id).reason
     if not cb.terminal:
         return lifecycle.apply_progress_locked(
-            attempt, event, cb.status, sequence=cb.sequence, answered=cb.answered, now=now
+            attempt, event, cb.status, sequence=cb.sequence, answered=cb.answered, now=now, provider_id=cb.provider_id
         ).reason
     status = cb.status
     if cb.kind == "call.hangup":

@@ -7,6 +7,7 @@ import uuid
 from datetime import timedelta
 
 import httpx
+import pytest
 import respx
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
@@ -158,3 +159,60 @@ def test_recording_a_batch_does_not_walk_every_call_in_progress(session: Session
     plan = "\n".join(row[0] for row in session.execute(explain, {**params, "lease_until": None}))
     assert "ix_scheduled_events_lease_in_progress" not in plan, plan
     assert "pk_scheduled_events" in plan, plan
+
+
+@respx.mock
+def test_an_unexpected_error_in_one_request_loses_none_of_the_others(runtime: Runtime, clock: FrozenClock) -> None:
+    """An exception that is none of the classified provider errors (a body that fails to decode, a bug) is an
+    unknown outcome for its own attempt only: the accepted ones are still recorded with their provider ids.
+    Before, it escaped the batch, nothing was recorded, and the accepted calls were failed closed later."""
+
+    def answers(request: httpx.Request) -> httpx.Response:
+        to = json.loads(request.content)["To"]
+        if to == target(2):
+            raise httpx.DecodingError("incorrect header check", request=request)
+        if to == target(3):
+            raise RuntimeError("a bug in the client")
+        return httpx.Response(200, json={"from": "+1", "to": to, "status": "queued", "call_sid": f"v3:{to}"})
+
+    route = respx.post(TEXML).mock(side_effect=answers)
+    events = {i: create(runtime, call_body(clock.now(), telnyx_end_user_target=target(i))) for i in (1, 2, 3)}
+    clock.advance(600)
+    attempts = claim(runtime)
+    words = dispatch_attempts(
+        runtime.sessions, attempts, providers=runtime.providers, clock=clock, settings=runtime.settings
+    )
+    assert sorted(words) == ["sent", "unknown", "unknown"]
+    (accepted,) = load(runtime.sessions, events[1]).attempts
+    assert (accepted.state, accepted.provider_id) == ("sent", f"v3:{target(1)}")
+    for i in (2, 3):
+        event = load(runtime.sessions, events[i])
+        assert (event.status, event.attempts[0].state) == ("in_progress", "unknown")
+    assert (
+        dispatch_attempts(
+            runtime.sessions, attempts, providers=runtime.providers, clock=clock, settings=runtime.settings
+        )
+        == []
+    )
+    assert route.call_count == 3
+
+
+@respx.mock
+def test_accepted_calls_are_recorded_when_recording_a_failure_raises(
+    runtime: Runtime, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    respx.post(TEXML).mock(side_effect=provider)
+    events = {i: create(runtime, call_body(clock.now(), telnyx_end_user_target=target(i))) for i in (1, 6)}
+    clock.advance(600)
+    attempts = claim(runtime)
+
+    def database_gone(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(lifecycle, "record_rejected", database_gone)  # target 6 is rejected (422)
+    with pytest.raises(RuntimeError, match="went away"):
+        dispatch_attempts(
+            runtime.sessions, attempts, providers=runtime.providers, clock=clock, settings=runtime.settings
+        )
+    (accepted,) = load(runtime.sessions, events[1]).attempts
+    assert (accepted.state, accepted.provider_id) == ("sent", f"v3:{target(1)}")

@@ -259,6 +259,116 @@ def test_late_callback_after_timeout_settles_the_event(runtime: Runtime, clock: 
     assert load(runtime.sessions, event_id).status == "completed"
 
 
+@pytest.mark.parametrize("status", [500, 502, 504])
+@respx.mock
+def test_a_server_error_after_sending_is_never_resent(runtime: Runtime, clock: FrozenClock, status: int) -> None:
+    """A 5xx other than 503 came from a provider (or its gateway) that had the request: it may have placed the
+    call, so it is an unknown outcome, never a refusal to try again (that dialed the person twice)."""
+    route = respx.post(TEXML).mock(
+        return_value=httpx.Response(status, json={"errors": [{"code": "10007", "title": "Unexpected error"}]})
+    )
+    event_id = create(runtime, call_body(clock.now(), max_retries_client_errors=3, retry_interval_secs=60))
+    clock.advance(600)
+    (attempt_id,) = claim(runtime)
+    assert dispatch(runtime, attempt_id) == "unknown"
+    event = load(runtime.sessions, event_id)
+    (attempt,) = event.attempts
+    assert (event.status, event.retry_count, attempt.state) == ("in_progress", 0, "unknown")
+    assert attempt.error and f"({status}, code 10007)" in attempt.error
+    clock.advance(86400)
+    assert claim(runtime) == []
+    lifecycle.reconcile_expired_leases(
+        runtime.sessions, now=clock.now(), providers=runtime.providers, call_lease=timedelta(hours=1)
+    )
+    assert load(runtime.sessions, event_id).status == "failed"
+    assert claim(runtime) == []
+    assert route.call_count == 1
+
+
+def _alive(call_sid: str) -> None:
+    respx.get(f"{TEST_TELNYX_BASE_URL}/calls/{call_sid}").mock(
+        return_value=httpx.Response(200, json={"data": {"call_control_id": call_sid, "is_alive": True}})
+    )
+
+
+@respx.mock
+def test_a_call_whose_request_timed_out_keeps_its_real_outcome(runtime: Runtime, clock: FrozenClock) -> None:
+    """The POST timed out but the call was placed and lasts longer than the dispatch lease: the event waits for
+    it (the call lease), its progress makes it a call the reconciler asks about, and its outcome is recorded.
+    Before, the reconciler failed it closed two minutes in and the real outcome arrived as a "duplicate"."""
+    respx.post(TEXML).mock(side_effect=httpx.ReadTimeout("slow"))
+    event_id = create(runtime, call_body(clock.now()))
+    clock.advance(600)
+    (attempt_id,) = claim(runtime)
+    assert dispatch(runtime, attempt_id) == "unknown"
+    call_lease = timedelta(seconds=runtime.settings.call_lease_secs)
+    assert load(runtime.sessions, event_id).lease_expires_at == clock.now() + call_lease
+    clock.advance(20)
+    assert texml_callback(runtime, attempt_id, "initiated", 0) == "progress"
+    assert texml_callback(runtime, attempt_id, "in-progress", 2) == "progress"
+    (attempt,) = load(runtime.sessions, event_id).attempts
+    assert (attempt.state, attempt.provider_id, attempt.answered) == ("sent", f"v3:{attempt_id}", True)
+
+    clock.advance(300)  # past the dispatch lease: nothing to settle yet
+    report = lifecycle.reconcile_expired_leases(
+        runtime.sessions, now=clock.now(), providers=runtime.providers, call_lease=call_lease
+    )
+    assert report == lifecycle.ReconcileReport()
+    _alive(f"v3:{attempt_id}")
+    clock.advance(call_lease.total_seconds())  # a long call: the provider is asked and says it is up
+    report = lifecycle.reconcile_expired_leases(
+        runtime.sessions, now=clock.now(), providers=runtime.providers, call_lease=call_lease
+    )
+    assert (report.extended, report.failed_unknown) == (1, 0)
+
+    assert texml_callback(runtime, attempt_id, "completed", 3, duration="4000") == "completed"
+    event = load(runtime.sessions, event_id)
+    assert (event.status, event.call_status, event.call_duration, event.errors) == ("completed", "completed", 4000, [])
+
+
+@respx.mock
+def test_a_call_whose_worker_died_after_sending_is_asked_about(runtime: Runtime, clock: FrozenClock) -> None:
+    """Killed after the request went out: the call's first callback proves it exists, so when the short lease
+    ends the reconciler asks the provider instead of failing a live call closed."""
+    respx.post(TEXML).mock(side_effect=texml_ok)
+    event_id = create(runtime, call_body(clock.now()))
+    clock.advance(600)
+    (attempt_id,) = claim(runtime)
+    with unit_of_work(runtime.sessions) as s:  # what the worker did before it died
+        assert lifecycle.begin_dispatch(s, attempt_id, now=clock.now(), dispatch_lease=timedelta(minutes=2))
+    assert texml_callback(runtime, attempt_id, "ringing", 1) == "progress"
+    _alive(f"v3:{attempt_id}")
+    clock.advance(600)
+    report = lifecycle.reconcile_expired_leases(
+        runtime.sessions, now=clock.now(), providers=runtime.providers, call_lease=timedelta(hours=1)
+    )
+    assert (report.extended, report.failed_unknown) == (1, 0)
+    assert dispatch(runtime, attempt_id) == "skipped"  # the redelivered task sends nothing
+    assert texml_callback(runtime, attempt_id, "no-answer", 3) == "no-answer"
+    assert load(runtime.sessions, event_id).status == "failed"
+
+
+@respx.mock
+def test_a_message_whose_request_timed_out_completes_on_its_receipt(runtime: Runtime, clock: FrozenClock) -> None:
+    respx.post(MESSAGES).mock(side_effect=httpx.ReadTimeout("slow"))
+    event_id = create(runtime, sms_body(clock.now()))
+    clock.advance(600)
+    (attempt_id,) = claim(runtime)
+    assert dispatch(runtime, attempt_id) == "unknown"
+    body = {
+        "data": {"event_type": "message.sent", "id": "sent-1", "payload": {"id": "msg-1", "to": [{"status": "sent"}]}}
+    }
+    with unit_of_work(runtime.sessions) as s:
+        webhooks.record_and_apply(s, webhooks.parse_json_event(body, str(attempt_id)), b"{}", now=clock.now())
+    clock.advance(7200)  # no final receipt (some carriers give none): settled as sent, like any accepted message
+    report = lifecycle.reconcile_expired_leases(
+        runtime.sessions, now=clock.now(), providers=runtime.providers, call_lease=timedelta(hours=1)
+    )
+    assert (report.completed_sms, report.failed_unknown) == (1, 0)
+    event = load(runtime.sessions, event_id)
+    assert (event.status, event.attempts[0].provider_id) == ("completed", "msg-1")
+
+
 @respx.mock
 def test_worker_killed_after_claim_never_dials_twice(runtime: Runtime, clock: FrozenClock) -> None:
     """Claimed, then the worker died before sending: the reconciler withdraws the attempt, nothing was dialled."""

@@ -206,6 +206,22 @@ def test_idempotent_create(client: TestClient, clock: FrozenClock, runtime: Runt
         assert s.scalar(select(func.count()).select_from(ScheduledEvent)) == 2
 
 
+def test_a_retry_after_the_scheduled_time_gets_the_event_it_created(
+    client: TestClient, clock: FrozenClock, runtime: Runtime
+) -> None:
+    """The response was lost and the client retries once the event's time has passed: the key answers with the
+    event it created (201), not a 400 "must be in the future" that would make the client create it again."""
+    body = call_body(clock.now())  # due in 5 minutes
+    first = client.post(BASE, json=body, headers={"Idempotency-Key": "k-late"})
+    assert first.status_code == 201
+    clock.advance(600)
+    assert client.post(BASE, json=body).status_code == 400  # without the key the same body is now invalid
+    again = client.post(BASE, json=body, headers={"Idempotency-Key": "k-late"})
+    assert (again.status_code, again.json()) == (201, first.json())
+    with runtime.sessions() as s:
+        assert s.scalar(select(func.count()).select_from(ScheduledEvent)) == 1
+
+
 def test_idempotent_create_under_concurrency(client: TestClient, clock: FrozenClock, runtime: Runtime) -> None:
     body = call_body(clock.now())
     results: list[Any] = []
