@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -13,7 +14,16 @@ from sqlalchemy.orm import Session
 
 from campaigns import windows
 from campaigns.errors import Conflict, FieldError, NotFound, ValidationFailed
-from campaigns.events import CHANNELS, check_retry_policy, is_int, is_target, parse_datetime
+from campaigns.events import (
+    CHANNELS,
+    MAX_INT32,
+    MAX_STRING,
+    check_retry_policy,
+    is_int,
+    is_target,
+    nul_characters,
+    parse_datetime,
+)
 from campaigns.models import TERMINAL_EVENT_STATUSES, CallAttempt, Campaign, ScheduledEvent
 
 SETTINGS_FIELDS = frozenset(
@@ -75,6 +85,8 @@ def validate_settings(body: object, *, now: datetime) -> CampaignSettings:
         value = body.get(name)
         if not isinstance(value, str) or not value.strip():
             bad(name, "is required")
+        elif len(value.strip()) > MAX_STRING:
+            bad(name, f"must be at most {MAX_STRING} characters")
     channel = body.get("telnyx_conversation_channel", "phone_call")
     if channel not in CHANNELS:
         bad("telnyx_conversation_channel", "must be one of phone_call, sms_chat")
@@ -96,7 +108,7 @@ def validate_settings(body: object, *, now: datetime) -> CampaignSettings:
         bad("default_region", "must be a two-letter region code such as US")
     ruleset = body.get("ruleset", "us")
     known = windows.ruleset_names()
-    if ruleset not in known:
+    if not isinstance(ruleset, str) or ruleset not in known:
         bad("ruleset", f"must be one of {', '.join(sorted(known))}")
     custom = body.get("custom_windows")
     if ruleset == windows.CUSTOM and custom is None:
@@ -109,10 +121,10 @@ def validate_settings(body: object, *, now: datetime) -> CampaignSettings:
         except windows.RulesetError as exc:
             bad("custom_windows", str(exc))
     cap_attempts = body.get("cap_max_attempts")
-    if cap_attempts is not None and (not is_int(cap_attempts) or cap_attempts < 1):
+    if cap_attempts is not None and (not is_int(cap_attempts) or not 1 <= cap_attempts <= MAX_INT32):
         bad("cap_max_attempts", "must be a positive integer (attempts per recipient per cap_window_secs)")
     cap_window = body.get("cap_window_secs")
-    if cap_window is not None and (not is_int(cap_window) or cap_window < 1):
+    if cap_window is not None and (not is_int(cap_window) or not 1 <= cap_window <= MAX_INT32):
         bad("cap_window_secs", "must be a positive integer number of seconds")
     elif cap_window is not None and cap_attempts is None:
         bad("cap_window_secs", "needs cap_max_attempts")
@@ -120,14 +132,17 @@ def validate_settings(body: object, *, now: datetime) -> CampaignSettings:
     if zone is not None and not windows.is_timezone(zone):
         bad("timezone", "must be an IANA time zone name, e.g. America/New_York")
     concurrent = body.get("max_concurrent_calls")
-    if concurrent is not None and (not is_int(concurrent) or concurrent < 1):
+    if concurrent is not None and (not is_int(concurrent) or not 1 <= concurrent <= MAX_INT32):
         bad("max_concurrent_calls", "must be a positive integer")
     rate = body.get("max_dispatches_per_second")
-    if rate is not None and (isinstance(rate, bool) or not isinstance(rate, int | float) or rate <= 0):
+    if rate is not None and (
+        isinstance(rate, bool) or not isinstance(rate, int | float) or not math.isfinite(rate) or rate <= 0
+    ):
         bad("max_dispatches_per_second", "must be a positive number")
     connection = body.get("connection_id")
     if connection is not None and not isinstance(connection, str):
         bad("connection_id", "must be a string")
+    errors.extend(nul_characters(body, "/campaign"))
     if errors:
         raise ValidationFailed(errors)
     assert start_at is not None

@@ -72,7 +72,36 @@ def parse_datetime(value: object) -> datetime | None:
         parsed = datetime.fromisoformat(raw)
     except ValueError:
         return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    parsed = parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    try:
+        parsed.astimezone(UTC)  # 9999-12-31T23:00-05:00 is past the last representable instant
+    except OverflowError:
+        return None
+    return parsed
+
+
+MAX_STRING = 255
+"""Longest value of the short text columns (targets, assistant ids, names)."""
+MAX_INT32 = 2**31 - 1
+"""Largest value of the integer columns."""
+
+
+def nul_characters(value: object, pointer: str) -> list[FieldError]:
+    """Where a NUL character hides in a JSON value (PostgreSQL stores none in text or JSONB): one error per
+    string or key that holds one, named by its JSON pointer."""
+    if isinstance(value, str):
+        return [FieldError(pointer, "must not contain NUL characters (\\u0000)")] if "\x00" in value else []
+    found: list[FieldError] = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            key_pointer = f"{pointer}/{str(key).replace('~', '~0').replace('/', '~1')}"
+            if isinstance(key, str) and "\x00" in key:
+                found.append(FieldError(key_pointer, "keys must not contain NUL characters (\\u0000)"))
+            found.extend(nul_characters(item, key_pointer))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            found.extend(nul_characters(item, f"{pointer}/{i}"))
+    return found
 
 
 def is_target(value: str) -> bool:
@@ -108,6 +137,8 @@ def validate_create(
             bad(name, "is required")
         elif not isinstance(value, str):
             bad(name, "must be a string")
+        elif len(value.strip()) > MAX_STRING:
+            bad(name, f"must be at most {MAX_STRING} characters")
         elif not is_target(value.strip()):
             bad(name, "must be a phone number in E.164 form (+15551234567) or a SIP URI (sip:user@host)")
         else:
@@ -176,6 +207,7 @@ def validate_create(
     unknown = sorted(set(body) - KNOWN_FIELDS)
     for name in unknown:
         bad(name, "is not a known field")
+    errors.extend(nul_characters(body, ""))
 
     if errors:
         raise ValidationFailed(errors)

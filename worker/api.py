@@ -312,6 +312,9 @@ def create_app(runtime: Runtime | None = None, enqueue_import: EnqueueImport | N
             body = json.loads(raw or b"null")
         except (ValueError, UnicodeDecodeError):
             raise ValidationFailed([FieldError("", "request body is not valid JSON")]) from None
+        if len(assistant_id) > events_service.MAX_STRING or "\x00" in assistant_id:
+            detail = f"must be at most {events_service.MAX_STRING} characters, without NUL characters"
+            raise ValidationFailed([FieldError("/assistant_id", detail)])
         now = rt().clock.now()
         key = request.headers.get("idempotency-key")
 

@@ -128,6 +128,32 @@ def test_bad_settings_name_the_field(client: TestClient) -> None:
     assert [e["source"]["pointer"] for e in r.json()["errors"]] == ["/campaign/retry_interval_secs"]
 
 
+@pytest.mark.parametrize(
+    ("bad", "pointer"),
+    [
+        ({"max_dispatches_per_second": float("nan")}, "/campaign/max_dispatches_per_second"),
+        ({"max_dispatches_per_second": float("inf")}, "/campaign/max_dispatches_per_second"),
+        ({"ruleset": ["us"]}, "/campaign/ruleset"),
+        ({"max_concurrent_calls": 2**31}, "/campaign/max_concurrent_calls"),
+        ({"cap_max_attempts": 2**40}, "/campaign/cap_max_attempts"),
+        ({"name": "n" * 256}, "/campaign/name"),
+        ({"assistant_id": "a\x00"}, "/campaign/assistant_id"),
+        ({"start_at": "9999-12-31T23:00:00-05:00"}, "/campaign/start_at"),
+    ],
+)
+def test_settings_that_cannot_be_stored_are_a_400_and_create_nothing(
+    client: TestClient, runtime: Runtime, bad: dict[str, Any], pointer: str
+) -> None:
+    """Each used to pass validation and fail later: a 500 with nothing created, or (NaN, infinity) a 500 after the
+    campaign and its events were committed, so a retry created the campaign twice."""
+    r = upload(client, b"phone\n+12125550101\n", **bad)
+    assert r.status_code == 400, r.text
+    assert pointer in [e["source"]["pointer"] for e in r.json()["errors"]]
+    with runtime.sessions() as s:
+        assert s.scalar(select(func.count()).select_from(Campaign)) == 0
+        assert s.scalar(select(func.count()).select_from(ScheduledEvent)) == 0
+
+
 def test_over_the_size_limit(runtime: Runtime) -> None:
     small = Runtime(
         settings=runtime.settings.model_copy(update={"max_upload_bytes": 64}),

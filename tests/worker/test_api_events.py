@@ -101,6 +101,15 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
     ("unknown field", {"colour": "blue"}, "/colour"),
     ("bad sip region", {"call_settings": {"sip_region": "Mars"}}, "/call_settings/sip_region"),
     ("bad timezone", {"timezone": "Mars/Olympus"}, "/timezone"),
+    ("SIP URI too long", {"telnyx_end_user_target": f"sip:{'a' * 250}@example.com"}, "/telnyx_end_user_target"),
+    (
+        "time past the last instant",
+        {"scheduled_at_fixed_datetime": "9999-12-31T23:00:00-05:00"},
+        "/scheduled_at_fixed_datetime",
+    ),
+    ("NUL in a variable", {"dynamic_variables": {"name": "A\x00na"}}, "/dynamic_variables/name"),
+    ("NUL in a metadata key", {"conversation_metadata": {"k\x00": "v"}}, "/conversation_metadata/k\x00"),
+    ("NUL in call settings", {"call_settings": {"sip_region": "US", "note": ["\x00"]}}, "/call_settings/note/0"),
 ]
 
 INVALID_SMS: list[tuple[str, dict[str, Any], str]] = [
@@ -204,6 +213,13 @@ def test_idempotent_create(client: TestClient, clock: FrozenClock, runtime: Runt
     assert fresh.status_code == 201 and fresh.json()["scheduled_event_id"] != first.json()["scheduled_event_id"]
     with runtime.sessions() as s:
         assert s.scalar(select(func.count()).select_from(ScheduledEvent)) == 2
+
+
+def test_an_assistant_id_that_cannot_be_stored_is_a_400(client: TestClient, clock: FrozenClock) -> None:
+    for assistant in ("a" * 256, "a%00b"):
+        r = client.post(f"/v2/ai/assistants/{assistant}/scheduled_events", json=call_body(clock.now()))
+        assert r.status_code == 400, r.text
+        assert _pointer(r) == ["/assistant_id"]
 
 
 def test_a_retry_after_the_scheduled_time_gets_the_event_it_created(
