@@ -344,9 +344,13 @@ def get_ruleset(name: str, custom: object = None) -> Ruleset:
 
 # --- recipients ------------------------------------------------------------------------------------------
 
-# Every IANA zone used in each US state or territory (a recipient known only by state gets all of them).
+# Every IANA zone used in each US state or territory (a recipient known only by state gets all of them). Arizona
+# includes Mountain time with daylight saving (the Navajo Nation), Nevada the Mountain time of West Wendover, and
+# Alaska Hawaii time without daylight saving (``phonenumbers`` gives it to Unalaska, +1 907 581). A test checks
+# that every zone ``phonenumbers`` gives a US exchange keeps the clock of one listed for its state.
 STATE_ZONES: dict[str, tuple[str, ...]] = {
-    "AL": ("America/Chicago",), "AK": ("America/Anchorage", "America/Adak"), "AZ": ("America/Phoenix",),
+    "AL": ("America/Chicago",), "AK": ("America/Anchorage", "America/Adak", "Pacific/Honolulu"),
+    "AZ": ("America/Phoenix", "America/Denver"),
     "AR": ("America/Chicago",), "CA": ("America/Los_Angeles",), "CO": ("America/Denver",),
     "CT": ("America/New_York",), "DE": ("America/New_York",), "DC": ("America/New_York",),
     "FL": ("America/New_York", "America/Chicago"), "GA": ("America/New_York",), "HI": ("Pacific/Honolulu",),
@@ -356,7 +360,8 @@ STATE_ZONES: dict[str, tuple[str, ...]] = {
     "LA": ("America/Chicago",), "ME": ("America/New_York",), "MD": ("America/New_York",),
     "MA": ("America/New_York",), "MI": ("America/Detroit", "America/Menominee"), "MN": ("America/Chicago",),
     "MS": ("America/Chicago",), "MO": ("America/Chicago",), "MT": ("America/Denver",),
-    "NE": ("America/Chicago", "America/Denver"), "NV": ("America/Los_Angeles",), "NH": ("America/New_York",),
+    "NE": ("America/Chicago", "America/Denver"), "NV": ("America/Los_Angeles", "America/Denver"),
+    "NH": ("America/New_York",),
     "NJ": ("America/New_York",), "NM": ("America/Denver",), "NY": ("America/New_York",),
     "NC": ("America/New_York",), "ND": ("America/Chicago", "America/Denver"), "OH": ("America/New_York",),
     "OK": ("America/Chicago",), "OR": ("America/Los_Angeles", "America/Boise"), "PA": ("America/New_York",),

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -199,6 +200,34 @@ def test_the_exchange_state_table_answers_as_the_geocoder_does_for_every_us_pref
     assert checked == 2 * len(prefixes) and states > checked // 2  # most of them are places in a state
     for phone in ("+18004567890", "+15551234567", "+17872345678", "+14165550123", "+442071234567", "+12015"):
         assert windows.number_state.__wrapped__(phone) == _geocoder_state(phone)
+
+
+@functools.cache
+def _clock(zone: str) -> tuple[timedelta | None, ...]:
+    """A zone's UTC offset at noon of every week of 2025 and 2026: two zones with the same clock are the same
+    zone for calling hours."""
+    start = datetime(2025, 1, 1, 12, tzinfo=UTC)
+    return tuple((start + timedelta(weeks=w)).astimezone(ZoneInfo(zone)).utcoffset() for w in range(105))
+
+
+def test_a_state_column_covers_every_clock_of_the_state_s_exchanges() -> None:
+    """A recipient known by state gets every zone of the state, so a number's own exchange can never be in a
+    zone the state reading leaves out. AZ lacked Mountain time with daylight saving (the Navajo Nation: +1 928
+    871 was called at 21:30 local time with ``state=AZ``) and NV the Mountain time of West Wendover."""
+    from phonenumbers.geodata import GEOCODE_DATA
+
+    clocks = {state: {_clock(z) for z in zones} for state, zones in windows.STATE_ZONES.items()}
+    missing: dict[str, set[str]] = {}
+    for prefix, names in GEOCODE_DATA.items():
+        state = windows.state_of_place(names["en"]) if prefix.startswith("1") and "en" in names else None
+        if state is None:
+            continue
+        for tail in ("2345678901", "5550123456", "6641234567", "8711234567"):
+            for zone in windows.number_zones("+" + (prefix + tail)[:11]):
+                if _clock(zone) not in clocks[state]:
+                    missing.setdefault(state, set()).add(zone)
+    assert missing == {}
+    assert windows.resolve_zones(phone="+19288711234", state="AZ")[0] == ["America/Phoenix", "America/Denver"]
 
 
 def test_compacting_keeps_a_prefix_only_where_its_state_differs_from_its_parents() -> None:
