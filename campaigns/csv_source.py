@@ -784,6 +784,7 @@ def _rows(
 ) -> Iterator[ParsedRow | RowError]:
     pending = [0]
     row_number = 0
+    ended = [False]
 
     def lines() -> Iterator[str]:
         readline = stream.readline
@@ -791,6 +792,7 @@ def _rows(
         while True:
             line = readline(MAX_LINE_CHARS)
             if not line:
+                ended[0] = True
                 return
             size = len(line)
             if "\x00" in line:
@@ -824,6 +826,13 @@ def _rows(
         for fields in reader:
             row_number += 1
             pending[0] = 0
+            if ended[0]:
+                # The reader asked for more lines to finish this record and there were none: a quoted field is
+                # still open at the end of the file. Read leniently, it would swallow every row after its quote.
+                raise CsvFileError(
+                    f"row {row_number} opens a quoted field that is never closed: it runs to the end of the file"
+                    " (an unbalanced quote?)"
+                )
             if row_number <= skip:
                 continue
             if len(fields) != width:

@@ -437,6 +437,27 @@ def test_an_unbalanced_quote_is_a_file_error() -> None:
     assert str(error).startswith("row 3 cannot be read as CSV: field larger than field limit")
 
 
+@pytest.mark.parametrize("tail", [b"", b"\n", b"+12125550103,Doe\n"])
+def test_a_quote_open_at_the_end_of_the_file_is_a_file_error(tail: bytes) -> None:
+    """Read leniently, an unclosed quote swallowed every following row into one field: the rows were lost and
+    the import reported none rejected."""
+    data = b'phone,name\n+12125550100,Ana\n+12125550101,"Smith\n+12125550102,Jones\n' + tail
+    _layout, items = open_call_list(io.BytesIO(data))
+    count, error = collect_until_error(items)
+    assert count == 1
+    assert str(error) == (
+        "row 3 opens a quoted field that is never closed: it runs to the end of the file (an unbalanced quote?)"
+    )
+
+
+def test_a_quoted_field_over_several_lines_is_still_one_value() -> None:
+    data = b'phone,note\n+12125550100,"line one\nline two"\n+12125550101,last'
+    _layout, items = parse_bytes(data)
+    assert [type(item) for item in items] == [ParsedRow, ParsedRow]
+    first = items[0]
+    assert isinstance(first, ParsedRow) and first.variables == {"note": "line one\nline two"}
+
+
 def test_header_longer_than_the_probe() -> None:
     names = [f"variable_{i:06d}" for i in range(6000)]  # ~100 KB header
     data = (",".join(["phone", *names]) + "\n+12125550199" + ",x" * len(names) + "\n").encode()
