@@ -23,8 +23,10 @@ import logging
 import queue
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
-from typing import Generic, TypeVar
+from concurrent.futures import Future, InvalidStateError
+from contextlib import suppress
+from functools import partial
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -100,7 +102,7 @@ class GroupCommit(Generic[T, R]):
                 results = self._apply(session, [item for item, _ in batch])
         except Exception as exc:
             if len(batch) == 1:
-                batch[0][1].set_exception(exc)
+                _answer(batch[0][1], partial(batch[0][1].set_exception, exc))
                 return
             log.warning("%s: a batch of %d failed (%s); applying its items one by one", self._name, len(batch), exc)
             for entry in batch:
@@ -110,4 +112,14 @@ class GroupCommit(Generic[T, R]):
             with self._lock:  # several committer threads
                 self.batches += 1
         for (_, future), result in zip(batch, results, strict=True):
-            future.set_result(result)
+            _answer(future, partial(future.set_result, result))
+
+
+def _answer(future: Future[Any], answer: Callable[[], None]) -> None:
+    """Answer one caller. A caller that gave up (its request was cancelled, which cancels its future) is skipped:
+    answering a cancelled future raises, and that killed the committer thread with the rest of its batch
+    unanswered."""
+    if future.cancelled():
+        return
+    with suppress(InvalidStateError):  # cancelled between the check and the answer
+        answer()

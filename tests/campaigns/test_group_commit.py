@@ -76,6 +76,24 @@ def test_a_failing_item_fails_alone_and_the_rest_commit(sessions: sessionmaker[S
     assert committer.batches == 0
 
 
+@pytest.mark.parametrize("names", [("gone", "b"), ("bad",)])
+def test_a_caller_that_gave_up_does_not_stop_the_committer(
+    sessions: sessionmaker[Session], names: tuple[str, ...]
+) -> None:
+    """A request cancelled while it waits cancels its future; answering it raised and killed the (only)
+    committer thread, so its batch neighbours and every later item waited forever."""
+    gate, entered = threading.Event(), threading.Event()
+    committer: GroupCommit[str, int] = GroupCommit(lambda: sessions, _gated(gate, entered), threads=1)
+    committer.submit("first")
+    assert entered.wait(30)
+    futures = [committer.submit(name) for name in names]
+    assert futures[0].cancel()
+    gate.set()
+    for future in futures[1:]:
+        assert future.result(30)
+    assert committer.submit("later").result(30)
+
+
 def test_the_thread_goes_away_when_idle_and_comes_back(sessions: sessionmaker[Session]) -> None:
     committer: GroupCommit[str, int] = GroupCommit(lambda: sessions, _txids, idle_secs=0.05)
     assert committer.submit("one").result(30) > 0

@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -35,7 +35,7 @@ from campaigns.events import parse_datetime
 from campaigns.models import CallAttempt, WebhookReceipt
 from campaigns.provider import providers_from_settings
 from campaigns.settings import Settings
-from campaigns.signatures import SIGNATURE_HEADER, TIMESTAMP_HEADER, public_key_b64, sign
+from campaigns.signatures import SIGNATURE_HEADER, TIMESTAMP_HEADER, SignatureError, public_key_b64, sign, verify
 from tests.conftest import TEST_TELNYX_BASE_URL
 from worker.api import WEBHOOK_MAX_BODY, CampaignsAPI, create_app
 from worker.runtime import Runtime
@@ -305,6 +305,20 @@ def test_timestamp_from_the_future_beyond_the_tolerance_is_rejected(h: Harness, 
     response = h.post(call.callback_path, h.texml(call, "completed", 3), FORM, age=-301)
     assert response.status_code == 401
     assert_untouched(h, call, before, attempts_before)
+
+
+@pytest.mark.parametrize("timestamp", ["9" * 400, "-" + "9" * 400, "1" + "0" * 19])
+def test_an_absurd_timestamp_is_a_401_not_a_500(timestamp: str) -> None:
+    """A timestamp of hundreds of digits overflowed the float comparison (a 500 from every receiver)."""
+    key = Ed25519PrivateKey.generate()
+    with pytest.raises(SignatureError, match="tolerance"):
+        verify(
+            key.public_key(),
+            signature=sign(key, timestamp, b"x"),
+            timestamp=timestamp,
+            body=b"x",
+            real_now=datetime.now(UTC),
+        )
 
 
 def test_callback_just_inside_the_tolerance_is_accepted(h: Harness, call: Dispatched) -> None:
