@@ -569,15 +569,12 @@ def apply_progress_locked(
 ) -> OutcomeResult:
     """``apply_progress`` on an attempt whose event the caller has locked (``lock_attempts``); not flushed.
 
-    A progress callback proves the provider placed the call. An attempt still ``sending`` (the worker's answer
-    not recorded yet, or the worker died) or ``unknown`` (the request timed out) becomes ``sent`` with the call's
-    id, so the reconciler asks the provider about it when its lease ends instead of failing it closed.
+    The call exists (``_placed``): the reconciler asks the provider about it when its lease ends instead of
+    failing it closed.
     """
     if attempt.call_status is not None:
         return OutcomeResult(False, "attempt already finished")
-    if attempt.state in ("sending", "unknown"):
-        attempt.state = "sent"
-    attempt.provider_id = attempt.provider_id or provider_id
+    _placed(attempt, provider_id)
     if sequence is not None and attempt.last_sequence is not None and sequence <= attempt.last_sequence:
         return OutcomeResult(False, "stale")
     attempt.last_status = status
@@ -585,6 +582,15 @@ def apply_progress_locked(
     if sequence is not None:
         attempt.last_sequence = sequence
     return OutcomeResult(True, "progress")
+
+
+def _placed(attempt: CallAttempt, provider_id: str | None) -> None:
+    """A callback about the attempt proves the provider placed it: one still ``sending`` (the worker's answer not
+    recorded yet, or the worker died) or ``unknown`` (the request timed out) becomes ``sent``, with the provider's
+    id, as ``record_dispatched_many`` would have made it."""
+    if attempt.state in ("sending", "unknown"):
+        attempt.state = "sent"
+    attempt.provider_id = attempt.provider_id or provider_id
 
 
 def apply_call_outcome(
@@ -863,14 +869,13 @@ def apply_sms_outcome_locked(
 ) -> OutcomeResult:
     """``apply_sms_outcome`` on an attempt whose event the caller has locked (``lock_attempts``); not flushed.
 
-    Like a call's progress, a receipt proves the message exists: an attempt ``sending`` or ``unknown`` becomes
-    ``sent``, so the reconciler settles it as a sent message instead of failing it closed.
+    A receipt proves the message exists (``_placed``): the reconciler settles it as a sent message instead of
+    failing it closed.
     """
     attempt.provider_id = attempt.provider_id or provider_id
     if attempt.call_status is not None:
         return OutcomeResult(False, "duplicate")
-    if attempt.state in ("sending", "unknown"):
-        attempt.state = "sent"
+    _placed(attempt, provider_id)
     if status not in SMS_SUCCESS | SMS_FAILURE or status == "sent":
         if attempt.last_status not in SMS_SUCCESS | SMS_FAILURE:
             attempt.last_status = status

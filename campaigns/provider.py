@@ -220,20 +220,20 @@ def _post_json(
     except httpx.HTTPError as exc:
         # Sent, but the answer could not be read (a body that fails to decode, ...): it may have been acted on.
         raise OutcomeUnknown(f"the provider's answer could not be read: {exc!r}") from exc
-    if response.status_code >= 500 and response.status_code not in REFUSED_5XX:
+    if response.status_code == 429 or response.status_code in REFUSED_5XX:
+        message, code = _error_from_response(response)
+        raise TransientProviderError(
+            f"provider refused ({response.status_code}{f', code {code}' if code else ''}): {message}",
+            status_code=response.status_code,
+            code=code,
+        )
+    if response.status_code >= 500:
         # 500, 502, 504...: the request reached the provider (or a gateway in front of it), which may have placed
         # the call before failing. Re-sending could dial the person twice (TeXML has no idempotency key).
         message, code = _error_from_response(response)
         raise OutcomeUnknown(
             f"provider failed after receiving the request ({response.status_code}"
             f"{f', code {code}' if code else ''}): {message}",
-            status_code=response.status_code,
-            code=code,
-        )
-    if response.status_code == 429 or response.status_code in REFUSED_5XX:
-        message, code = _error_from_response(response)
-        raise TransientProviderError(
-            f"provider refused ({response.status_code}{f', code {code}' if code else ''}): {message}",
             status_code=response.status_code,
             code=code,
         )

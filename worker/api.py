@@ -319,10 +319,11 @@ def create_app(runtime: Runtime | None = None, enqueue_import: EnqueueImport | N
         key = request.headers.get("idempotency-key")
 
         def validated() -> events_service.NewEvent:
-            settings = rt().settings
-            rulesets = frozenset(windows.rulesets())
             return events_service.validate_create(
-                body, now=now, default_ruleset=settings.default_ruleset, known_rulesets=rulesets
+                body,
+                now=now,
+                default_ruleset=rt().settings.default_ruleset,
+                known_rulesets=frozenset(windows.rulesets()),
             )
 
         if not key:
@@ -335,52 +336,40 @@ def create_app(runtime: Runtime | None = None, enqueue_import: EnqueueImport | N
             raise ValidationFailed([FieldError("/Idempotency-Key", "must be at most 255 characters")])
         digest = hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
-        def stored_answer(s: Session) -> tuple[int, dict[str, Any]] | None:
-            stored = s.scalars(
-                select(IdempotencyKey).where(IdempotencyKey.scope == assistant_id, IdempotencyKey.key == key)
-            ).one_or_none()
-            if stored is None:
-                return None
-            if stored.request_hash != digest:
-                return 422, {}
-            return stored.response_status, stored.response_body
-
-        # A retry is answered from the key before the body is validated again: validation depends on the time
-        # (``scheduled_at_fixed_datetime`` must be in the future), and a retry that arrives after that moment must
-        # still get the 201 of the event it created, not a 400 that invites creating it a second time.
-        answer = await db(stored_answer)
-        if answer is None:
-            new = validated()
-
-            def create_once(s: Session) -> tuple[int, dict[str, Any]]:
-                inserted = s.execute(
-                    insert(IdempotencyKey)
-                    .values(
-                        scope=assistant_id,
-                        key=key,
-                        request_hash=digest,
-                        response_status=0,
-                        response_body={},
-                        created_at=now,
-                    )
-                    .on_conflict_do_nothing()
-                    .returning(IdempotencyKey.key)
-                ).scalar_one_or_none()
-                if inserted is None:  # a concurrent request with the same key won the race
-                    raced = stored_answer(s)
-                    if raced is None:  # it conflicted, so it is committed: not reachable
-                        raise RuntimeError(f"idempotency key {key!r} conflicted but is not stored")
-                    return raced
-                result = events_service.serialize_event(events_service.create_event(s, assistant_id, new, now=now))
-                s.execute(
-                    update(IdempotencyKey)
-                    .where(IdempotencyKey.scope == assistant_id, IdempotencyKey.key == key)
-                    .values(response_status=201, response_body=result)
+        def create_once(s: Session) -> tuple[int, dict[str, Any]]:
+            inserted = s.execute(
+                insert(IdempotencyKey)
+                .values(
+                    scope=assistant_id,
+                    key=key,
+                    request_hash=digest,
+                    response_status=0,
+                    response_body={},
+                    created_at=now,
                 )
-                return 201, result
+                .on_conflict_do_nothing()
+                .returning(IdempotencyKey.key)
+            ).scalar_one_or_none()
+            if inserted is None:
+                stored = s.scalars(
+                    select(IdempotencyKey).where(IdempotencyKey.scope == assistant_id, IdempotencyKey.key == key)
+                ).one()
+                if stored.request_hash != digest:
+                    return 422, {}
+                return stored.response_status, stored.response_body
+            # Validated only once the key is known to be new (an invalid body rolls the key back): validation
+            # depends on the time (``scheduled_at_fixed_datetime`` must be in the future), and a retry arriving
+            # after that moment must still get the 201 of the event it created, not a 400 that invites creating
+            # it a second time.
+            result = events_service.serialize_event(events_service.create_event(s, assistant_id, validated(), now=now))
+            s.execute(
+                update(IdempotencyKey)
+                .where(IdempotencyKey.scope == assistant_id, IdempotencyKey.key == key)
+                .values(response_status=201, response_body=result)
+            )
+            return 201, result
 
-            answer = await db(create_once)
-        status, payload = answer
+        status, payload = await db(create_once)
         if status == 422:
             return error_response(
                 422,
