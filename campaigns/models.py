@@ -25,18 +25,14 @@ from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from campaigns.db import Base
-
-EVENT_STATUSES = ("pending", "in_progress", "completed", "failed", "canceled")
-TERMINAL_EVENT_STATUSES = frozenset({"completed", "failed", "canceled"})
-CHANNELS = ("phone_call", "sms_chat")
-
-# Dispatch state of one attempt, separate from its call status:
-#   claimed  - created by the scheduler; nothing has been sent yet (safe to withdraw)
-#   sending  - committed right before the provider request; the request may have reached the provider
-#   sent     - the provider accepted it and we know its id
-#   unknown  - the request timed out after sending; never re-sent
-#   finished - a terminal outcome is recorded
-ATTEMPT_STATES = ("claimed", "sending", "sent", "unknown", "finished")
+from campaigns.states import (  # noqa: F401  (TERMINAL_EVENT_STATUSES: re-exported for callers)
+    ATTEMPT_STATES,
+    CAMPAIGN_STATUSES,
+    CHANNELS,
+    EVENT_STATUSES,
+    IMPORT_STATUSES,
+    TERMINAL_EVENT_STATUSES,
+)
 
 TZ = DateTime(timezone=True)
 
@@ -174,10 +170,6 @@ class IdempotencyKey(Base):
     response_status: Mapped[int] = mapped_column(Integer)
     response_body: Mapped[dict[str, Any]] = mapped_column(JSONB)
     created_at: Mapped[datetime] = mapped_column(TZ)
-
-
-CAMPAIGN_STATUSES = ("active", "paused", "canceled", "completed")
-IMPORT_STATUSES = ("pending", "running", "completed", "failed")
 
 
 class Campaign(Base):

@@ -1,0 +1,121 @@
+"""Every status the engine stores or reads, in one place.
+
+The values are the wire and column values (Telnyx's where Telnyx defines them), so a member compares equal to the
+string it stands for: ``EventStatus.PENDING == "pending"``. Sets of statuses (terminal, retryable, …) live here
+too and nowhere else.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Final
+
+
+class EventStatus(StrEnum):
+    """A scheduled event's status: Telnyx's four plus the extension ``canceled``."""
+
+    PENDING = "pending"
+    IN_PROGRESS = "in_progress"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+
+EVENT_STATUSES: Final = tuple(s.value for s in EventStatus)
+TERMINAL_EVENT_STATUSES: Final = frozenset({EventStatus.COMPLETED, EventStatus.FAILED, EventStatus.CANCELED})
+TELNYX_EVENT_STATUSES: Final = frozenset(
+    {EventStatus.PENDING, EventStatus.IN_PROGRESS, EventStatus.COMPLETED, EventStatus.FAILED}
+)
+"""The four statuses Telnyx's API (and its SDK's strict parsing) knows."""
+
+
+class AttemptState(StrEnum):
+    """Dispatch state of one attempt, separate from its call status."""
+
+    CLAIMED = "claimed"
+    """Created by the scheduler; nothing has been sent yet (safe to withdraw)."""
+    SENDING = "sending"
+    """Committed right before the provider request; the request may have reached the provider."""
+    SENT = "sent"
+    """The provider accepted it and we know its id."""
+    UNKNOWN = "unknown"
+    """The request timed out after sending; never re-sent."""
+    FINISHED = "finished"
+    """A terminal outcome is recorded."""
+
+
+ATTEMPT_STATES: Final = tuple(s.value for s in AttemptState)
+
+
+class Channel(StrEnum):
+    """``telnyx_conversation_channel``."""
+
+    PHONE_CALL = "phone_call"
+    SMS_CHAT = "sms_chat"
+
+
+CHANNELS: Final = tuple(s.value for s in Channel)
+
+
+class CallStatus(StrEnum):
+    """Telnyx's ``CallStatus`` values (TeXML status callbacks), plus ``unknown`` for an outcome nobody reported."""
+
+    QUEUED = "queued"
+    INITIATED = "initiated"
+    RINGING = "ringing"
+    IN_PROGRESS = "in-progress"
+    COMPLETED = "completed"
+    BUSY = "busy"
+    NO_ANSWER = "no-answer"
+    FAILED = "failed"
+    CANCELED = "canceled"
+    UNKNOWN = "unknown"
+
+
+RETRYABLE_CALL_STATUSES: Final = frozenset(
+    {CallStatus.BUSY, CallStatus.NO_ANSWER, CallStatus.FAILED, CallStatus.CANCELED}
+)
+"""Terminal call statuses that spend the client-error retry budget."""
+TERMINAL_CALL_STATUSES: Final = RETRYABLE_CALL_STATUSES | {CallStatus.COMPLETED}
+PROGRESS_CALL_STATUSES: Final = frozenset(
+    {CallStatus.INITIATED, CallStatus.RINGING, CallStatus.IN_PROGRESS, CallStatus.QUEUED}
+)
+RECORDED_CALL_STATUSES: Final = ("completed", "busy", "no-answer", "failed", "canceled", "unknown")
+"""Every final call status an attempt can carry (metric label values)."""
+
+
+class MessageStatus(StrEnum):
+    """Telnyx messaging delivery statuses (``message.sent`` / ``message.finalized`` ``to[].status``)."""
+
+    QUEUED = "queued"
+    SENDING = "sending"
+    SENT = "sent"
+    DELIVERED = "delivered"
+    DELIVERY_UNCONFIRMED = "delivery_unconfirmed"
+    DELIVERY_FAILED = "delivery_failed"
+    SENDING_FAILED = "sending_failed"
+    EXPIRED = "expired"
+
+
+SMS_SUCCESS: Final = frozenset({MessageStatus.DELIVERED, MessageStatus.SENT, MessageStatus.DELIVERY_UNCONFIRMED})
+SMS_FAILURE: Final = frozenset({MessageStatus.DELIVERY_FAILED, MessageStatus.SENDING_FAILED})
+
+
+class CampaignStatus(StrEnum):
+    ACTIVE = "active"
+    PAUSED = "paused"
+    CANCELED = "canceled"
+    COMPLETED = "completed"
+
+
+CAMPAIGN_STATUSES: Final = tuple(s.value for s in CampaignStatus)
+
+
+class ImportStatus(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+IMPORT_STATUSES: Final = tuple(s.value for s in ImportStatus)
