@@ -20,6 +20,11 @@ def utcnow_real() -> datetime:
     return datetime.now(UTC)
 
 
+def iso(value: datetime | None) -> str | None:
+    """An instant as the API and exports write it: UTC, ISO 8601, ``Z`` suffix; ``None`` stays ``None``."""
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z") if value else None
+
+
 class Clock(Protocol):
     """Source of app time."""
 
