@@ -24,7 +24,8 @@ from campaigns.events import (
     nul_characters,
     parse_datetime,
 )
-from campaigns.models import TERMINAL_EVENT_STATUSES, CallAttempt, Campaign, ScheduledEvent
+from campaigns.models import CallAttempt, Campaign, ScheduledEvent
+from campaigns.states import TERMINAL_EVENT_STATUSES, CampaignStatus
 
 SETTINGS_FIELDS = frozenset(
     {
@@ -221,7 +222,7 @@ def pause(session: Session, campaign: Campaign, *, now: datetime) -> None:
     """The scheduler skips a paused campaign's events; calls already under way finish."""
     if campaign.status != "active":
         raise Conflict(f"campaign is {effective_status(session, campaign)}; only an active campaign can be paused")
-    campaign.status = "paused"
+    campaign.status = CampaignStatus.PAUSED
     campaign.updated_at = now
     session.flush()
 
@@ -229,7 +230,7 @@ def pause(session: Session, campaign: Campaign, *, now: datetime) -> None:
 def resume(session: Session, campaign: Campaign, *, now: datetime) -> None:
     if campaign.status != "paused":
         raise Conflict(f"campaign is {campaign.status}; only a paused campaign can be resumed")
-    campaign.status = "active"
+    campaign.status = CampaignStatus.ACTIVE
     campaign.updated_at = now
     session.execute(select(func.pg_notify("campaigns_due", "")))
     session.flush()
@@ -239,7 +240,7 @@ def cancel(session: Session, campaign: Campaign, *, now: datetime) -> int:
     """Pending events become ``canceled``; events in progress make no further attempts."""
     if campaign.status == "canceled":
         raise Conflict("campaign is already canceled")
-    campaign.status = "canceled"
+    campaign.status = CampaignStatus.CANCELED
     campaign.updated_at = now
     canceled = session.execute(
         update(ScheduledEvent)

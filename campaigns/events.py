@@ -15,7 +15,8 @@ from sqlalchemy.orm import Session
 from campaigns import metrics, windows
 from campaigns.errors import Conflict, FieldError, NotFound, ValidationFailed
 from campaigns.ids import uuid7
-from campaigns.models import TERMINAL_EVENT_STATUSES, ScheduledEvent
+from campaigns.models import ScheduledEvent
+from campaigns.states import TERMINAL_EVENT_STATUSES, EventStatus
 
 CHANNELS = ("phone_call", "sms_chat")
 E164 = re.compile(r"^\+[1-9]\d{1,14}$")
@@ -375,7 +376,7 @@ def cancel_event(session: Session, event: ScheduledEvent, *, now: datetime) -> N
         raise Conflict(f"event is already {event.status}")
     if event.status == "pending":
         metrics.count_finished(event.telnyx_conversation_channel, "canceled")
-        event.status = "canceled"
+        event.status = EventStatus.CANCELED
         event.errors = [*event.errors, "canceled by request before dispatch"]
     else:
         event.cancel_requested = True

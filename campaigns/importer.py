@@ -26,6 +26,7 @@ from campaigns import metrics
 from campaigns.csv_source import CsvFileError, CsvLayout, ParsedRow, RowError, open_call_list
 from campaigns.ids import uuid7_hex
 from campaigns.models import Campaign, UploadChunk
+from campaigns.states import ImportStatus
 from campaigns.suppression import mark_suppressed_rows
 
 CHUNK_ROWS = 20_000
@@ -311,7 +312,7 @@ def load_call_list(
 def apply_report(campaign: Campaign, report: ImportReport, *, now: datetime) -> None:
     metrics.count_import(report.rows_accepted, report.rows_rejected, report.rows_duplicate, report.rows_suppressed)
     metrics.EVENTS_CREATED.labels(campaign.telnyx_conversation_channel, "import").inc(report.rows_accepted)
-    campaign.import_status = "completed"
+    campaign.import_status = ImportStatus.COMPLETED
     campaign.import_error = None
     campaign.columns = report.columns
     campaign.rows_total = report.rows_total
@@ -401,7 +402,7 @@ def run_stored_import(
         campaign = s.get(Campaign, campaign_id, with_for_update=True)
         if campaign is None or campaign.import_status in ("completed", "failed"):
             return "nothing to do"
-        campaign.import_status = "running"
+        campaign.import_status = ImportStatus.RUNNING
 
     def progress(rows: int) -> None:
         with unit_of_work(factory) as p:
@@ -426,7 +427,7 @@ def run_stored_import(
         with unit_of_work(factory) as s:
             campaign = s.get(Campaign, campaign_id, with_for_update=True)
             assert campaign is not None
-            campaign.import_status = "failed"
+            campaign.import_status = ImportStatus.FAILED
             campaign.import_error = str(exc)
             campaign.rows_total = 0
             delete_upload(s, campaign_id)

@@ -5,7 +5,8 @@ Entries come from operators (``manual``), imported registry files (``file``), in
 Telnyx messaging error 40300). The list is checked twice:
 
 - when a call list is imported (reported: the row is skipped and counted as ``suppressed``);
-- authoritatively at dispatch, by :class:`DoNotContactCheck`: a suppressed event fails with the reason and no
+- authoritatively at dispatch, by ``campaigns.lifecycle.checks.DoNotContactCheck`` (which asks
+  :func:`suppressed_targets`): a suppressed event fails with the reason and no
   provider request is made. A number added after its events were scheduled is therefore still never contacted.
 
 Numbers are stored in E.164, normalized with the same rules as the CSV importer, except that a number that is
@@ -32,8 +33,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from campaigns.csv_source import R_PHONE_INVALID, R_PHONE_MISSING, normalize_phone
-from campaigns.lifecycle import Suppress
-from campaigns.models import SUPPRESSION_REASONS, ScheduledEvent, Suppression
+from campaigns.models import SUPPRESSION_REASONS, Suppression
 
 REASONS: Final = SUPPRESSION_REASONS
 PROVIDER_BLOCK_CODE: Final = "40300"
@@ -210,43 +210,6 @@ def describe(reason: str) -> str:
 def suppressed_error(phone: str, reason: str) -> str:
     """The ``errors`` entry of an event that was not dispatched because its number is suppressed."""
     return f"not dispatched: {phone} is on the do-not-contact list ({reason}: {describe(reason)})"
-
-
-# --- dispatch-time check ------------------------------------------------------------------------------------
-
-
-class DoNotContactCheck:
-    """Claim check: an event whose recipient is on the list fails without a provider request.
-
-    One instance per claim batch. On its first call it looks up, in one query on the primary key, the
-    recipients of every ``in_progress`` event the session holds (the claim has just loaded its whole batch),
-    then answers from that dictionary; a recipient it has not seen gets its own primary-key lookup, so the
-    answer never depends on what the session happens to hold.
-    """
-
-    def __init__(self) -> None:
-        self.known: dict[str, str] | None = None
-
-    def __call__(self, session: Session, event: ScheduledEvent, now: datetime) -> Suppress | None:
-        target = event.telnyx_end_user_target
-        with session.no_autoflush:  # decisions already taken for earlier events are flushed once, at the end
-            if self.known is None:
-                self.known = self._load_batch(session, event)
-            if target not in self.known:
-                self.known[target] = suppressed_targets(session, [target]).get(target, "")
-        reason = self.known[target]
-        if not reason:
-            return None
-        return Suppress(suppressed_error(target, reason), kind="do_not_contact")
-
-    @staticmethod
-    def _load_batch(session: Session, event: ScheduledEvent) -> dict[str, str]:
-        targets = {event.telnyx_end_user_target}
-        for obj in list(session.identity_map.values()):
-            if isinstance(obj, ScheduledEvent) and obj.status == "in_progress":
-                targets.add(obj.telnyx_end_user_target)
-        found = suppressed_targets(session, targets)
-        return {target: found.get(target, "") for target in targets}
 
 
 # --- CSV import hook ----------------------------------------------------------------------------------------
@@ -443,7 +406,6 @@ def record_provider_block(session: Session, phone: str, detail: str, *, now: dat
 __all__ = [
     "PROVIDER_BLOCK_CODE",
     "REASONS",
-    "DoNotContactCheck",
     "FileImportReport",
     "InvalidPhone",
     "LineError",

@@ -26,13 +26,13 @@ from starlette.types import Receive, Scope, Send
 
 from campaigns import events as events_service
 from campaigns import metrics as app_metrics
-from campaigns import webhooks, windows
+from campaigns import telephony, webhooks, windows
 from campaigns.clock import utcnow_real
 from campaigns.db import unit_of_work
 from campaigns.errors import Conflict, FieldError, NotFound, ValidationFailed
 from campaigns.group_commit import GroupCommit
 from campaigns.models import IdempotencyKey
-from campaigns.signatures import SIGNATURE_HEADER, TIMESTAMP_HEADER, SignatureError, load_public_key, verify
+from campaigns.telephony.signatures import SIGNATURE_HEADER, TIMESTAMP_HEADER, SignatureError, load_public_key, verify
 from worker.api_campaigns import EnqueueImport, campaign_router, celery_enqueue_import
 from worker.api_recurring import recurring_router
 from worker.api_suppressions import suppression_router
@@ -243,20 +243,20 @@ def create_app(runtime: Runtime | None = None, enqueue_import: EnqueueImport | N
     )
     app.state.webhook_commits = callbacks
 
-    def parse_texml(raw: bytes, attempt_hint: str | None) -> webhooks.Callback:
+    def parse_texml(raw: bytes, attempt_hint: str | None) -> telephony.Callback:
         form = dict(parse_qsl(raw.decode("utf-8", errors="replace"), keep_blank_values=True))
-        return webhooks.parse_texml_status(form, attempt_hint)
+        return telephony.parse_texml_status(form, attempt_hint)
 
-    def parse_json(raw: bytes, attempt_hint: str | None) -> webhooks.Callback:
+    def parse_json(raw: bytes, attempt_hint: str | None) -> telephony.Callback:
         try:
             body = json.loads(raw)
             if not isinstance(body, dict):
-                raise webhooks.WebhookRejected("body must be a JSON object")
-            return webhooks.parse_json_event(body, attempt_hint)
+                raise telephony.WebhookRejected("body must be a JSON object")
+            return telephony.parse_json_event(body, attempt_hint)
         except ValueError as exc:
-            raise webhooks.WebhookRejected(str(exc)) from None
+            raise telephony.WebhookRejected(str(exc)) from None
 
-    receivers: dict[str, tuple[str, Callable[[bytes, str | None], webhooks.Callback]]] = {
+    receivers: dict[str, tuple[str, Callable[[bytes, str | None], telephony.Callback]]] = {
         "/webhooks/telnyx/call-status": ("call_status", parse_texml),
         "/webhooks/telnyx": ("telnyx", parse_json),
     }
@@ -273,7 +273,7 @@ def create_app(runtime: Runtime | None = None, enqueue_import: EnqueueImport | N
             return rejected
         try:
             callback = parse(raw, attempt_hint)
-        except webhooks.WebhookRejected as exc:
+        except telephony.WebhookRejected as exc:
             return error_body(400, "10015", "Invalid callback", str(exc))
         now = rt().clock.now()
         result = await asyncio.wrap_future(callbacks.submit(webhooks.Received(callback, raw, now)))

@@ -21,6 +21,7 @@ from campaigns.csv_source import CsvFileError, open_call_list
 from campaigns.db import rolled_back, unit_of_work
 from campaigns.errors import FieldError, ValidationFailed
 from campaigns.models import Campaign
+from campaigns.states import ImportStatus
 from worker.runtime import Runtime
 
 T = TypeVar("T")
@@ -189,7 +190,7 @@ def _create(
         raise file_error(str(exc)) from None
     with unit_of_work(rt.sessions) as s:
         found = campaign_service.create_campaign(s, settings, now=now)
-        found.import_status = "pending"
+        found.import_status = ImportStatus.PENDING
         importer.store_upload(s, found.id, data)
         result = campaign_service.serialize_campaign(s, found)
     enqueue_import(found.id)  # only after the campaign and its file are committed

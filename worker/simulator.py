@@ -56,8 +56,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from campaigns.provider import tls_context
-from campaigns.signatures import (
+from campaigns.telephony import tls_context
+from campaigns.telephony.signatures import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
     private_key_from_b64,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import uuid
 
-from campaigns import dispatch, importer, lifecycle, logs, metrics
+from campaigns import importer, lifecycle, logs, metrics
 from campaigns.clock import real_seconds_to_app
 from worker.celery_app import app
 from worker.runtime import get_runtime
@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 def dispatch_attempts(attempt_ids: list[str]) -> None:
     """Send a batch of claimed attempts, one provider request each (one commit before and one after the batch)."""
     rt = get_runtime()
-    dispatch.dispatch_attempts(
+    lifecycle.dispatch_attempts(
         rt.sessions, [uuid.UUID(a) for a in attempt_ids], providers=rt.providers, clock=rt.clock, settings=rt.settings
     )
 

@@ -18,7 +18,7 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from campaigns.signatures import (
+from campaigns.telephony.signatures import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
     SignatureError,

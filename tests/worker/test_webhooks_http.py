@@ -30,12 +30,19 @@ from sqlalchemy import select
 from campaigns import lifecycle
 from campaigns.clock import FrozenClock
 from campaigns.db import unit_of_work
-from campaigns.dispatch import dispatch_attempt
 from campaigns.events import parse_datetime
+from campaigns.lifecycle import dispatch_attempt
 from campaigns.models import CallAttempt, WebhookReceipt
-from campaigns.provider import providers_from_settings
 from campaigns.settings import Settings
-from campaigns.signatures import SIGNATURE_HEADER, TIMESTAMP_HEADER, SignatureError, public_key_b64, sign, verify
+from campaigns.telephony import providers_from_settings
+from campaigns.telephony.signatures import (
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    SignatureError,
+    public_key_b64,
+    sign,
+    verify,
+)
 from tests.conftest import TEST_TELNYX_BASE_URL
 from worker.api import WEBHOOK_MAX_BODY, CampaignsAPI, create_app
 from worker.runtime import Runtime
