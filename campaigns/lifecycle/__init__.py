@@ -1,7 +1,8 @@
 """The event lifecycle (DESIGN.md §2): claim, claim-time checks, dispatch, outcomes and retries, reconciliation.
 
 Owns the writes to ``scheduled_events`` and ``call_attempts`` once an event exists (the importers and the events
-API create them). The modules, in the order an event meets them:
+API create events, and cancel them with their campaign or on request). The modules, in the order an event meets
+them:
 
 - ``checks``: claim-time checks (calling window, pacing, frequency caps, do-not-contact) and their answers;
 - ``claim``: ``pending`` → ``in_progress`` for due events, with an attempt row each;

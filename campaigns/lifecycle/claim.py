@@ -5,7 +5,6 @@ The claim-time checks (``checks``) run on each claimed event first.
 
 from __future__ import annotations
 
-import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,8 +20,6 @@ from campaigns.lifecycle.locking import WITHOUT_ATTEMPTS
 from campaigns.models import CallAttempt, ScheduledEvent
 from campaigns.states import AttemptState, CampaignStatus, EventStatus
 from campaigns.telephony import Providers
-
-log = logging.getLogger(__name__)
 
 PENDING, IN_PROGRESS = EventStatus.PENDING, EventStatus.IN_PROGRESS
 """Written into the SQL below as literals, not parameters: the partial index on due rows (``status =

@@ -227,14 +227,21 @@ def record_dispatched_many(
     )
 
 
+def _lock_sending(session: Session, attempt_id: uuid.UUID) -> tuple[CallAttempt, ScheduledEvent] | None:
+    """The attempt and its event, locked, while the attempt is still ``sending``: what the provider's answer is
+    about. ``None`` once anything else moved it (a callback proved it placed, the reconciler settled it)."""
+    locked = lock_attempt(session, attempt_id)
+    if locked is None or locked[0].state != AttemptState.SENDING:
+        return None
+    return locked
+
+
 def record_refused(session: Session, attempt_id: uuid.UUID, reason: str, *, now: datetime, retry_at: datetime) -> None:
     """The provider refused before placing anything (429, 503, unreachable): back to pending, budget intact."""
-    locked = lock_attempt(session, attempt_id)
+    locked = _lock_sending(session, attempt_id)
     if locked is None:
         return
     attempt, event = locked
-    if attempt.state != AttemptState.SENDING:
-        return
     transitions.withdraw_attempt(session, attempt, event)
     transitions.release(event, retry_at, now=now, reason=f"provider refused: {reason}")
     session.flush()
@@ -242,12 +249,10 @@ def record_refused(session: Session, attempt_id: uuid.UUID, reason: str, *, now:
 
 def record_rejected(session: Session, attempt_id: uuid.UUID, reason: str, *, now: datetime) -> None:
     """The provider rejected the request for good: the event fails with the provider's error."""
-    locked = lock_attempt(session, attempt_id)
+    locked = _lock_sending(session, attempt_id)
     if locked is None:
         return
     attempt, event = locked
-    if attempt.state != AttemptState.SENDING:
-        return
     transitions.reject(attempt, event, reason, now)
     session.flush()
 
@@ -261,14 +266,13 @@ def record_outcome_unknown(
     settle it, and a call lasts longer than the short dispatch lease. Left at the dispatch lease, the reconciler
     failed a live call closed after two minutes and its real outcome arrived to find the attempt closed.
     """
-    locked = lock_attempt(session, attempt_id)
+    locked = _lock_sending(session, attempt_id)
     if locked is None:
         return
     attempt, event = locked
-    if attempt.state == AttemptState.SENDING:
-        transitions.outcome_unknown(attempt, reason)
-        if transitions.current_attempt_matches(event, attempt):
-            event.lease_expires_at = now + call_lease
+    transitions.outcome_unknown(attempt, reason)
+    if transitions.current_attempt_matches(event, attempt):
+        event.lease_expires_at = now + call_lease
     session.flush()
 
 
