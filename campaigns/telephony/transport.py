@@ -12,7 +12,7 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 import certifi
@@ -20,7 +20,9 @@ import httpx
 
 from campaigns import metrics
 from campaigns.settings import Settings, built_once
-from campaigns.telephony.errors import OutcomeUnknown, PermanentProviderError, TransientProviderError
+from campaigns.telephony.errors import OutcomeUnknown, PermanentProviderError, ProviderError, TransientProviderError
+
+E = TypeVar("E", bound=ProviderError)
 
 _local = threading.local()
 
@@ -133,6 +135,13 @@ REFUSED_5XX = frozenset({503})
 request is processed): tried again later like a 429. Every other 5xx is an unknown outcome."""
 
 
+def _answered(error: type[E], what: str, response: httpx.Response) -> E:
+    """``error`` for an HTTP error answer: ``what``, the status, and Telnyx's error code and words."""
+    message, code = _error_from_response(response)
+    status = response.status_code
+    return error(f"{what} ({status}{f', code {code}' if code else ''}): {message}", status_code=status, code=code)
+
+
 def _post_json(
     client: httpx.Client, path: str, body: dict[str, Any], headers: dict[str, str] | None = None
 ) -> dict[str, Any]:
@@ -147,29 +156,13 @@ def _post_json(
         # Sent, but the answer could not be read (a body that fails to decode, ...): it may have been acted on.
         raise OutcomeUnknown(f"the provider's answer could not be read: {exc!r}") from exc
     if response.status_code == 429 or response.status_code in REFUSED_5XX:
-        message, code = _error_from_response(response)
-        raise TransientProviderError(
-            f"provider refused ({response.status_code}{f', code {code}' if code else ''}): {message}",
-            status_code=response.status_code,
-            code=code,
-        )
+        raise _answered(TransientProviderError, "provider refused", response)
     if response.status_code >= 500:
         # 500, 502, 504...: the request reached the provider (or a gateway in front of it), which may have placed
         # the call before failing. Re-sending could dial the person twice (TeXML has no idempotency key).
-        message, code = _error_from_response(response)
-        raise OutcomeUnknown(
-            f"provider failed after receiving the request ({response.status_code}"
-            f"{f', code {code}' if code else ''}): {message}",
-            status_code=response.status_code,
-            code=code,
-        )
+        raise _answered(OutcomeUnknown, "provider failed after receiving the request", response)
     if response.status_code >= 400:
-        message, code = _error_from_response(response)
-        raise PermanentProviderError(
-            f"provider rejected the request ({response.status_code}{f', code {code}' if code else ''}): {message}",
-            status_code=response.status_code,
-            code=code,
-        )
+        raise _answered(PermanentProviderError, "provider rejected the request", response)
     try:
         parsed = response.json()
     except ValueError as exc:
