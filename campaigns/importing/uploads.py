@@ -77,7 +77,11 @@ def run_stored_import(
     now: Callable[[], datetime],
     hooks: Sequence[StagingHook] = DEFAULT_STAGING_HOOKS,
 ) -> str:
-    """Import a campaign's stored upload. Safe to run twice: one runs, the other finds it done or busy."""
+    """Import a campaign's stored upload. Safe to run twice: one runs, the other finds it done or busy.
+
+    Returns what happened, for the task's log: ``completed``, ``failed`` (a file error, kept on the campaign),
+    ``nothing to do`` or ``already running elsewhere``.
+    """
     with unit_of_work(factory) as s:
         campaign = s.get(Campaign, campaign_id, with_for_update=True)
         if campaign is None or campaign.import_status in (ImportStatus.COMPLETED, ImportStatus.FAILED):
@@ -111,5 +115,5 @@ def run_stored_import(
             campaign.import_error = str(exc)
             campaign.rows_total = 0
             delete_upload(s, campaign_id)
-        return "failed"
-    return "completed"
+        return ImportStatus.FAILED
+    return ImportStatus.COMPLETED
