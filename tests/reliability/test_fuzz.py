@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 
-from campaigns.csv_source import CsvFileError, ParsedRow, RowError, open_call_list
+from campaigns.importing import CsvFileError, ParsedRow, RowError, open_call_list
 from campaigns.telephony import callbacks as webhooks
 from campaigns.telephony.signatures import public_key_b64
 from tests.reliability.stack import FULL
