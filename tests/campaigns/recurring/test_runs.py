@@ -17,14 +17,7 @@ from campaigns import lifecycle, recurring
 from campaigns.clock import FrozenClock
 from campaigns.db import unit_of_work
 from campaigns.errors import Conflict
-from campaigns.models import (
-    Campaign,
-    ImportIssue,
-    RecurringReminder,
-    RecurringRun,
-    ScheduledEvent,
-    Suppression,
-)
+from campaigns.models import Campaign, ImportIssue, RecurringReminder, RecurringRun, ScheduledEvent, Suppression
 from tests.campaigns.recurring.support import HEADER, TEMPLATE, Z, count, define, definition_row, runs
 from worker.runtime import Runtime
 
