@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from campaigns.states import Channel, EventStatus
-from worker.cli.common import database_runtime, parse_hours_option
+from worker.cli.common import database_runtime, parse_hours_option, reading_progress
 
 
 def import_(
@@ -37,7 +37,6 @@ def import_(
 ) -> None:
     """Create a campaign from a CSV call list (progress bar; --dry-run reports without creating)."""
     from rich.console import Console
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from campaigns import campaign as campaign_service
     from campaigns import importer
@@ -65,12 +64,7 @@ def import_(
         for error in exc.errors:
             console.print(f"[red]{error.pointer.removeprefix('/campaign/')}[/red]: {error.detail}")
         raise typer.Exit(2) from None
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console) as bar:
-        task = bar.add_task("reading rows", total=None)
-
-        def progress(rows: int) -> None:
-            bar.update(task, description=f"{rows:,} rows read")
-
+    with reading_progress(console, "rows") as progress:
         try:
             with file.open("rb") as data, (rolled_back if dry_run else unit_of_work)(rt.sessions) as s:
                 found = campaign_service.create_campaign(s, settings, now=rt.clock.now())

@@ -5,11 +5,15 @@ Every sub-module of ``worker.cli`` imports its helpers from here, never from ano
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 import typer
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from worker.runtime import Runtime
 
 
@@ -45,3 +49,17 @@ def parse_hours_option(spec: str) -> dict[str, str | list[str]]:
             raise typer.BadParameter(f"--hours: {part!r} is not DAYS=HH:MM-HH:MM")
         out[day.strip()] = span.strip()
     return out
+
+
+@contextmanager
+def reading_progress(console: Console, unit: str) -> Iterator[Callable[[int], None]]:
+    """A spinner counting what a file import has read ("12,000 rows read"); yields the callback to update it."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console) as bar:
+        task = bar.add_task(f"reading {unit}", total=None)
+
+        def progress(count: int) -> None:
+            bar.update(task, description=f"{count:,} {unit} read")
+
+        yield progress

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from worker.cli.common import database_runtime
+from worker.cli.common import database_runtime, reading_progress
 
 app = typer.Typer(help="The do-not-contact list: numbers that are never called or texted.", no_args_is_help=True)
 
@@ -69,7 +69,6 @@ def import_(
 ) -> None:
     """Add every number of a file (e.g. a national do-not-call registry download). Bad lines are reported."""
     from rich.console import Console
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
     from campaigns import suppression
@@ -82,16 +81,10 @@ def import_(
     except ValueError as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console) as bar:
-        task = bar.add_task("reading lines", total=None)
-
-        def progress(lines: int) -> None:
-            bar.update(task, description=f"{lines:,} lines read")
-
-        with file.open("rb") as data, unit_of_work(rt.sessions) as s:
-            report = suppression.import_file(
-                s, data, now=rt.clock.now(), note=note, default_region=region, progress=progress
-            )
+    with reading_progress(console, "lines") as progress, file.open("rb") as data, unit_of_work(rt.sessions) as s:
+        report = suppression.import_file(
+            s, data, now=rt.clock.now(), note=note, default_region=region, progress=progress
+        )
     table = Table(title=f"do-not-contact import: {file.name}")
     for col in ("lines", "numbers", "added", "already listed", "duplicates", "invalid"):
         table.add_column(col, justify="right")

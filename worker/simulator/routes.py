@@ -29,7 +29,7 @@ from worker.simulator.errors import (
     optional_url,
     required_str,
 )
-from worker.simulator.state import Accepted, SimulatorState, now_iso
+from worker.simulator.state import Accepted, Call, SimulatorState, now_iso
 
 _OPT_OUT_KEYWORDS = frozenset({"STOP", "STOPALL", "STOP ALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"})
 _OPT_IN_KEYWORDS = frozenset({"START", "UNSTOP"})
@@ -64,6 +64,19 @@ async def _hold(request: Request, entry: dict[str, Any]) -> None:
     await asyncio.sleep(_delivery(request).config.response_delay_on_timeout)
 
 
+def _place_call(
+    sim: SimulatorState, entry: dict[str, Any], connection_id: str, from_: str, to: str, pointer: str
+) -> tuple[str, Call]:
+    """Draw the outcome for ``to`` and raise the provider error it injects, or place the call."""
+    outcome = entry["outcome"] = sim.next_outcome(to)
+    error = injected_error(outcome, pointer, dial=True)
+    if error is not None:
+        raise error
+    call = sim.new_call(connection_id, from_, to)
+    entry["provider_id"] = call.call_control_id
+    return outcome, call
+
+
 # -- Telnyx surface ------------------------------------------------------------------------------
 
 
@@ -81,12 +94,7 @@ async def create_ai_call(connection_id: str, request: Request) -> JSONResponse:
         to = required_str(body, "To")
         required_str(body, "AIAssistantId")
         callback = optional_url(body, "StatusCallback")
-        outcome = entry["outcome"] = sim.next_outcome(to)
-        error = injected_error(outcome, "/To", dial=True)
-        if error is not None:
-            raise error
-        call = sim.new_call(connection_id, from_, to)
-        entry["provider_id"] = call.call_control_id
+        outcome, call = _place_call(sim, entry, connection_id, from_, to, "/To")
         delivery.spawn(delivery.run_texml_call(call, call_status(outcome), callback), "texml call")
         reply = {"from": from_, "to": to, "status": CallStatus.QUEUED, "call_sid": call.call_control_id}
         if outcome == "timeout":
@@ -121,12 +129,7 @@ async def dial(request: Request) -> JSONResponse:
             prior = sim.dials_by_command_id[command_id]
             entry.update(duplicate=True, outcome=prior.outcome, provider_id=prior.provider_id)
             return JSONResponse(prior.body)
-        outcome = entry["outcome"] = sim.next_outcome(to)
-        error = injected_error(outcome, "/to", dial=True)
-        if error is not None:
-            raise error
-        call = sim.new_call(connection_id, from_, to)
-        entry["provider_id"] = call.call_control_id
+        outcome, call = _place_call(sim, entry, connection_id, from_, to, "/to")
         reply = {
             "data": {
                 "call_control_id": call.call_control_id,
