@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -213,18 +213,24 @@ def list_definitions(session: Session) -> list[RecurringDefinition]:
 
 
 def last_runs(session: Session, definition_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, RecurringRun]:
-    """The latest run of each definition that has run, by definition id, in one query (``DISTINCT ON``).
+    """The latest run of each definition that has run, by definition id, in one query.
 
     "Latest" orders as the run history does: ``started_at``, then the time-ordered id for runs started at the
-    same instant.
+    same instant. A window function rather than ``DISTINCT ON``, which SQLAlchemy 2.0 and 2.1 spell differently.
     """
     ids = list(definition_ids)
     if not ids:
         return {}
-    latest = session.scalars(
-        select(RecurringRun)
+    newest_first = (RecurringRun.started_at.desc(), RecurringRun.id.desc())
+    ranked = (
+        select(
+            RecurringRun.id,
+            func.row_number().over(partition_by=RecurringRun.definition_id, order_by=newest_first).label("rank"),
+        )
         .where(RecurringRun.definition_id.in_(ids))
-        .distinct(RecurringRun.definition_id)
-        .order_by(RecurringRun.definition_id, RecurringRun.started_at.desc(), RecurringRun.id.desc())
+        .subquery()
+    )
+    latest = session.scalars(
+        select(RecurringRun).join(ranked, RecurringRun.id == ranked.c.id).where(ranked.c.rank == 1)
     )
     return {run.definition_id: run for run in latest}
