@@ -142,12 +142,13 @@ def up(
     """Run api + scheduler + worker (+ beat) as one supervised process group."""
     from contextlib import ExitStack
 
+    from campaigns.clock import utcnow_real
     from worker.embedded import EmbeddedServers
     from worker.migrate import upgrade
     from worker.supervisor import Child, Supervisor, component_argv
 
     env = dict(os.environ)
-    env.setdefault("CAMPAIGNS_TIME_WARP_ORIGIN", _now_iso())
+    env.setdefault("CAMPAIGNS_TIME_WARP_ORIGIN", utcnow_real().isoformat())
     env.setdefault("CAMPAIGNS_PUBLIC_BASE_URL", f"http://127.0.0.1:{port}")
     with ExitStack() as stack:
         if not env.get("CAMPAIGNS_DATABASE_URL") or not env.get("CAMPAIGNS_REDIS_URL"):
@@ -177,9 +178,3 @@ def demo(
     from worker.demo import run_demo
 
     raise typer.Exit(run_demo(warp=warp))
-
-
-def _now_iso() -> str:
-    from datetime import UTC, datetime
-
-    return datetime.now(UTC).isoformat()
