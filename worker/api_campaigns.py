@@ -16,10 +16,10 @@ from sqlalchemy.orm import Session
 
 from campaigns import campaign as campaign_service
 from campaigns import events as events_service
-from campaigns import export, importer
-from campaigns.csv_source import CsvFileError, open_call_list
+from campaigns import importing as importer
 from campaigns.db import rolled_back, unit_of_work
 from campaigns.errors import FieldError, ValidationFailed
+from campaigns.importing import CsvFileError, export, open_call_list
 from campaigns.models import Campaign
 from worker.runtime import Runtime
 

@@ -14,7 +14,7 @@ Exactly once per tick, in PostgreSQL:
   spring-forward gap) runs right after the gap; one that happens twice (fall back) runs once, the first time.
 * A run reads every matching file whose content it has not read before (by SHA-256); none: it records a
   ``no_new_file`` run and creates nothing. Each new file becomes one campaign, imported exactly like an upload
-  (``importer.load_call_list``) with a hook that sets each row's due time, reports rows whose time is already
+  (``importing.load_call_list``) with a hook that sets each row's due time, reports rows whose time is already
   past, and claims each row's dedupe key in ``recurring_reminders`` (primary key per definition): a reminder
   already scheduled by any earlier run is reported as a duplicate, never scheduled twice.
 

@@ -21,12 +21,11 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session, sessionmaker
 
 from campaigns import campaign as campaign_service
-from campaigns import importer
-from campaigns.csv_source import CsvFileError, open_call_list
+from campaigns import importing as importer
 from campaigns.db import unit_of_work
 from campaigns.errors import ValidationFailed
 from campaigns.ids import uuid7
-from campaigns.importer import MarkSuppressed
+from campaigns.importing import CsvFileError, StagingHook, open_call_list
 from campaigns.models import RecurringDefinition, RecurringFile, RecurringRun
 from campaigns.recurring.definitions import TEMPLATE_FORBIDDEN, inside
 from campaigns.recurring.due import parse_due
@@ -99,7 +98,7 @@ def _run_files(
     now: datetime,
     force: bool,
     allowed_root: str | None,
-    mark_suppressed: MarkSuppressed | None,
+    mark_suppressed: StagingHook | None,
 ) -> list[uuid.UUID]:
     """Read the new source files into one campaign each; fill in ``run``. Returns the campaigns created."""
     files = matching_files(definition.source)
@@ -154,7 +153,7 @@ def _run_files(
                         definition, run.id, now=now, due_ref=due_ref, key_refs=key_refs, default_zone=zone,
                         start_at=campaign.start_at, then=mark_suppressed,
                     )  # fmt: skip
-                    report = importer.load_call_list(session, campaign, spool, now=now, mark_suppressed=hook)
+                    report = importer.load_call_list(session, campaign, spool, now=now, hooks=[hook])
                     importer.apply_report(campaign, report, now=now)
                     campaign_id = campaign.id
                     counts = _Counts(
@@ -221,7 +220,7 @@ def _execute(
     now: datetime,
     force: bool,
     allowed_root: str | None,
-    mark_suppressed: MarkSuppressed | None,
+    mark_suppressed: StagingHook | None,
 ) -> RunResult | None:
     run_id = session.execute(
         insert(RecurringRun)
@@ -275,7 +274,7 @@ def run_due(
     *,
     now: Now,
     allowed_root: str | None = None,
-    mark_suppressed: MarkSuppressed | None = mark_suppressed_rows,
+    mark_suppressed: StagingHook | None = mark_suppressed_rows,
 ) -> list[RunResult]:
     """Run every definition whose ``next_run_at`` has come, once each; safe to call from many processes.
 
@@ -320,7 +319,7 @@ def run_now(
     now: datetime,
     force: bool = False,
     allowed_root: str | None = None,
-    mark_suppressed: MarkSuppressed | None = mark_suppressed_rows,
+    mark_suppressed: StagingHook | None = mark_suppressed_rows,
 ) -> RunResult:
     """Run a definition now (a ``manual`` run; the schedule is unchanged). ``force`` re-reads files already read:
     reminders already scheduled are still skipped by their dedupe key."""
@@ -339,7 +338,7 @@ def tick(
     *,
     now: Now,
     directory: str | None,
-    mark_suppressed: MarkSuppressed | None = mark_suppressed_rows,
+    mark_suppressed: StagingHook | None = mark_suppressed_rows,
 ) -> list[RunResult]:
     """What beat does: sync the definition files, then run whatever is due."""
     if directory:

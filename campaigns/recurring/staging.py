@@ -15,8 +15,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from campaigns.clock import iso
-from campaigns.csv_source import PHONE_ALIASES, CsvFileError
-from campaigns.importer import MarkSuppressed
+from campaigns.importing import PHONE_ALIASES, CsvFileError, StagingHook
 from campaigns.models import RecurringDefinition
 from campaigns.recurring.due import due_time, parse_due
 
@@ -96,7 +95,7 @@ class RunStaging:
         key_refs: list[ColumnRef],
         default_zone: str,
         start_at: datetime,
-        then: MarkSuppressed | None,
+        then: StagingHook | None,
     ) -> None:
         self.definition = definition
         self.rule = parse_due(definition.due)
