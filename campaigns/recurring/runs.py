@@ -10,7 +10,7 @@ import os
 import tempfile
 import uuid
 import zoneinfo
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -22,10 +22,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from campaigns import campaign as campaign_service
 from campaigns import importing as importer
+from campaigns.campaign import CampaignSettings
 from campaigns.db import unit_of_work
 from campaigns.errors import ValidationFailed
 from campaigns.ids import uuid7
-from campaigns.importing import CsvFileError, StagingHook, open_call_list
+from campaigns.importing import CsvFileError, CsvLayout, HooksForLayout, StagingHook
 from campaigns.models import RecurringDefinition, RecurringFile, RecurringRun
 from campaigns.recurring.definitions import TEMPLATE_FORBIDDEN, inside
 from campaigns.recurring.due import parse_due
@@ -90,6 +91,33 @@ class RunResult:
     counts: dict[str, int]
 
 
+def _hooks_for_file(
+    definition: RecurringDefinition,
+    run_id: uuid.UUID,
+    settings: CampaignSettings,
+    *,
+    now: datetime,
+    zone: str,
+    mark_suppressed: StagingHook | None,
+    staged: list[RunStaging],
+) -> HooksForLayout:
+    """The staging hooks of one file, built once its header is known (the due and dedupe columns are named in it).
+
+    The run's own hook is appended to ``staged`` so the caller can read what it counted.
+    """
+
+    def hooks(layout: CsvLayout) -> Sequence[StagingHook]:
+        rule = parse_due(definition.due)
+        due_ref = resolve_columns(layout.columns, layout.phone_column, [rule.column], "due")[0] if rule.column else None
+        key_refs = resolve_columns(layout.columns, layout.phone_column, definition.dedupe_key, "dedupe_key")
+        hook = RunStaging(definition, run_id, now=now, due_ref=due_ref, key_refs=key_refs, default_zone=zone,
+                          start_at=settings.start_at)  # fmt: skip
+        staged.append(hook)
+        return (hook,) if mark_suppressed is None else (mark_suppressed, hook)
+
+    return hooks
+
+
 def _run_files(
     session: Session,
     definition: RecurringDefinition,
@@ -133,28 +161,17 @@ def _run_files(
             campaign_id: uuid.UUID | None = None
             try:
                 with session.begin_nested():
-                    layout, _ = open_call_list(spool, default_region=template.get("default_region") or "US")
-                    spool.seek(0)
-                    rule = parse_due(definition.due)
-                    due_ref = (
-                        resolve_columns(layout.columns, layout.phone_column, [rule.column], "due")[0]
-                        if rule.column
-                        else None
-                    )
-                    key_refs = resolve_columns(layout.columns, layout.phone_column, definition.dedupe_key,
-                                                "dedupe_key")  # fmt: skip
                     name = f"{definition.name} {label:%Y-%m-%d %H:%M %Z}"
                     if len(files) > 1:
                         name += f" {path.name}"
                     settings = campaign_service.validate_settings({**template, "name": name[:255]}, now=now)
-                    campaign = campaign_service.create_campaign(session, settings, now=now)
+                    staged: list[RunStaging] = []
+                    hooks = _hooks_for_file(definition, run.id, settings, now=now, zone=zone,
+                                            mark_suppressed=mark_suppressed, staged=staged)  # fmt: skip
+                    result = importer.import_new_campaign(session, settings, spool, now=now, hooks=hooks)
+                    campaign, report, hook = result.campaign, result.report, staged[0]
+                    assert campaign is not None and report is not None  # an inline import
                     campaign.recurring_run_id = run.id
-                    hook = RunStaging(
-                        definition, run.id, now=now, due_ref=due_ref, key_refs=key_refs, default_zone=zone,
-                        start_at=campaign.start_at, then=mark_suppressed,
-                    )  # fmt: skip
-                    report = importer.load_call_list(session, campaign, spool, now=now, hooks=[hook])
-                    importer.apply_report(campaign, report, now=now)
                     campaign_id = campaign.id
                     counts = _Counts(
                         rows_total=report.rows_total,

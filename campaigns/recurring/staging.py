@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from campaigns.clock import iso
-from campaigns.importing import PHONE_ALIASES, CsvFileError, StagingHook
+from campaigns.importing import PHONE_ALIASES, CsvFileError
 from campaigns.models import RecurringDefinition
 from campaigns.recurring.due import due_time, parse_due
 
@@ -95,7 +95,6 @@ class RunStaging:
         key_refs: list[ColumnRef],
         default_zone: str,
         start_at: datetime,
-        then: StagingHook | None,
     ) -> None:
         self.definition = definition
         self.rule = parse_due(definition.due)
@@ -105,12 +104,9 @@ class RunStaging:
         self.key_refs = key_refs
         self.default_zone = default_zone
         self.start_at = start_at
-        self.then = then
         self.past = 0
 
     def __call__(self, session: Session, campaign_id: uuid.UUID) -> None:
-        if self.then is not None:
-            self.then(session, campaign_id)
         conn = session.connection().connection.driver_connection
         assert conn is not None
         issues: list[tuple[int, str, str, str, str]] = []

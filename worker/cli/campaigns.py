@@ -39,8 +39,8 @@ def import_(
     from rich.console import Console
 
     from campaigns import campaign as campaign_service
-    from campaigns import importing as importer
-    from campaigns.db import rolled_back, unit_of_work
+    from campaigns import importing
+    from campaigns.db import unit_of_work
     from campaigns.errors import ValidationFailed
     from campaigns.importing import CsvFileError
 
@@ -66,16 +66,17 @@ def import_(
         raise typer.Exit(2) from None
     with reading_progress(console, "rows") as progress:
         try:
-            with file.open("rb") as data, (rolled_back if dry_run else unit_of_work)(rt.sessions) as s:
-                found = campaign_service.create_campaign(s, settings, now=rt.clock.now())
-                report = importer.load_call_list(s, found, data, now=rt.clock.now(), dry_run=dry_run, progress=progress)
-                if not dry_run:
-                    importer.apply_report(found, report, now=rt.clock.now())
+            with file.open("rb") as data, unit_of_work(rt.sessions) as s:
+                result = importing.import_new_campaign(
+                    s, settings, data, now=rt.clock.now(), dry_run=dry_run, progress=progress
+                )
         except CsvFileError as exc:
             console.print(f"[red]{file}: {exc}[/red]")
             raise typer.Exit(2) from None
+    report, found = result.report, result.campaign
+    assert report is not None  # an inline or dry-run import always reports
     _print_report(console, report, dry_run)
-    if not dry_run:
+    if found is not None:
         typer.echo(str(found.id))
 
 
