@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from datetime import timedelta
@@ -9,9 +10,11 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
+from campaigns import lifecycle
 from campaigns.clock import FrozenClock
+from campaigns.db import unit_of_work
 from campaigns.models import ScheduledEvent
 from tests.factories import call_body, sms_body
 from worker.api import create_app
@@ -314,14 +317,81 @@ def test_retrieve_is_scoped_to_the_assistant(client: TestClient, clock: FrozenCl
     assert client.get(f"{BASE}/not-a-uuid").status_code == 404
 
 
-def test_delete_pending_then_terminal(client: TestClient, clock: FrozenClock) -> None:
-    event_id = client.post(BASE, json=call_body(clock.now())).json()["scheduled_event_id"]
-    assert client.delete(f"{BASE}/{event_id}").status_code == 204
-    assert client.get(f"{BASE}/{event_id}").json()["status"] == "canceled"
-    again = client.delete(f"{BASE}/{event_id}")
-    assert again.status_code == 409
-    assert again.json()["errors"][0]["title"] == "Conflict"
+def test_delete_in_any_state_removes_the_event_from_the_telnyx_api(
+    client: TestClient, clock: FrozenClock, runtime: Runtime
+) -> None:
+    """Telnyx removes a deleted event: 204 whatever its state (409 for a finished one, before), then 404 and gone
+    from the list; the row stays for the campaign's export and the metrics, and a pending one is never claimed."""
+    ids = {}
+    for state in ("pending", "completed", "failed"):
+        ids[state] = client.post(BASE, json=call_body(clock.now())).json()["scheduled_event_id"]
+    with unit_of_work(runtime.sessions) as s:
+        for state in ("completed", "failed"):
+            s.execute(update(ScheduledEvent).where(ScheduledEvent.id == ids[state]).values(status=state))
+    for event_id in ids.values():
+        assert client.delete(f"{BASE}/{event_id}").status_code == 204
+        gone = client.get(f"{BASE}/{event_id}")
+        assert gone.status_code == 404
+        assert gone.json()["errors"][0] == {
+            "code": "10005",
+            "title": "Resource not found",
+            "detail": f"no scheduled event {event_id}",
+        }
+        again = client.delete(f"{BASE}/{event_id}")
+        assert again.status_code == 404 and again.json()["errors"][0]["code"] == "10005"
+    assert client.get(BASE).json() == {
+        "data": [],
+        "meta": {"total_pages": 0, "total_results": 0, "page_number": 1, "page_size": 20},
+    }
     assert client.delete(f"{BASE}/00000000-0000-0000-0000-000000000000").status_code == 404
+
+    with runtime.sessions() as s:
+        rows = {str(e.id): e for e in s.scalars(select(ScheduledEvent))}
+        assert {i: (rows[i].status, rows[i].deleted_at) for i in ids.values()} == {
+            ids["pending"]: ("canceled", clock.now()),
+            ids["completed"]: ("completed", clock.now()),
+            ids["failed"]: ("failed", clock.now()),
+        }
+        assert rows[ids["pending"]].errors == ["canceled by request before dispatch"]
+    clock.advance(3600)
+    with unit_of_work(runtime.sessions) as s:
+        claimed = lifecycle.claim_due_events(
+            s, now=clock.now(), limit=10, lease=timedelta(minutes=2), providers=runtime.providers
+        )
+    assert claimed == []
+
+
+def test_an_event_canceled_with_its_campaign_reads_failed_on_v2_and_canceled_on_v1(
+    client: TestClient, clock: FrozenClock
+) -> None:
+    """Telnyx has four statuses: on /v2 a canceled campaign event is ``failed`` with an ``errors`` entry saying it
+    was canceled and by whom; the campaign's own view (/v1) keeps ``canceled``."""
+    settings = {"name": "c", "assistant_id": "a1", "telnyx_agent_target": "+15553456789", "ruleset": "none"}
+    upload = client.post(
+        "/v1/campaigns",
+        files={"file": ("l.csv", b"phone\n+12125550101\n", "text/csv")},
+        data={"campaign": json.dumps(settings)},
+    )
+    campaign_id = upload.json()["id"]
+    assert client.post(f"/v1/campaigns/{campaign_id}/cancel").status_code == 200
+
+    (v1,) = client.get(f"/v1/campaigns/{campaign_id}/events").json()["data"]
+    assert v1["status"] == "canceled"
+    assert v1["errors"] == ["canceled with its campaign before dispatch"]
+    v2 = client.get(f"{BASE}/{v1['scheduled_event_id']}").json()
+    assert v2["status"] == "failed"
+    assert v2["errors"] == [
+        "canceled with its campaign before dispatch",
+        f"canceled with campaign {campaign_id} by an operator",
+    ]
+    assert {k: v for k, v in v2.items() if k not in ("status", "errors")} == {
+        k: v for k, v in v1.items() if k not in ("status", "errors")
+    }
+    assert [e["scheduled_event_id"] for e in client.get(BASE, params={"status": "failed"}).json()["data"]] == [
+        v1["scheduled_event_id"]
+    ]
+    assert client.get(BASE, params={"status": "canceled"}).json()["meta"]["total_results"] == 1
+    assert client.get(BASE, params={"status": "pending"}).json()["meta"]["total_results"] == 0
 
 
 def test_bearer_token_is_required_when_configured(runtime: Runtime, clock: FrozenClock) -> None:

@@ -23,7 +23,7 @@ from worker.api import create_app
 from worker.runtime import Runtime
 from worker.scheduler import Scheduler
 
-DATA = Path(__file__).resolve().parent.parent / "data" / "campaigns"
+DATA = Path(__file__).resolve().parents[2] / "data" / "campaigns"
 SETTINGS = {
     "name": "Renewals",
     "assistant_id": "a1",
