@@ -46,13 +46,38 @@ class CampaignsAPI(FastAPI):
                 body = model.model_json_schema(ref_template="#/components/schemas/{model}")
                 components.update(body.pop("$defs", {}))
                 components[model.__name__] = body
+            _validation_errors_are_400(schema)
             self.openapi_schema = schema
         return self.openapi_schema
 
 
+def _validation_errors_are_400(schema: dict[str, Any]) -> None:
+    """FastAPI documents a 422 with its own body for every route with parameters; ``errors.install`` answers
+    those as 400 in the Telnyx envelope, so say that instead (a 422 the route declares itself stays)."""
+    envelope = {"$ref": "#/components/schemas/ErrorEnvelope"}
+    for operations in schema["paths"].values():
+        for operation in operations.values():
+            answers = operation["responses"]
+            fastapi_422 = answers.get("422", {}).get("content", {}).get("application/json", {}).get("schema", {})
+            if fastapi_422.get("$ref", "").endswith("/HTTPValidationError"):
+                del answers["422"]
+                answers.setdefault(
+                    "400",
+                    {"description": "Invalid request", "content": {"application/json": {"schema": envelope}}},
+                )
+    for name in ("HTTPValidationError", "ValidationError"):
+        schema["components"]["schemas"].pop(name, None)
+
+
 def create_app(runtime: Runtime | None = None, enqueue_import: EnqueueImport | None = None) -> CampaignsAPI:
     """The API; ``runtime`` defaults to the process-wide one (tests pass their own), ``enqueue_import`` to Celery."""
-    app = CampaignsAPI(title="campaigns", version="0.1.0", description="Telnyx-compatible scheduled events and more")
+    app = CampaignsAPI(
+        title="campaigns",
+        version="0.1.0",
+        description="Telnyx-compatible scheduled events and more",
+        # Operation ids are the route functions' names (create_scheduled_event, …): what a generated client calls.
+        generate_unique_id_function=lambda route: route.name,
+    )
     app.state.runtime = runtime
     app.state.enqueue_import = enqueue_import or celery_enqueue_import
     app.state.metrics = MetricsExposition()

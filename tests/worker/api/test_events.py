@@ -394,6 +394,62 @@ def test_an_event_canceled_with_its_campaign_reads_failed_on_v2_and_canceled_on_
     assert client.get(BASE, params={"status": "pending"}).json()["meta"]["total_results"] == 0
 
 
+def test_a_deleted_campaign_event_stays_in_its_campaign(client: TestClient) -> None:
+    """Deleted from the Telnyx API, the event is still part of its campaign: its events, counts and export."""
+    settings = {"name": "c", "assistant_id": "a1", "telnyx_agent_target": "+15553456789", "ruleset": "none"}
+    upload = client.post(
+        "/v1/campaigns",
+        files={"file": ("l.csv", b"phone\n+12125550101\n+12125550102\n", "text/csv")},
+        data={"campaign": json.dumps(settings)},
+    )
+    campaign_id = upload.json()["id"]
+    first, second = client.get(BASE).json()["data"]
+    assert client.delete(f"{BASE}/{first['scheduled_event_id']}").status_code == 204
+    assert [e["scheduled_event_id"] for e in client.get(BASE).json()["data"]] == [second["scheduled_event_id"]]
+    kept = client.get(f"/v1/campaigns/{campaign_id}/events").json()["data"]
+    assert {e["scheduled_event_id"]: e["status"] for e in kept} == {
+        first["scheduled_event_id"]: "canceled",
+        second["scheduled_event_id"]: "pending",
+    }
+    assert client.get(f"/v1/campaigns/{campaign_id}").json()["counts"]["canceled"] == 1
+    exported = client.get(f"/v1/campaigns/{campaign_id}/export.csv").text.splitlines()
+    assert len(exported) == 3 and "canceled" in next(line for line in exported if "+12125550101" in line)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "params", "status"),
+    [
+        ("GET", "/v2/ai/assistants/a%00b/scheduled_events", {}, 400),
+        ("GET", "/v2/ai/assistants/a%00b/scheduled_events/00000000-0000-0000-0000-000000000000", {}, 400),
+        ("DELETE", "/v2/ai/assistants/a%00b/scheduled_events/00000000-0000-0000-0000-000000000000", {}, 400),
+        ("GET", BASE, {"end_user_target": "+1555\x00"}, 400),
+        ("GET", "/v1/recurring/a%00b", {}, 404),
+        ("POST", "/v1/recurring/a%00b/run-now", {}, 404),
+    ],
+)
+def test_values_postgresql_cannot_hold_are_refused_not_a_500(
+    client: TestClient, method: str, path: str, params: dict[str, str], status: int
+) -> None:
+    """Text with a NUL character cannot even be compared in PostgreSQL: it used to reach a query and fail there."""
+    response = client.request(method, path, params=params)
+    assert response.status_code == status, response.text
+    assert response.json()["errors"][0]["code"] == ("10015" if status == 400 else "10005")
+
+
+def test_a_campaigns_events_reject_an_unknown_status(client: TestClient) -> None:
+    settings = {"name": "c", "assistant_id": "a1", "telnyx_agent_target": "+15553456789", "ruleset": "none"}
+    upload = client.post(
+        "/v1/campaigns",
+        files={"file": ("l.csv", b"phone\n+12125550101\n", "text/csv")},
+        data={"campaign": json.dumps(settings)},
+    )
+    events = f"/v1/campaigns/{upload.json()['id']}/events"
+    assert client.get(events, params={"status": "canceled"}).json()["meta"]["total_results"] == 0
+    for bad in ("done", "pending\x00"):
+        response = client.get(events, params={"status": bad})
+        assert response.status_code == 400 and _pointer(response) == ["/status"]
+
+
 def test_bearer_token_is_required_when_configured(runtime: Runtime, clock: FrozenClock) -> None:
     secured = Runtime(
         settings=runtime.settings.model_copy(update={"api_token": "s3cret"}),

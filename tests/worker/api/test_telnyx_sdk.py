@@ -285,17 +285,16 @@ def test_delete_in_any_state_succeeds_and_the_event_is_gone(served: Served) -> N
         for event, status in ((completed, "completed"), (failed, "failed")):
             s.execute(update(ScheduledEvent).where(ScheduledEvent.id == event.scheduled_event_id).values(status=status))
     events = served.sdk.ai.assistants.scheduled_events
-    for event in (pending, completed, failed):
+    for event in (completed, failed, pending):
         assert event.scheduled_event_id is not None
-        deleted = events.with_raw_response.delete(event.scheduled_event_id, assistant_id=ASSISTANT)
-        assert deleted.status_code == 204
+        assert events.delete(event.scheduled_event_id, assistant_id=ASSISTANT) is None
         with pytest.raises(telnyx.NotFoundError):
             events.retrieve(event.scheduled_event_id, assistant_id=ASSISTANT)
         with pytest.raises(telnyx.NotFoundError):
             events.delete(event.scheduled_event_id, assistant_id=ASSISTANT)
     assert list(events.list(ASSISTANT)) == []
     deletes = [r for r in served.requests if r.method == "DELETE"]
-    assert deletes[0].url.path.endswith(f"/scheduled_events/{pending.scheduled_event_id}")
+    assert deletes[0].url.path.endswith(f"/scheduled_events/{completed.scheduled_event_id}")
     with served.rt.sessions() as s:  # kept for the campaign's export and the metrics
         rows = {str(e.id): e.status for e in s.scalars(select(ScheduledEvent))}
     assert rows == {
