@@ -76,8 +76,8 @@ def main() -> None:
 
 def run(url: str, rows: int, orm_sample: int) -> tuple[float, float, float]:
     from campaigns import campaign as campaign_service
-    from campaigns import importer
     from campaigns.db import make_engine, unit_of_work
+    from campaigns.importing import import_new_campaign
     from worker.migrate import upgrade
 
     upgrade(url)
@@ -97,9 +97,8 @@ def run(url: str, rows: int, orm_sample: int) -> tuple[float, float, float]:
         )
         started = time.perf_counter()
         with path.open("rb") as data, unit_of_work(factory) as s:
-            campaign = campaign_service.create_campaign(s, settings, now=now)
-            report = importer.load_call_list(s, campaign, data, now=now)
-            importer.apply_report(campaign, report, now=now)
+            report = import_new_campaign(s, settings, data, now=now).report
+        assert report is not None
         elapsed = time.perf_counter() - started
         peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(f"rows={rows} file={size / 1e6:.1f} MB accepted={report.rows_accepted} duplicate={report.rows_duplicate} "

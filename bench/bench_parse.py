@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from campaigns.csv_source import ParsedRow, open_call_list
+from campaigns.importing import ParsedRow, open_call_list
 
 AREA_CODES = (
     "201", "202", "203", "205", "206", "207", "208", "212", "213", "214", "215", "216", "217", "301", "302", "303",

@@ -50,11 +50,12 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from campaigns import campaign as campaign_service
-from campaigns import importer, windows
-from campaigns.csv_source import PHONE_ALIASES, CsvFileError, open_call_list
+from campaigns import importing as importer
+from campaigns import windows
 from campaigns.db import unit_of_work
 from campaigns.errors import Conflict, FieldError, NotFound, ValidationFailed
 from campaigns.ids import uuid7
+from campaigns.importing import PHONE_ALIASES, CsvFileError, open_call_list
 from campaigns.models import (
     Campaign,
     RecurringDefinition,
@@ -66,7 +67,7 @@ from campaigns.suppression import mark_suppressed_rows
 log = logging.getLogger(__name__)
 
 Now = Callable[[], datetime]
-MarkSuppressed = importer.MarkSuppressed
+MarkSuppressed = importer.StagingHook
 
 DEFINITION_FIELDS = ("name", "cron", "timezone", "source", "due", "dedupe_key", "enabled", "campaign")
 TEMPLATE_FORBIDDEN = {"name": "is the definition's name plus the run", "start_at": "is the time of each run"}
@@ -939,7 +940,7 @@ def _run_files(
                         definition, run.id, now=now, due_ref=due_ref, key_refs=key_refs, default_zone=zone,
                         start_at=campaign.start_at, then=mark_suppressed,
                     )  # fmt: skip
-                    report = importer.load_call_list(session, campaign, spool, now=now, mark_suppressed=hook)
+                    report = importer.load_call_list(session, campaign, spool, now=now, hooks=[hook])
                     importer.apply_report(campaign, report, now=now)
                     campaign_id = campaign.id
                     counts = _Counts(

@@ -25,31 +25,19 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import IO, Any, Final
 
-import phonenumbers
-from phonenumbers import NumberParseException, PhoneNumberFormat
 from sqlalchemy import delete, func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from campaigns.csv_source import R_PHONE_INVALID, R_PHONE_MISSING, normalize_phone
 from campaigns.lifecycle import Suppress
 from campaigns.models import SUPPRESSION_REASONS, ScheduledEvent, Suppression
+from campaigns.phones import InvalidPhone, e164_or_none, to_e164
 
 REASONS: Final = SUPPRESSION_REASONS
 PROVIDER_BLOCK_CODE: Final = "40300"
 """Telnyx messaging error "Blocked due to STOP message": the recipient opted out at the carrier/profile level."""
 MAX_REPORTED_LINE_ERRORS: Final = 1000
 IMPORT_CHUNK_LINES: Final = 50_000
-E164: Final = re.compile(r"^\+[1-9]\d{1,14}$")
-
-
-class InvalidPhone(ValueError):
-    """A value that is not a phone number; the message names the value and why."""
-
-    def __init__(self, value: str, reason: str) -> None:
-        super().__init__(f"{value!r}: {reason}")
-        self.value = value
-        self.reason = reason
 
 
 # --- numbers ----------------------------------------------------------------------------------------------
@@ -59,34 +47,16 @@ _REGISTRY_LINE = re.compile(r"^\s*(\d{3})\s*,\s*(\d{7})\s*$")
 
 
 def normalize(value: str, *, default_region: str | None = "US") -> str:
-    """``value`` in E.164, or ``InvalidPhone`` naming the value and the reason.
+    """``value`` in E.164 as the list stores it, or ``InvalidPhone`` naming the value and the reason.
 
-    National numbers use ``default_region``. Numbers in international form (``+…``) that are well formed but
-    outside an assigned range are accepted (see the module docstring); impossible ones (too short, too long,
-    unknown country code, extensions) are not, nor are national numbers that are invalid in ``default_region``.
+    The rules of :func:`campaigns.phones.to_e164` (well-formed international numbers outside an assigned range
+    are accepted, see the module docstring), and the FTC registry's ``area code,number`` form is read too.
     """
-    stripped = value.strip()
-    registry = _REGISTRY_LINE.match(stripped)
-    if registry:
-        stripped = registry.group(1) + registry.group(2)
-    e164, reason = normalize_phone(stripped, default_region=default_region)
-    if e164 is not None:
-        return e164
-    if reason == R_PHONE_INVALID and stripped.startswith("+"):
-        try:
-            number = phonenumbers.parse(stripped, default_region.upper() if default_region else None)
-        except NumberParseException:
-            raise InvalidPhone(value, reason) from None
-        return str(phonenumbers.format_number(number, PhoneNumberFormat.E164))
-    raise InvalidPhone(value, reason or R_PHONE_MISSING)
-
-
-def _lenient(phone: str) -> str | None:
-    """A number reported by the provider: E.164 as normalized, or as given when it already is E.164."""
+    registry = _REGISTRY_LINE.match(value)
     try:
-        return normalize(phone, default_region=None)
-    except InvalidPhone:
-        return phone if E164.match(phone) else None
+        return to_e164(registry.group(1) + registry.group(2) if registry else value, default_region=default_region)
+    except InvalidPhone as exc:
+        raise InvalidPhone(value, exc.reason) from None
 
 
 # --- the list ---------------------------------------------------------------------------------------------
@@ -183,7 +153,7 @@ def suppressed_among(session: Session, phones: Iterable[str]) -> dict[str, str]:
 @functools.lru_cache(maxsize=4096)  # ~10 µs a miss; a campaign's numbers rarely repeat soon, so kept small
 def _canonical(target: str) -> str:
     """The listed form of an event's target: the events API keeps ``+4402…`` as written, the list ``+442…``."""
-    return _lenient(target) or target
+    return e164_or_none(target) or target
 
 
 def suppressed_targets(session: Session, targets: Iterable[str]) -> dict[str, str]:
@@ -253,7 +223,9 @@ class DoNotContactCheck:
 
 
 def mark_suppressed_rows(session: Session, campaign_id: uuid.UUID) -> None:
-    """Importer hook: staged rows whose number is on the list become ``suppressed`` issues (one SQL statement).
+    """Staging hook of the importer: staged rows whose number is on the list become ``suppressed`` issues.
+
+    One SQL statement; see ``campaigns.importing.StagingHook`` for the contract.
 
     Rows already reported (rejected, duplicate) keep their first issue, so each row is counted once.
     """
@@ -416,7 +388,7 @@ def apply_inbound_message(session: Session, sender: str | None, body: str | None
     verdict = classify_message(body or "")
     if verdict is None:
         return "inbound: no keyword"
-    phone = _lenient(sender or "")
+    phone = e164_or_none(sender or "")
     if phone is None:
         return "inbound: sender is not a phone number"
     if verdict == "opt_out":
@@ -434,7 +406,7 @@ def apply_inbound_message(session: Session, sender: str | None, body: str | None
 
 def record_provider_block(session: Session, phone: str, detail: str, *, now: datetime) -> bool:
     """The provider refused to message ``phone`` because it opted out (40300): list it. True when new."""
-    e164 = _lenient(phone)
+    e164 = e164_or_none(phone)
     if e164 is None:
         return False
     return _insert(session, e164, reason="provider_block", note=detail[:500], now=now)

@@ -217,10 +217,10 @@ def import_(
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from campaigns import campaign as campaign_service
-    from campaigns import importer
-    from campaigns.csv_source import CsvFileError
+    from campaigns import importing as importer
     from campaigns.db import rolled_back, unit_of_work
     from campaigns.errors import ValidationFailed
+    from campaigns.importing import CsvFileError
     from worker.runtime import get_runtime
 
     _require_database()
@@ -270,7 +270,7 @@ def _print_report(console: object, report: object, dry_run: bool) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from campaigns.importer import ImportReport
+    from campaigns.importing import ImportReport
 
     assert isinstance(console, Console) and isinstance(report, ImportReport)
     table = Table(title="dry run (nothing created)" if dry_run else "import")
@@ -335,8 +335,8 @@ def status(
 def export(campaign_id: Annotated[str, typer.Argument(help="The campaign id")]) -> None:
     """Write the campaign's results CSV to standard output."""
     from campaigns import campaign as campaign_service
-    from campaigns import export as exporter
     from campaigns.errors import NotFound
+    from campaigns.importing import export as exporter
     from worker.runtime import get_runtime
 
     _require_database()

@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import uuid
 
-from campaigns import dispatch, importer, lifecycle, logs, metrics
+from campaigns import dispatch, lifecycle, logs, metrics
+from campaigns import importing as importer
 from campaigns.clock import real_seconds_to_app
 from worker.celery_app import app
 from worker.runtime import get_runtime

@@ -15,7 +15,8 @@ import respx
 from sqlalchemy import select
 
 from campaigns import campaign as campaign_service
-from campaigns import importer, lifecycle, windows
+from campaigns import importing as importer
+from campaigns import lifecycle, windows
 from campaigns.clock import FrozenClock
 from campaigns.db import unit_of_work
 from campaigns.errors import ValidationFailed
@@ -206,7 +207,7 @@ def test_bad_window_and_cap_settings_are_named(settings: dict[str, object], poin
 
 
 def test_held_recipients_are_reported_by_the_campaign_and_its_export(runtime: Runtime, clock: FrozenClock) -> None:
-    from campaigns.export import export_results
+    from campaigns.importing import export_results
 
     clock.set(NOON_MIAMI)
     campaign_id = campaign_of(runtime, ["+18005550123", "+12125550101"])

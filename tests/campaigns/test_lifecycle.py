@@ -575,7 +575,7 @@ def test_window_defers_the_claim_and_moves_a_late_retry_to_the_morning(runtime: 
 
 def test_pacing_limits_concurrency_and_rate_without_consuming_attempts(runtime: Runtime, clock: FrozenClock) -> None:
     from campaigns import campaign as campaign_service
-    from campaigns import importer
+    from campaigns import importing as importer
 
     settings = campaign_service.validate_settings(
         {"name": "paced", "assistant_id": "a1", "telnyx_agent_target": "+15553456789", "ruleset": "none",

@@ -16,13 +16,13 @@ from sqlalchemy import event, func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from campaigns import importer, lifecycle, suppression
+from campaigns import importing, lifecycle, suppression
 from campaigns.clock import FrozenClock
 from campaigns.db import unit_of_work
 from campaigns.dispatch import dispatch_attempt
 from campaigns.models import CallAttempt, Campaign, ImportIssue, ScheduledEvent, Suppression
 from campaigns.webhooks import parse_json_event
-from tests.campaigns.test_importer import new_campaign
+from tests.campaigns.importing.test_loader import new_campaign
 from tests.conftest import TEST_TELNYX_BASE_URL
 from tests.factories import call_body, make_event, sms_body
 from worker.runtime import Runtime
@@ -432,8 +432,8 @@ def test_csv_import_skips_and_reports_listed_numbers(sessions: sessionmaker[Sess
     with unit_of_work(sessions) as s:
         campaign = s.get(Campaign, campaign_id)
         assert campaign is not None
-        report = importer.load_call_list(s, campaign, io.BytesIO(data), now=clock.now())
-        importer.apply_report(campaign, report, now=clock.now())
+        report = importing.load_call_list(s, campaign, io.BytesIO(data), now=clock.now())
+        importing.apply_report(campaign, report, now=clock.now())
     assert (report.rows_total, report.rows_accepted, report.rows_rejected, report.rows_duplicate) == (5, 1, 1, 1)
     assert report.rows_suppressed == 2
     assert [(i.row_number, i.value, i.reason, i.kind) for i in report.issues if i.kind == "suppressed"] == [
@@ -458,7 +458,7 @@ def test_dry_run_reports_listed_numbers_too(sessions: sessionmaker[Session], clo
     with unit_of_work(sessions) as s:
         campaign = s.get(Campaign, campaign_id)
         assert campaign is not None
-        report = importer.load_call_list(
+        report = importing.load_call_list(
             s, campaign, io.BytesIO(f"phone\n{LISTED}\n{OTHER}\n".encode()), now=clock.now(), dry_run=True
         )
     assert (report.rows_accepted, report.rows_suppressed) == (1, 1)

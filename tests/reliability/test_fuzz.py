@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 
 from campaigns import webhooks
-from campaigns.csv_source import CsvFileError, ParsedRow, RowError, open_call_list
+from campaigns.importing import CsvFileError, ParsedRow, RowError, open_call_list
 from campaigns.signatures import public_key_b64
 from tests.reliability.stack import FULL
 from worker.api import create_app

@@ -14,8 +14,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from sqlalchemy.orm import Session
 
 from campaigns import campaign as campaign_service
-from campaigns import events, export, importer
-from campaigns.csv_source import CsvFileError, open_call_list
+from campaigns import events, importing
 from campaigns.db import rolled_back, unit_of_work
 from campaigns.errors import FieldError, ValidationFailed
 from campaigns.paging import page_envelope
@@ -133,14 +132,14 @@ _CSV = responses(404, success={200: {"content": {"text/csv": {"schema": {"type":
 def export_csv(campaign_id: str, session: SessionDep, runtime: RuntimeDep) -> StreamingResponse:
     """Every event with its outcome, one row each."""
     found = campaign_service.get_campaign(session, campaign_id)
-    return _stream(runtime, lambda s: export.export_results(s, found), f"campaign-{found.id}-results.csv")
+    return _stream(runtime, lambda s: importing.export_results(s, found), f"campaign-{found.id}-results.csv")
 
 
 @router.get("/{campaign_id}/errors.csv", response_class=StreamingResponse, responses=_CSV)
 def errors_csv(campaign_id: str, session: SessionDep, runtime: RuntimeDep) -> StreamingResponse:
     """The rows of the upload that were not imported, and why."""
     found = campaign_service.get_campaign(session, campaign_id)
-    return _stream(runtime, lambda s: export.export_issues(s, found.id), f"campaign-{found.id}-errors.csv")
+    return _stream(runtime, lambda s: importing.export_issues(s, found.id), f"campaign-{found.id}-errors.csv")
 
 
 def _stream(rt: Runtime, produce: Callable[[Session], Iterator[str]], filename: str) -> StreamingResponse:
@@ -167,25 +166,25 @@ def _create(
     now = rt.clock.now()
     try:
         # Header problems are found before anything is created.
-        open_call_list(data, default_region=settings.default_region or "US")
+        importing.open_call_list(data, default_region=settings.default_region or "US")
         data.seek(0)
         if dry_run:
             with rolled_back(rt.sessions) as s:
                 found = campaign_service.create_campaign(s, settings, now=now)
-                report = importer.load_call_list(s, found, data, now=now, dry_run=True)
+                report = importing.load_call_list(s, found, data, now=now, dry_run=True)
             return {"dry_run": True, "import": report.as_dict()}
         if size <= rt.settings.inline_import_max_bytes:
             with unit_of_work(rt.sessions) as s:
                 found = campaign_service.create_campaign(s, settings, now=now)
-                report = importer.load_call_list(s, found, data, now=now)
-                importer.apply_report(found, report, now=now)
+                report = importing.load_call_list(s, found, data, now=now)
+                importing.apply_report(found, report, now=now)
                 return campaign_service.serialize_campaign(s, found)
-    except CsvFileError as exc:
+    except importing.CsvFileError as exc:
         raise file_error(str(exc)) from None
     with unit_of_work(rt.sessions) as s:
         created = campaign_service.create_campaign(s, settings, now=now)
         created.import_status = ImportStatus.PENDING
-        importer.store_upload(s, created.id, data)
+        importing.store_upload(s, created.id, data)
         result = campaign_service.serialize_campaign(s, created)
     enqueue_import(created.id)  # only after the campaign and its file are committed
     return result

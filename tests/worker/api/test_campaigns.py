@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from campaigns.clock import FrozenClock
-from campaigns.importer import run_stored_import
+from campaigns.importing import run_stored_import
 from campaigns.models import Campaign, ScheduledEvent
 from tests.e2e.test_up import poll
 from worker.api import create_app

@@ -152,7 +152,7 @@ def test_campaign_upload_skips_listed_numbers_and_reports_them(client: TestClien
 
 def test_stored_upload_imported_by_the_task_skips_listed_numbers(runtime: Runtime) -> None:
     """Above the inline threshold the worker task imports the file; the list applies there too."""
-    from campaigns.importer import run_stored_import
+    from campaigns.importing import run_stored_import
 
     queued: list[uuid.UUID] = []
     big = Runtime(

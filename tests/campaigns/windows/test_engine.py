@@ -1,16 +1,11 @@
-"""The calling-window engine: rulesets as data, zone and state resolution, DST, the reference's numbered cases
-(``shared/reference/calling-hours.md``) and hypothesis properties."""
+"""The calling-window engine: DST, the reference's numbered cases (``shared/reference/calling-hours.md``), state
+rules, and hypothesis properties."""
 
 from __future__ import annotations
 
-import functools
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
-import phonenumbers
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -174,79 +169,6 @@ def test_state_rules_from_the_row_and_from_the_number_both_apply() -> None:
     assert not windows.is_allowed(Z("2025-07-15T00:30Z"), recipient, US)
 
 
-def _geocoder_state(phone: str) -> str | None:
-    """What ``number_state`` answered before its table: the full geocoder, read as a state."""
-    from phonenumbers import geocoder
-
-    number = phonenumbers.parse(phone)
-    if phonenumbers.region_code_for_number(number) != "US":
-        return None
-    return windows.state_of_place(geocoder.description_for_number(number, "en"))
-
-
-def test_the_exchange_state_table_answers_as_the_geocoder_does_for_every_us_prefix() -> None:
-    from phonenumbers.geodata import GEOCODE_DATA
-
-    prefixes = sorted(p for p, names in GEOCODE_DATA.items() if p.startswith("1") and "en" in names)
-    assert len(prefixes) > 10_000
-    checked = states = 0
-    for prefix in prefixes:
-        for tail in ("2345678901", "5550123456"):
-            phone = "+" + (prefix + tail)[:11]
-            expected = _geocoder_state(phone)
-            assert windows.number_state.__wrapped__(phone) == expected, phone
-            checked += 1
-            states += expected is not None
-    assert checked == 2 * len(prefixes) and states > checked // 2  # most of them are places in a state
-    for phone in ("+18004567890", "+15551234567", "+17872345678", "+14165550123", "+442071234567", "+12015"):
-        assert windows.number_state.__wrapped__(phone) == _geocoder_state(phone)
-
-
-@functools.cache
-def _clock(zone: str) -> tuple[timedelta | None, ...]:
-    """A zone's UTC offset at noon of every week of 2025 and 2026: two zones with the same clock are the same
-    zone for calling hours."""
-    start = datetime(2025, 1, 1, 12, tzinfo=UTC)
-    return tuple((start + timedelta(weeks=w)).astimezone(ZoneInfo(zone)).utcoffset() for w in range(105))
-
-
-def test_a_state_column_covers_every_clock_of_the_state_s_exchanges() -> None:
-    """A recipient known by state gets every zone of the state, so a number's own exchange can never be in a
-    zone the state reading leaves out. AZ lacked Mountain time with daylight saving (the Navajo Nation: +1 928
-    871 was called at 21:30 local time with ``state=AZ``) and NV the Mountain time of West Wendover."""
-    from phonenumbers.geodata import GEOCODE_DATA
-
-    clocks = {state: {_clock(z) for z in zones} for state, zones in windows.STATE_ZONES.items()}
-    missing: dict[str, set[str]] = {}
-    for prefix, names in GEOCODE_DATA.items():
-        state = windows.state_of_place(names["en"]) if prefix.startswith("1") and "en" in names else None
-        if state is None:
-            continue
-        for tail in ("2345678901", "5550123456", "6641234567", "8711234567"):
-            for zone in windows.number_zones("+" + (prefix + tail)[:11]):
-                if _clock(zone) not in clocks[state]:
-                    missing.setdefault(state, set()).add(zone)
-    assert missing == {}
-    assert windows.resolve_zones(phone="+19288711234", state="AZ")[0] == ["America/Phoenix", "America/Denver"]
-
-
-def test_compacting_keeps_a_prefix_only_where_its_state_differs_from_its_parents() -> None:
-    states = {"1201": "NJ", "1201200": "NJ", "1203": "CT", "12034": "NY", "120345": "CT", "1999": None, "19991": "TX"}
-    assert windows.compact_prefix_states(states) == {"1201": "NJ", "1203": "CT", "12034": "NY", "120345": "CT",
-                                                      "19991": "TX"}  # fmt: skip
-
-
-def test_the_geocoder_data_is_not_kept_in_memory() -> None:
-    # ~100 MiB per process for every country and language: read once for the US prefixes, then unloaded.
-    script = (
-        "import sys; from campaigns import windows; "
-        "print(windows.number_state('+18505550123'), 'phonenumbers.geodata' in sys.modules, "
-        "len(windows._exchange_states()))"
-    )
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout.split()
-    assert out[:2] == ["FL", "False"] and 1_000 < int(out[2]) < 10_000
-
-
 def test_texas_sunday_noon_and_utah_holidays_follow_the_shipped_data() -> None:
     texas = Recipient(("America/Chicago",), ("TX",))
     assert not windows.is_allowed(at(ZoneInfo("America/Chicago"), 2025, 7, 13, 11, 30), texas, US)
@@ -267,91 +189,10 @@ def test_australia_closes_sundays_and_national_holidays() -> None:
     assert windows.next_opening(saturday_evening, sydney, AU) == at(ZoneInfo("Australia/Sydney"), 2025, 4, 28, 9, 0)
 
 
-def test_zone_resolution_order() -> None:
-    assert windows.candidate_zones(phone="+12125550101", timezone="America/Denver", state="CA") == ["America/Denver"]
-    assert windows.candidate_zones(phone="+12125550101", state="tx") == ["America/Chicago", "America/Denver"]
-    assert windows.candidate_zones(phone="+12125550101") == ["America/New_York"]
-    assert windows.candidate_zones(phone="+15551234567", default_zone="America/Phoenix") == ["America/Phoenix"]
-    assert windows.candidate_zones(phone="+15551234567") == []
-
-
 def test_a_window_that_never_opens_gives_no_opening() -> None:
     closed = windows.custom_ruleset({"hours": {"mon": "09:00-10:00", "mon-sun": "closed"}})
     assert closed.rules[0].week == ((),) * 7  # later keys override earlier ones
     assert windows.next_opening(Z("2025-07-15T00:00Z"), NEW_YORK, closed) is None
-
-
-# --- rulesets as data ------------------------------------------------------------------------------------
-
-
-def test_shipped_rulesets_have_versions_and_a_citation_per_rule() -> None:
-    for name in ("us", "ca", "au"):
-        rs = ruleset(name)
-        assert rs.version and rs.source.endswith(f"{name}.toml")
-        assert all(rule.citation for rule in rs.rules)
-    assert {r.id for r in US.rules if not r.verified} == {"AL", "TX", "CT", "RI"}
-    assert windows.ruleset_names() >= {"none", "us", "ca", "au", "custom"}
-
-
-def test_a_ruleset_file_in_the_rulesets_dir_replaces_the_shipped_one(tmp_path: Path) -> None:
-    (tmp_path / "us.toml").write_text(
-        'name = "us"\nversion = "local-1"\n'
-        '[[rule]]\nid = "federal"\ncitation = "47 CFR 64.1200(c)(1)"\nhours = { daily = "08:00-21:00" }\n'
-        '[[rule]]\nid = "NY"\nstate = "NY"\ncitation = "a local correction"\nhours = { daily = "10:00-19:00" }\n'
-    )
-    (tmp_path / "uk.toml").write_text(
-        'name = "uk"\nversion = "1"\n[[rule]]\nid = "ofcom"\ncitation = "house rules"\n'
-        'hours = { mon-fri = "09:00-20:00", sat = "10:00-16:00" }\nholidays = { country = "GB", subdiv = "ENG" }\n'
-    )
-    found = windows.load_rulesets(str(tmp_path))
-    assert found["us"].version == "local-1" and found["us"].source == str(tmp_path / "us.toml")
-    new_yorker = Recipient(("America/New_York",), ("NY",))
-    assert not windows.is_allowed(at(NY, 2025, 7, 15, 9, 30), new_yorker, found["us"])
-    assert windows.is_allowed(at(NY, 2025, 7, 15, 9, 30), new_yorker, US)
-    london = Recipient(("Europe/London",))
-    assert not windows.is_allowed(at(ZoneInfo("Europe/London"), 2025, 12, 25, 12, 0), london, found["uk"])
-    assert found["ca"] is not None  # shipped rulesets not overridden stay
-
-
-@pytest.mark.parametrize(
-    ("text", "message"),
-    [
-        ('version = "1"\n[[rule]]\nid = "a"\ncitation = "c"\nhours = { daily = "08:00-21:00" }', "name: required"),
-        ('name = "x"\nversion = "1"', "at least one [[rule]]"),
-        ('name = "x"\nversion = "1"\n[[rule]]\nid = "a"\nhours = { daily = "08:00-21:00" }', "rule a.citation"),
-        ('name = "x"\nversion = "1"\n[[rule]]\nid = "a"\ncitation = "c"\nhours = { daily = "8-21" }', "hours.daily"),
-        ('name = "x"\nversion = "1"\n[[rule]]\nid = "a"\ncitation = "c"\nhours = { funday = "08:00-09:00" }',
-         "unknown day 'funday'"),
-        ('name = "x"\nversion = "1"\n[[rule]]\nid = "a"\ncitation = "c"\nhours = { daily = "21:00-08:00" }',
-         "non-empty span"),
-        ('name = "x"\nversion = "1"\n[[rule]]\nid = "a"\ncitation = "c"\nstate = "ZZ"\n'
-         'hours = { daily = "08:00-21:00" }',
-         "rule a.state"),
-        ('name = "x"\nversion = "1"\n[[rule]]\nid = "a"\ncitation = "c"\nzone = "Mars/Olympus"\n'
-         'hours = { daily = "08:00-21:00" }',
-         "rule a.zone"),
-        ('name = "x"\nversion = "1"\n[[rule]]\nid = "a"\ncitation = "c"\nhours = { daily = "08:00-21:00" }\n'
-         'holidays = { country = "XX" }', "holidays.country"),
-        ('name = "x"\nversion = "1"\n[[rule]]\nid = "a"\ncitation = "c"\nhours = { daily = "08:00-21:00" }\n'
-         "cap = { attempts = 0, hours = 24 }", "cap.attempts"),
-        ('name = "none"\nversion = "1"\n[[rule]]\nid = "a"\ncitation = "c"\nhours = { daily = "08:00-21:00" }',
-         "reserved"),
-        ("name = ", "not valid TOML"),
-    ],
-)  # fmt: skip
-def test_bad_ruleset_files_are_named_with_the_key(tmp_path: Path, text: str, message: str) -> None:
-    (tmp_path / "bad.toml").write_text(text)
-    with pytest.raises(windows.RulesetError) as error:
-        windows.load_rulesets(str(tmp_path))
-    assert str(tmp_path / "bad.toml") in str(error.value)
-    assert message in str(error.value)
-
-
-def test_custom_window_errors() -> None:
-    with pytest.raises(windows.RulesetError, match=r"custom_windows.hours.mon: '9-5' is not"):
-        windows.custom_ruleset({"hours": {"mon": "9-5"}})
-    with pytest.raises(windows.RulesetError, match="unknown key"):
-        windows.custom_ruleset({"hours": {"mon": "09:00-17:00"}, "zone": "Europe/London"})
 
 
 # --- properties ------------------------------------------------------------------------------------------

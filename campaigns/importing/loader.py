@@ -3,6 +3,10 @@
 The whole load runs in the caller's transaction: an import interrupted at any point (worker killed) leaves
 nothing behind, and running it again cannot duplicate anyone (the unique (campaign, recipient) index is the
 second guard). Progress is reported through a callback so it can be written on another connection.
+
+Rows are first staged in temp tables; the loader reports rows rejected by the parser, SMS rows without text and
+duplicates (within the file and against the campaign's events), then runs the staging hooks (see
+:class:`StagingHook`), then turns every staged row without an issue into an event.
 """
 
 from __future__ import annotations
@@ -14,18 +18,19 @@ import queue
 import re
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import IO, Any
+from typing import IO, Any, Final, Protocol
 
-from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from campaigns import metrics
-from campaigns.csv_source import CsvFileError, CsvLayout, ParsedRow, RowError, open_call_list
 from campaigns.ids import uuid7_hex
-from campaigns.models import Campaign, UploadChunk
+from campaigns.importing.call_list import CsvLayout, ParsedRow, RowError
+from campaigns.importing.reading import open_call_list
+from campaigns.models import Campaign
+from campaigns.states import Channel, EventStatus, ImportStatus
 from campaigns.suppression import mark_suppressed_rows
 
 CHUNK_ROWS = 20_000
@@ -33,11 +38,24 @@ PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z0-9_.\-]+)\s*\}\}")
 MAX_REPORTED_ISSUES = 1000
 
 Progress = Callable[[int], None]
-MarkSuppressed = Callable[[Session, uuid.UUID], None]
-"""Hook run after staging: marks staged rows whose number must not be contacted (do-not-contact lists).
 
-It inserts into the temp table ``import_staging_issues`` (row_number, col, value, reason, kind='suppressed').
-"""
+
+class StagingHook(Protocol):
+    """A check run on a call list once it is staged, before any staged row becomes an event.
+
+    Called with the session of the load and the campaign's id, after the loader's own checks. The staged rows
+    are in the temp table ``import_staging`` (id, row_number, phone, scheduled_at, timezone, state, body,
+    metadata, variables); a hook reports a row by inserting into ``import_staging_issues`` (row_number, col,
+    value, reason, kind) with kind ``rejected``, ``duplicate`` or ``suppressed``: such rows are not imported
+    and are counted under their kind. A hook may also change staged rows (recurring campaigns set each row's
+    due time). Rows already reported should keep their first issue, so that each row is counted once.
+    """
+
+    def __call__(self, session: Session, campaign_id: uuid.UUID, /) -> None: ...
+
+
+DEFAULT_STAGING_HOOKS: Final[tuple[StagingHook, ...]] = (mark_suppressed_rows,)
+"""What every upload runs: numbers on the do-not-contact list are reported as ``suppressed``, not imported."""
 
 
 @dataclass
@@ -192,20 +210,36 @@ def load_call_list(
     now: datetime,
     dry_run: bool = False,
     progress: Progress | None = None,
-    mark_suppressed: MarkSuppressed | None = mark_suppressed_rows,
+    hooks: Sequence[StagingHook] = DEFAULT_STAGING_HOOKS,
 ) -> ImportReport:
     """Import ``data`` into ``campaign`` inside the caller's transaction (``dry_run``: stage and count only).
 
-    Numbers on the do-not-contact list are skipped and reported as ``suppressed`` (``mark_suppressed``).
+    ``hooks`` run on the staged rows in order (see :class:`StagingHook`); by default numbers on the
+    do-not-contact list are skipped and reported as ``suppressed``.
 
     Raises ``CsvFileError`` for file-level problems; the caller rolls back, so nothing is created.
     """
     layout, items = open_call_list(data, default_region=campaign.default_region or "US")
+    return load_rows(session, campaign, layout, items, now=now, dry_run=dry_run, progress=progress, hooks=hooks)
+
+
+def load_rows(
+    session: Session,
+    campaign: Campaign,
+    layout: CsvLayout,
+    items: Iterator[ParsedRow | RowError],
+    *,
+    now: datetime,
+    dry_run: bool = False,
+    progress: Progress | None = None,
+    hooks: Sequence[StagingHook] = DEFAULT_STAGING_HOOKS,
+) -> ImportReport:
+    """:func:`load_call_list` for a file already opened with :func:`open_call_list` (its layout and rows)."""
     report = ImportReport(layout=layout)
     report.columns = [c for c in layout.columns if c != layout.phone_column]
     conn = _driver(session)
     rejected_rows: set[int] = set()
-    template = campaign.text if campaign.telnyx_conversation_channel == "sms_chat" else None
+    template = campaign.text if campaign.telnyx_conversation_channel == Channel.SMS_CHAT else None
     with conn.cursor() as cur:
         cur.execute("DROP TABLE IF EXISTS import_staging; DROP TABLE IF EXISTS import_staging_issues")
         cur.execute(STAGING)
@@ -224,7 +258,7 @@ def load_call_list(
             if progress is not None:
                 progress(seen)
         staged = cur.execute("SELECT count(*) FROM import_staging").fetchone()[0]
-        if campaign.telnyx_conversation_channel == "sms_chat":
+        if campaign.telnyx_conversation_channel == Channel.SMS_CHAT:
             cur.execute(
                 """INSERT INTO import_staging_issues
                    SELECT row_number, 'text', '', 'no text: give a text column or a campaign text template', 'rejected'
@@ -247,8 +281,8 @@ def load_call_list(
                                  WHERE i.row_number = s.row_number AND i.kind = 'duplicate')""",
             (campaign.id,),
         )
-        if mark_suppressed is not None:
-            mark_suppressed(session, campaign.id)
+        for hook in hooks:
+            hook(session, campaign.id)
         cur.execute(
             """DELETE FROM import_staging s USING import_staging_issues i
                WHERE i.row_number = s.row_number AND i.kind IN ('duplicate', 'suppressed', 'rejected')"""
@@ -264,7 +298,7 @@ def load_call_list(
                        created_at, updated_at, errors, max_retries_client_errors, retry_interval_secs, retry_count,
                        cancel_requested, campaign_id, source_row, state, ruleset, timezone, connection_id)
                    SELECT id, %(assistant)s, %(channel)s, phone, %(agent)s,
-                          coalesce(scheduled_at, %(start)s), 'pending', metadata, variables, body,
+                          coalesce(scheduled_at, %(start)s), %(pending)s, metadata, variables, body,
                           %(now)s, %(now)s, '[]'::jsonb, %(retries)s, %(interval)s, 0,
                           false, %(campaign)s, row_number, state, %(ruleset)s, timezone, %(connection)s
                    FROM import_staging
@@ -274,6 +308,7 @@ def load_call_list(
                     "channel": campaign.telnyx_conversation_channel,
                     "agent": campaign.telnyx_agent_target,
                     "start": campaign.start_at,
+                    "pending": EventStatus.PENDING.value,
                     "now": now,
                     "retries": campaign.max_retries_client_errors,
                     "interval": campaign.retry_interval_secs,
@@ -309,9 +344,10 @@ def load_call_list(
 
 
 def apply_report(campaign: Campaign, report: ImportReport, *, now: datetime) -> None:
+    """Record a finished import on its campaign (counts, columns, status) and in the metrics."""
     metrics.count_import(report.rows_accepted, report.rows_rejected, report.rows_duplicate, report.rows_suppressed)
     metrics.EVENTS_CREATED.labels(campaign.telnyx_conversation_channel, "import").inc(report.rows_accepted)
-    campaign.import_status = "completed"
+    campaign.import_status = ImportStatus.COMPLETED
     campaign.import_error = None
     campaign.columns = report.columns
     campaign.rows_total = report.rows_total
@@ -320,115 +356,3 @@ def apply_report(campaign: Campaign, report: ImportReport, *, now: datetime) -> 
     campaign.rows_duplicate = report.rows_duplicate
     campaign.rows_suppressed = report.rows_suppressed
     campaign.updated_at = now
-
-
-# --- uploads kept in PostgreSQL ---------------------------------------------------------------------------
-
-UPLOAD_CHUNK_BYTES = 4 * 1024 * 1024
-
-
-def store_upload(session: Session, campaign_id: uuid.UUID, data: IO[bytes]) -> int:
-    """Keep the uploaded file in the database so that any worker can import it. Returns its size."""
-    size = 0
-    seq = 0
-    while block := data.read(UPLOAD_CHUNK_BYTES):
-        session.add(UploadChunk(campaign_id=campaign_id, seq=seq, data=block))
-        size += len(block)
-        seq += 1
-        session.flush()
-    return size
-
-
-class UploadReader(io.RawIOBase):
-    """Reads a stored upload back, one chunk at a time (bounded memory)."""
-
-    def __init__(self, session: Session, campaign_id: uuid.UUID) -> None:
-        self.session = session
-        self.campaign_id = campaign_id
-        self.seq = 0
-        self.buffer = b""
-        self.done = False
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, target: Any) -> int:
-        while not self.buffer and not self.done:
-            block = self.session.scalar(
-                select(UploadChunk.data).where(UploadChunk.campaign_id == self.campaign_id, UploadChunk.seq == self.seq)
-            )
-            if block is None:
-                self.done = True
-            else:
-                self.buffer = bytes(block)
-                self.seq += 1
-        n = min(len(target), len(self.buffer))
-        target[:n] = self.buffer[:n]
-        self.buffer = self.buffer[n:]
-        return n
-
-
-def delete_upload(session: Session, campaign_id: uuid.UUID) -> None:
-    session.execute(text("DELETE FROM upload_chunks WHERE campaign_id = :id"), {"id": campaign_id})
-
-
-__all__ = [
-    "CsvFileError",
-    "ImportReport",
-    "UploadReader",
-    "apply_report",
-    "delete_upload",
-    "load_call_list",
-    "render_template",
-    "store_upload",
-]
-
-
-# --- orchestration ----------------------------------------------------------------------------------------
-
-
-def run_stored_import(
-    factory: Any,
-    campaign_id: uuid.UUID,
-    *,
-    now: Callable[[], datetime],
-    mark_suppressed: MarkSuppressed | None = mark_suppressed_rows,
-) -> str:
-    """Import a campaign's stored upload. Safe to run twice: one runs, the other finds it done or busy."""
-    from campaigns.db import unit_of_work
-
-    with unit_of_work(factory) as s:
-        campaign = s.get(Campaign, campaign_id, with_for_update=True)
-        if campaign is None or campaign.import_status in ("completed", "failed"):
-            return "nothing to do"
-        campaign.import_status = "running"
-
-    def progress(rows: int) -> None:
-        with unit_of_work(factory) as p:
-            p.execute(text("UPDATE campaigns SET rows_total = :n WHERE id = :id"), {"n": rows, "id": campaign_id})
-
-    try:
-        with unit_of_work(factory) as s, factory() as reader_session:
-            locked = s.execute(
-                text("SELECT pg_try_advisory_xact_lock(hashtextextended(:id, 0))"), {"id": str(campaign_id)}
-            ).scalar_one()
-            if not locked:
-                return "already running elsewhere"
-            campaign = s.get(Campaign, campaign_id)
-            assert campaign is not None
-            if campaign.import_status == "completed":
-                return "nothing to do"
-            data = io.BufferedReader(UploadReader(reader_session, campaign_id), buffer_size=1024 * 1024)
-            report = load_call_list(s, campaign, data, now=now(), progress=progress, mark_suppressed=mark_suppressed)
-            apply_report(campaign, report, now=now())
-            delete_upload(s, campaign_id)
-    except CsvFileError as exc:
-        with unit_of_work(factory) as s:
-            campaign = s.get(Campaign, campaign_id, with_for_update=True)
-            assert campaign is not None
-            campaign.import_status = "failed"
-            campaign.import_error = str(exc)
-            campaign.rows_total = 0
-            delete_upload(s, campaign_id)
-        return "failed"
-    return "completed"

@@ -1,4 +1,4 @@
-"""The CSV call-list parser, on real files (tests/data/csv, written as bytes) and on generated input.
+"""The CSV call-list reader, on real files (tests/data/csv, written as bytes) and on generated input.
 
 No database: none of the conftest server fixtures are used.
 """
@@ -8,7 +8,6 @@ from __future__ import annotations
 import codecs
 import csv
 import io
-import random
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -17,17 +16,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from campaigns import csv_source
-from campaigns.csv_source import (
-    CsvFileError,
-    CsvLayout,
-    ParsedRow,
-    RowError,
-    normalize_phone,
-    open_call_list,
-)
+from campaigns import phones
+from campaigns.importing import CsvFileError, CsvLayout, ParsedRow, RowError, open_call_list, reading
+from campaigns.importing import rows as csv_rows
+from campaigns.importing.call_list import MAX_REPORTED_VALUE
 
-DATA = Path(__file__).resolve().parent.parent / "data" / "csv"
+DATA = Path(__file__).resolve().parents[2] / "data" / "csv"
 
 Item = ParsedRow | RowError
 
@@ -117,8 +111,6 @@ def test_crlf_file_really_has_crlf() -> None:
 
 # --- row contents and row errors ---------------------------------------------------------------------------
 
-R = csv_source
-
 ROW_CASES: list[tuple[str, dict[str, Any], list[Item]]] = [
     (
         "quoted_newlines.csv",
@@ -144,18 +136,18 @@ ROW_CASES: list[tuple[str, dict[str, Any], list[Item]]] = [
             row(5, "+16175550100", variables={"city": "Boston"}),
             row(6, "+13125550111", variables={"city": "Chicago"}),
             row(7, "+442079460958", variables={"city": "London"}),
-            RowError(8, "Phone", "020 7946 0958", R.R_PHONE_TOO_LONG),  # a UK national number read as US
+            RowError(8, "Phone", "020 7946 0958", phones.R_PHONE_TOO_LONG),  # a UK national number read as US
         ],
     ),
     (
         "national_format.csv",
         {"default_region": "GB"},
         [
-            RowError(2, "Phone", "(212) 555-0199", R.R_PHONE_INVALID),
-            RowError(3, "Phone", "212-555-0123", R.R_PHONE_INVALID),
-            RowError(4, "Phone", "415.555.0142", R.R_PHONE_INVALID),
-            RowError(5, "Phone", "1 617 555 0100", R.R_PHONE_TOO_LONG),
-            RowError(6, "Phone", "3125550111", R.R_PHONE_INVALID),
+            RowError(2, "Phone", "(212) 555-0199", phones.R_PHONE_INVALID),
+            RowError(3, "Phone", "212-555-0123", phones.R_PHONE_INVALID),
+            RowError(4, "Phone", "415.555.0142", phones.R_PHONE_INVALID),
+            RowError(5, "Phone", "1 617 555 0100", phones.R_PHONE_TOO_LONG),
+            RowError(6, "Phone", "3125550111", phones.R_PHONE_INVALID),
             row(7, "+442079460958", variables={"city": "London"}),
             row(8, "+442079460958", variables={"city": "London"}),  # "020 7946 0958" is national in GB
         ],
@@ -164,13 +156,13 @@ ROW_CASES: list[tuple[str, dict[str, Any], list[Item]]] = [
         "national_format.csv",
         {"default_region": None},
         [
-            RowError(2, "Phone", "(212) 555-0199", R.R_PHONE_NO_REGION),
-            RowError(3, "Phone", "212-555-0123", R.R_PHONE_NO_REGION),
-            RowError(4, "Phone", "415.555.0142", R.R_PHONE_NO_REGION),
-            RowError(5, "Phone", "1 617 555 0100", R.R_PHONE_NO_REGION),
-            RowError(6, "Phone", "3125550111", R.R_PHONE_NO_REGION),
+            RowError(2, "Phone", "(212) 555-0199", phones.R_PHONE_NO_REGION),
+            RowError(3, "Phone", "212-555-0123", phones.R_PHONE_NO_REGION),
+            RowError(4, "Phone", "415.555.0142", phones.R_PHONE_NO_REGION),
+            RowError(5, "Phone", "1 617 555 0100", phones.R_PHONE_NO_REGION),
+            RowError(6, "Phone", "3125550111", phones.R_PHONE_NO_REGION),
             row(7, "+442079460958", variables={"city": "London"}),
-            RowError(8, "Phone", "020 7946 0958", R.R_PHONE_NO_REGION),
+            RowError(8, "Phone", "020 7946 0958", phones.R_PHONE_NO_REGION),
         ],
     ),
     (
@@ -185,23 +177,23 @@ ROW_CASES: list[tuple[str, dict[str, Any], list[Item]]] = [
                 state="NY",
                 variables={"first_name": "Ann"},
             ),
-            RowError(3, "phone", "+1 555 0100", R.R_PHONE_LOCAL_ONLY),
-            RowError(4, "phone", "+1 123 555 0199", R.R_PHONE_INVALID),
-            RowError(5, "phone", "hello", R.R_PHONE_NOT_A_NUMBER),
-            RowError(6, "phone", "+999 1234", R.R_PHONE_BAD_COUNTRY),
-            RowError(7, "timezone", "Mars/Olympus_Mons", R.R_TIMEZONE),
-            RowError(8, "scheduled_at", "next tuesday", R.R_SCHEDULED_AT),
-            RowError(9, "state", "XX", R.R_STATE),
+            RowError(3, "phone", "+1 555 0100", phones.R_PHONE_LOCAL_ONLY),
+            RowError(4, "phone", "+1 123 555 0199", phones.R_PHONE_INVALID),
+            RowError(5, "phone", "hello", phones.R_PHONE_NOT_A_NUMBER),
+            RowError(6, "phone", "+999 1234", phones.R_PHONE_BAD_COUNTRY),
+            RowError(7, "timezone", "Mars/Olympus_Mons", csv_rows.R_TIMEZONE),
+            RowError(8, "scheduled_at", "next tuesday", csv_rows.R_SCHEDULED_AT),
+            RowError(9, "state", "XX", csv_rows.R_STATE),
             RowError(10, "", "+12125550103,,,,Ida,extra", "row has 6 fields, the header has 5"),
             # row 11 is a blank line: skipped, still counted
             RowError(12, "", "+12125550104,,", "row has 3 fields, the header has 5"),
-            RowError(13, "phone", "12345", R.R_PHONE_TOO_SHORT),
-            RowError(13, "timezone", "Nowhere/Town", R.R_TIMEZONE),
-            RowError(13, "scheduled_at", "2025-02-30T10:00", R.R_SCHEDULED_AT),
-            RowError(13, "state", "Z9", R.R_STATE),
+            RowError(13, "phone", "12345", phones.R_PHONE_TOO_SHORT),
+            RowError(13, "timezone", "Nowhere/Town", csv_rows.R_TIMEZONE),
+            RowError(13, "scheduled_at", "2025-02-30T10:00", csv_rows.R_SCHEDULED_AT),
+            RowError(13, "state", "Z9", csv_rows.R_STATE),
             # row 14 is ",,,,": an empty spreadsheet row, skipped
-            RowError(15, "phone", "", R.R_PHONE_MISSING),
-            RowError(16, "phone", "+1 212 555 0199 ext. 12", R.R_PHONE_EXTENSION),
+            RowError(15, "phone", "", phones.R_PHONE_MISSING),
+            RowError(16, "phone", "+1 212 555 0199 ext. 12", phones.R_PHONE_EXTENSION),
             row(
                 17,
                 "+14155550123",
@@ -210,7 +202,7 @@ ROW_CASES: list[tuple[str, dict[str, Any], list[Item]]] = [
                 state="CA",  # written ca
                 variables={"first_name": "Mo"},
             ),
-            RowError(18, "scheduled_at", "0001-01-01T00:00:00+01:00", R.R_SCHEDULED_AT_RANGE),
+            RowError(18, "scheduled_at", "0001-01-01T00:00:00+01:00", csv_rows.R_SCHEDULED_AT_RANGE),
         ],
     ),
     ("header_only.csv", {}, []),
@@ -220,7 +212,7 @@ ROW_CASES: list[tuple[str, dict[str, Any], list[Item]]] = [
         {},
         [
             row(2, "+12125550199", variables={"first_name": "Ann"}),
-            RowError(3, "column 4", "oops", R.R_UNNAMED),
+            RowError(3, "column 4", "oops", csv_rows.R_UNNAMED),
         ],
     ),
 ]
@@ -359,7 +351,7 @@ def test_streaming_reads_a_bounded_prefix_then_streams() -> None:
     source = OneWay(data)
     layout, items = open_call_list(source)  # type: ignore[arg-type]
     assert layout.phone_column == "phone"
-    assert source.consumed <= csv_source.PROBE_BYTES
+    assert source.consumed <= reading.PROBE_BYTES
     first = [next(items) for _ in range(10)]
     assert [r.row_number for r in first] == list(range(2, 12))
     assert source.consumed <= 256 * 1024
@@ -369,7 +361,7 @@ def test_streaming_reads_a_bounded_prefix_then_streams() -> None:
 
 def test_nul_byte_after_the_probe_stops_the_iterator() -> None:
     data = big_file(10_000, b"+12125550199,bad\x00name\n+12125550199,after\n")
-    assert len(data) > csv_source.PROBE_BYTES
+    assert len(data) > reading.PROBE_BYTES
     _layout, items = open_call_list(io.BytesIO(data))
     count, error = collect_until_error(items)
     assert count == 10_000
@@ -420,11 +412,11 @@ def test_size_limit_smaller_than_the_probe() -> None:
 
 
 def test_a_huge_line_is_a_file_error_not_a_memory_problem() -> None:
-    data = b"phone,note\n+12125550199,ok\n+12125550199," + b"x" * (csv_source.MAX_LINE_CHARS + 10) + b"\n"
+    data = b"phone,note\n+12125550199,ok\n+12125550199," + b"x" * (csv_rows.MAX_LINE_CHARS + 10) + b"\n"
     _layout, items = open_call_list(io.BytesIO(data))
     count, error = collect_until_error(items)
     assert count == 1
-    assert str(error) == f"row 3 has a line longer than {csv_source.MAX_LINE_CHARS:,} characters"
+    assert str(error) == f"row 3 has a line longer than {csv_rows.MAX_LINE_CHARS:,} characters"
 
 
 def test_an_unbalanced_quote_is_a_file_error() -> None:
@@ -461,7 +453,7 @@ def test_a_quoted_field_over_several_lines_is_still_one_value() -> None:
 def test_header_longer_than_the_probe() -> None:
     names = [f"variable_{i:06d}" for i in range(6000)]  # ~100 KB header
     data = (",".join(["phone", *names]) + "\n+12125550199" + ",x" * len(names) + "\n").encode()
-    assert len(data) > csv_source.PROBE_BYTES
+    assert len(data) > reading.PROBE_BYTES
     layout, items = parse_bytes(data)
     assert layout.columns == ["phone", *names]
     assert len(items) == 1 and isinstance(items[0], ParsedRow)
@@ -469,7 +461,7 @@ def test_header_longer_than_the_probe() -> None:
 
 def test_no_line_break_in_the_first_megabyte() -> None:
     with pytest.raises(CsvFileError) as caught:
-        open_call_list(io.BytesIO(b"phone" + b",x" * csv_source.MAX_HEADER_BYTES))
+        open_call_list(io.BytesIO(b"phone" + b",x" * reading.MAX_HEADER_BYTES))
     assert str(caught.value) == (
         "no complete header row in the first 1,048,576 bytes (a missing line break or an unbalanced quote?)"
     )
@@ -497,7 +489,7 @@ def test_delimiter_is_the_one_that_finds_the_phone_column() -> None:
 def test_values_are_cut_in_reports() -> None:
     long_value = "x" * 1000
     _layout, items = parse_bytes(f"phone\n{long_value}\n".encode())
-    assert items == [RowError(2, "phone", "x" * (csv_source.MAX_REPORTED_VALUE - 1) + "…", R.R_PHONE_TOO_LONG)]
+    assert items == [RowError(2, "phone", "x" * (MAX_REPORTED_VALUE - 1) + "…", phones.R_PHONE_TOO_LONG)]
 
 
 def test_scheduled_at_forms() -> None:
@@ -519,94 +511,6 @@ def test_text_and_metadata() -> None:
         row(2, "+12125550199", text="Hi {{name}}", metadata={"Source": "web", "crm id": "7"}),
         row(3, "+14155550123", metadata={"Source": "", "crm id": ""}),
     ]
-
-
-# --- phone normalization: the fast path is exactly phonenumbers --------------------------------------------
-
-
-def test_fast_path_is_enabled_with_the_installed_metadata() -> None:
-    assert csv_source.PhoneNormalizer("US").fast_path_enabled
-
-
-SHAPES = (
-    "+1{a}{b}{c}",
-    "+1 {a} {b} {c}",
-    "+1-{a}-{b}-{c}",
-    "+1 ({a}) {b}-{c}",
-    "{a}{b}{c}",
-    "({a}) {b}-{c}",
-    "({a}){b}{c}",
-    "{a}-{b}-{c}",
-    "{a}.{b}.{c}",
-    "1{a}{b}{c}",
-    "1 ({a}) {b}-{c}",
-    "1-{a}-{b}-{c}",
-)
-
-
-def decision_prefixes() -> list[str]:
-    """Every cache key the fast path can ever use (its decision prefixes), by walking the digit trie."""
-    index = csv_source._nanp_index()
-    assert index is not None
-    found: list[str] = []
-
-    def decided(prefix: str) -> bool:
-        return all(
-            csv_source._decision_depth(index, prefix + d + "0" * (9 - len(prefix)), 4) <= len(prefix)
-            for d in "0123456789"
-        )
-
-    def walk(prefix: str) -> None:
-        if len(prefix) >= 4 and decided(prefix):
-            found.append(prefix)
-            return
-        for d in "0123456789":
-            walk(prefix + d)
-
-    for a in "23456789":
-        for b in "0123456789":
-            for c in "0123456789":
-                walk(a + b + c)
-    return found
-
-
-@pytest.mark.parametrize("region", ["US", None])
-def test_fast_path_agrees_with_phonenumbers_on_every_decision_prefix(region: str | None) -> None:
-    """For each cache key: the first number fills the cache, the second is answered from it; both must agree
-    with phonenumbers itself (validity really is decided by the prefix)."""
-    rnd = random.Random(20251121)
-    normalizer = csv_source.PhoneNormalizer(region)
-    prefixes = decision_prefixes()
-    assert 8_000 < len(prefixes) < 50_000
-    for prefix in prefixes:
-        for _ in range(2):
-            nsn = prefix + "".join(rnd.choice("0123456789") for _ in range(10 - len(prefix)))
-            value = rnd.choice(SHAPES).format(a=nsn[:3], b=nsn[3:6], c=nsn[6:])
-            expected, reason, _key = csv_source._slow_normalize(value, region)
-            assert normalizer(value) == (expected, reason), value
-
-
-@settings(max_examples=400, deadline=None)
-@given(
-    digits=st.text(alphabet="0123456789", min_size=10, max_size=10),
-    shape=st.sampled_from(SHAPES),
-    region=st.sampled_from(["US", "CA", "GB", None]),
-)
-def test_fast_path_agrees_with_phonenumbers(digits: str, shape: str, region: str | None) -> None:
-    value = shape.format(a=digits[:3], b=digits[3:6], c=digits[6:])
-    normalizer = csv_source.PhoneNormalizer(region)
-    expected, reason, _key = csv_source._slow_normalize(value, region)
-    assert normalizer(value) == (expected, reason)  # cold
-    assert normalizer(value) == (expected, reason)  # from the cache
-
-
-def test_normalize_phone() -> None:
-    assert normalize_phone(" (212) 555-0199 ") == ("+12125550199", "")
-    assert normalize_phone("") == (None, R.R_PHONE_MISSING)
-    assert normalize_phone("+1 555 0100") == (None, R.R_PHONE_LOCAL_ONLY)
-    assert normalize_phone("+44 20 7946 0958", default_region=None) == ("+442079460958", "")
-    full_width = "+1 212 555 0199".translate({ord(d): 0xFF10 + int(d) for d in "0123456789"})
-    assert normalize_phone(full_width) == ("+12125550199", "")  # not ASCII: the slow path
 
 
 # --- properties --------------------------------------------------------------------------------------------

@@ -6,12 +6,14 @@ import csv
 import io
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
 
 from sqlalchemy import select, tuple_
 from sqlalchemy.orm import Session
 
+from campaigns.clock import iso
+from campaigns.importing.call_list import SPECIAL_COLUMNS
 from campaigns.models import CallAttempt, Campaign, ImportIssue, ScheduledEvent
+from campaigns.states import EventStatus
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 RESULT_COLUMNS = [
@@ -39,10 +41,6 @@ def neutralize(value: object) -> str:
     return "'" + raw if raw.startswith(FORMULA_PREFIXES) else raw
 
 
-def _iso(value: datetime | None) -> str:
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z") if value else ""
-
-
 def _line(values: list[object]) -> str:
     out = io.StringIO()
     csv.writer(out, lineterminator="\r\n").writerow([neutralize(v) for v in values])
@@ -51,7 +49,7 @@ def _line(values: list[object]) -> str:
 
 def export_results(session: Session, campaign: Campaign) -> Iterator[str]:
     """One row per event: outcome, attempts, timing, errors and the row's own columns."""
-    variable_columns = [c for c in campaign.columns if c not in ("scheduled_at", "timezone", "state", "text")]
+    variable_columns = [c for c in campaign.columns if c not in SPECIAL_COLUMNS]
     yield _line([*RESULT_COLUMNS, *variable_columns])
     last: tuple[int, uuid.UUID] | None = None
     while True:
@@ -72,11 +70,11 @@ def export_results(session: Session, campaign: Campaign) -> Iterator[str]:
                     len(attempts),
                     attempts[-1].call_status or attempts[-1].last_status if attempts else "",
                     event.call_duration if event.call_duration is not None else "",
-                    _iso(attempts[0].attempted_at) if attempts else "",
-                    _iso(attempts[-1].attempted_at) if attempts else "",
+                    iso(attempts[0].attempted_at) or "" if attempts else "",
+                    iso(attempts[-1].attempted_at) or "" if attempts else "",
                     "; ".join(event.errors),
-                    event.deferred_reason or "" if event.status == "pending" else "",
-                    _iso(event.deferred_until) if event.status == "pending" else "",
+                    event.deferred_reason or "" if event.status == EventStatus.PENDING else "",
+                    iso(event.deferred_until) or "" if event.status == EventStatus.PENDING else "",
                     event.source_row or "",
                     event.id,
                     *[values.get(c, "") for c in variable_columns],
