@@ -22,7 +22,6 @@ from campaigns.events.store import (
     telnyx_filter,
 )
 from campaigns.events.validation import (
-    E164,
     MAX_INT32,
     MAX_STRING,
     SIP_REGIONS,
@@ -38,7 +37,6 @@ from campaigns.events.validation import (
 from campaigns.events.wire import TELNYX_CALL_STATUSES, serialize_event, serialize_telnyx_event, telnyx_call_status
 
 __all__ = [
-    "E164",
     "MAX_INT32",
     "MAX_STRING",
     "NOTIFY_CHANNEL",

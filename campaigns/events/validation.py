@@ -10,9 +10,9 @@ from typing import Any, TypeGuard
 
 from campaigns import windows
 from campaigns.errors import FieldError, ValidationFailed
+from campaigns.phones import E164
 from campaigns.states import CHANNELS, Channel
 
-E164 = re.compile(r"^\+[1-9]\d{1,14}$")
 SIP_URI = re.compile(r"^sips?:[^@\s]+@[^\s@]+$", re.IGNORECASE)
 SIP_REGIONS = ("US", "Europe", "Canada", "Australia", "Middle East")
 

@@ -7,12 +7,20 @@ from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
-from campaigns.states import EventStatus
+from campaigns.states import CallStatus, Channel, EventStatus
 from worker.api.schemas.common import PageMeta, RequestBody, ResponseBody, Timestamp, Uuid
 
-TelnyxEventStatus = Literal["pending", "in_progress", "completed", "failed"]
+TelnyxEventStatus = Literal[EventStatus.PENDING, EventStatus.IN_PROGRESS, EventStatus.COMPLETED, EventStatus.FAILED]
 """Telnyx's four (``campaigns.states.TELNYX_EVENT_STATUSES``; the SDK's ``EventStatus``)."""
-TelnyxCallStatus = Literal["busy", "canceled", "no-answer", "ringing", "completed", "failed", "in-progress"]
+TelnyxCallStatus = Literal[
+    CallStatus.BUSY,
+    CallStatus.CANCELED,
+    CallStatus.NO_ANSWER,
+    CallStatus.RINGING,
+    CallStatus.COMPLETED,
+    CallStatus.FAILED,
+    CallStatus.IN_PROGRESS,
+]
 """Telnyx's ``call_status`` values (``campaigns.events.TELNYX_CALL_STATUSES``; the SDK's ``CallAttempt``)."""
 SipRegion = Literal["US", "Europe", "Canada", "Australia", "Middle East"]
 MetadataValue = StrictStr | StrictInt | StrictBool
@@ -53,7 +61,7 @@ class _Event(ResponseBody):
 
 
 class _PhoneCall(_Event):
-    telnyx_conversation_channel: Literal["phone_call"]
+    telnyx_conversation_channel: Literal[Channel.PHONE_CALL]
     call_status: TelnyxCallStatus | None
     call_duration: int | None
     call_attempts: list[CallAttempt]
@@ -65,7 +73,7 @@ class _PhoneCall(_Event):
 
 
 class _Sms(_Event):
-    telnyx_conversation_channel: Literal["sms_chat"]
+    telnyx_conversation_channel: Literal[Channel.SMS_CHAT]
     text: str | None
 
 
@@ -112,7 +120,7 @@ class CallSettings(RequestBody):
 class ScheduledEventCreate(RequestBody):
     """Telnyx's create-event fields, plus the ``ruleset`` and ``timezone`` extensions."""
 
-    telnyx_conversation_channel: Literal["phone_call", "sms_chat"]
+    telnyx_conversation_channel: Channel
     telnyx_end_user_target: str = Field(description="The recipient: E.164 (+15551234567) or a SIP URI")
     telnyx_agent_target: str = Field(description="The number the assistant calls or texts from")
     scheduled_at_fixed_datetime: Timestamp = Field(description="ISO 8601; must be in the future")
