@@ -26,11 +26,11 @@ from rich.console import Console
 from rich.table import Table
 
 from campaigns.signatures import private_key_b64, public_key_b64
+from campaigns.states import CampaignStatus, Channel, EventStatus
 from worker.embedded import EmbeddedServers, free_port, wait_for_port
 
 EASTERN = ZoneInfo("America/New_York")
 TOKEN = "demo-token"  # noqa: S105 (a throwaway token for the demo's loopback api)
-TERMINAL = ("completed", "failed", "canceled")
 
 
 def _start_instant() -> datetime:
@@ -109,7 +109,7 @@ def _drive(console: Console, api_url: str, sample: bytes, timeout: float) -> int
     settings = {
         "name": "Appointment reminders (demo)",
         "assistant_id": "assistant-demo",
-        "telnyx_conversation_channel": "phone_call",
+        "telnyx_conversation_channel": Channel.PHONE_CALL,
         "telnyx_agent_target": "+15553456789",
         "max_retries_client_errors": 2,
         "retry_interval_secs": 900,
@@ -139,14 +139,14 @@ def _drive(console: Console, api_url: str, sample: bytes, timeout: float) -> int
         counts = body["counts"]
         line = (
             f"{app_now.astimezone(EASTERN):%H:%M} ET  "
-            f"pending {counts['pending']:>3}  in progress {counts['in_progress']:>3}  "
-            f"completed {counts['completed']:>3}  failed {counts['failed']:>3}  "
+            f"pending {counts[EventStatus.PENDING]:>3}  in progress {counts[EventStatus.IN_PROGRESS]:>3}  "
+            f"completed {counts[EventStatus.COMPLETED]:>3}  failed {counts[EventStatus.FAILED]:>3}  "
             f"attempts {sum(body['attempts'].values()):>3}"
         )
         if line[10:] != last_line[10:]:
             console.print(line)
             last_line = line
-        if body["status"] == "completed":
+        if body["status"] == CampaignStatus.COMPLETED:
             _summary(console, api, body)
             return 0
         time.sleep(0.5)

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+from worker.cli.common import database_runtime
+
+if TYPE_CHECKING:
+    from worker.runtime import Runtime
 
 app = typer.Typer(help="Recurring reminder campaigns triggered on a cron schedule.", no_args_is_help=True)
 
@@ -19,12 +24,10 @@ def _local(value: object, zone: str) -> str:
     return f"{value.astimezone(ZoneInfo(zone)):%Y-%m-%d %H:%M %Z}"
 
 
-def _sync() -> None:
+def _sync(rt: Runtime) -> None:
     """Read CAMPAIGNS_RECURRING_DIR into the database first, so the files just edited are what is shown."""
     from campaigns import recurring
-    from worker.runtime import get_runtime
 
-    rt = get_runtime()
     if rt.settings.recurring_dir:
         report = recurring.sync_directory(rt.sessions, Path(rt.settings.recurring_dir), now=rt.clock.now())
         for error in report.errors:
@@ -36,27 +39,19 @@ def list_() -> None:
     """Show every definition with its next run (in its own zone) and its last run."""
     from rich.console import Console
     from rich.table import Table
-    from sqlalchemy import select
 
     from campaigns import recurring
-    from campaigns.models import RecurringRun
-    from worker.cli import _require_database
-    from worker.runtime import get_runtime
 
-    _require_database()
-    _sync()
-    rt = get_runtime()
+    rt = database_runtime()
+    _sync(rt)
     table = Table(title="recurring definitions")
     for col in ("name", "cron", "zone", "next run", "last run", "last result", "source", "origin"):
         table.add_column(col)
     with rt.sessions() as s:
-        for row in recurring.list_definitions(s):
-            last = s.scalars(
-                select(RecurringRun)
-                .where(RecurringRun.definition_id == row.id)
-                .order_by(RecurringRun.started_at.desc(), RecurringRun.id.desc())
-                .limit(1)
-            ).first()
+        rows = recurring.list_definitions(s)
+        last_runs = recurring.last_runs(s, [row.id for row in rows])
+        for row in rows:
+            last = last_runs.get(row.id)
             table.add_row(
                 row.name,
                 row.cron,
@@ -104,12 +99,9 @@ def run_now(
     """Run a definition now; its schedule is unchanged."""
     from campaigns import recurring
     from campaigns.errors import Conflict, NotFound
-    from worker.cli import _require_database
-    from worker.runtime import get_runtime
 
-    _require_database()
-    _sync()
-    rt = get_runtime()
+    rt = database_runtime()
+    _sync(rt)
     try:
         result = recurring.run_now(
             rt.sessions,

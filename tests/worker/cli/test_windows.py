@@ -87,7 +87,7 @@ def test_import_with_custom_hours_and_a_campaign_cap(
     from sqlalchemy import select
 
     from campaigns.models import Campaign
-    from tests.worker.test_cli import DATA
+    from tests.worker.cli.test_campaigns import DATA
     from worker.runtime import reset_runtime
 
     monkeypatch.setenv("CAMPAIGNS_DATABASE_URL", database_url)

@@ -3,26 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
-if TYPE_CHECKING:
-    from worker.runtime import Runtime
+from worker.cli.common import database_runtime, reading_progress
 
 app = typer.Typer(help="The do-not-contact list: numbers that are never called or texted.", no_args_is_help=True)
 
 Region = Annotated[str, typer.Option(help="Region of numbers written without +country code")]
-
-
-def _runtime() -> Runtime:
-    from campaigns.settings import get_settings
-    from worker.runtime import get_runtime
-
-    if not get_settings().database_url:
-        typer.echo("CAMPAIGNS_DATABASE_URL is not set (or run `campaigns up`, which starts embedded servers)", err=True)
-        raise typer.Exit(2)
-    return get_runtime()
 
 
 @app.command()
@@ -35,7 +24,7 @@ def add(
     from campaigns import suppression
     from campaigns.db import unit_of_work
 
-    rt = _runtime()
+    rt = database_runtime()
     try:
         with unit_of_work(rt.sessions) as s:
             entry, created = suppression.add(s, number, now=rt.clock.now(), note=note, default_region=region)
@@ -55,7 +44,7 @@ def remove(
     from campaigns import suppression
     from campaigns.db import unit_of_work
 
-    rt = _runtime()
+    rt = database_runtime()
     try:
         e164 = suppression.normalize(number, default_region=region)
     except (suppression.InvalidPhone, ValueError) as exc:
@@ -80,29 +69,22 @@ def import_(
 ) -> None:
     """Add every number of a file (e.g. a national do-not-call registry download). Bad lines are reported."""
     from rich.console import Console
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
     from campaigns import suppression
     from campaigns.db import unit_of_work
 
-    rt = _runtime()
+    rt = database_runtime()
     console = Console(stderr=True)
     try:
         suppression.normalize("+12125550100", default_region=region)
     except ValueError as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console) as bar:
-        task = bar.add_task("reading lines", total=None)
-
-        def progress(lines: int) -> None:
-            bar.update(task, description=f"{lines:,} lines read")
-
-        with file.open("rb") as data, unit_of_work(rt.sessions) as s:
-            report = suppression.import_file(
-                s, data, now=rt.clock.now(), note=note, default_region=region, progress=progress
-            )
+    with reading_progress(console, "lines") as progress, file.open("rb") as data, unit_of_work(rt.sessions) as s:
+        report = suppression.import_file(
+            s, data, now=rt.clock.now(), note=note, default_region=region, progress=progress
+        )
     table = Table(title=f"do-not-contact import: {file.name}")
     for col in ("lines", "numbers", "added", "already listed", "duplicates", "invalid"):
         table.add_column(col, justify="right")
@@ -135,7 +117,7 @@ def list_(
     if reason is not None and reason not in suppression.REASONS:
         typer.echo(f"--reason must be one of {', '.join(suppression.REASONS)}", err=True)
         raise typer.Exit(2)
-    rt = _runtime()
+    rt = database_runtime()
     with rt.sessions() as s:
         rows, total = suppression.list_entries(s, reason=reason, page_size=max(1, limit))
         entries = [suppression.serialize(r) for r in rows]

@@ -8,9 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from campaigns.models import ScheduledEvent, Suppression
-from tests.worker.test_cli import cli_env, run
-
-__all__ = ["cli_env"]  # the fixture, imported for the tests below
+from tests.worker.cli.test_campaigns import run
 
 
 def listed(sessions: sessionmaker[Session]) -> dict[str, str]:

@@ -10,6 +10,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from worker.cli.common import parse_hours_option
+
 app = typer.Typer(help="Calling windows: explain a decision, list and show rulesets.", no_args_is_help=True)
 
 console = Console(highlight=False)
@@ -37,17 +39,6 @@ def _load(name: str, custom_hours: str | None) -> object:
         return windows.get_ruleset(name)
     except windows.RulesetError as exc:
         raise typer.BadParameter(str(exc)) from exc
-
-
-def parse_hours_option(spec: str) -> dict[str, str | list[str]]:
-    """``mon-fri=09:00-17:00,sat=10:00-14:00`` → ``{"mon-fri": "09:00-17:00", "sat": "10:00-14:00"}``."""
-    out: dict[str, str | list[str]] = {}
-    for part in spec.split(","):
-        day, sep, span = part.partition("=")
-        if not sep:
-            raise typer.BadParameter(f"--hours: {part!r} is not DAYS=HH:MM-HH:MM")
-        out[day.strip()] = span.strip()
-    return out
 
 
 @app.command("check")

@@ -4,18 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from tests.worker.test_simulator import AUTH, Receiver, assert_signed, receiver, simulator
+from tests.worker.simulator.support import AUTH, Receiver, assert_signed, simulator
 
-__all__ = ["receiver"]  # the fixture, imported for the tests below
 pytestmark = pytest.mark.anyio
 
 AGENT = "+15550000000"
 PATIENT = "+15550008888"
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 async def test_stop_reply_is_delivered_signed_and_blocks_later_messages(receiver: Receiver) -> None:

@@ -1,161 +1,28 @@
-"""The Telnyx simulator (a test double): request/response in-process, callbacks to a real local receiver."""
+"""The Telnyx-shaped endpoints and the control API, in-process; callbacks to a real local receiver."""
 
 from __future__ import annotations
 
 import asyncio
-import json
-import threading
-import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
-from urllib.parse import parse_qs
+from datetime import datetime
 
-import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from campaigns.signatures import (
-    SIGNATURE_HEADER,
-    TIMESTAMP_HEADER,
-    SignatureError,
-    load_public_key,
-    private_key_b64,
-    public_key_b64,
-    verify,
+from campaigns.signatures import SignatureError, private_key_b64, public_key_b64
+from tests.worker.simulator.support import (
+    KEY,
+    TEXML,
+    Received,
+    Receiver,
+    assert_signed,
+    dial_body,
+    eventually,
+    fast_config,
+    simulator,
+    texml_body,
 )
-from worker.simulator import SimulatorConfig, create_app, parse_mix
 
 pytestmark = pytest.mark.anyio
-
-KEY = Ed25519PrivateKey.generate()
-AUTH = {"Authorization": "Bearer test-key"}
-TEXML = "/v2/texml/ai_calls/texml-app-1"
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-# -- a real HTTP receiver on 127.0.0.1 ------------------------------------------------------------------
-
-
-@dataclass
-class Received:
-    path: str
-    headers: dict[str, str]
-    body: bytes
-
-    def form(self) -> dict[str, str]:
-        return {k: v[0] for k, v in parse_qs(self.body.decode(), keep_blank_values=True).items()}
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
-@dataclass
-class Receiver:
-    url: str = ""
-    requests: list[Received] = field(default_factory=list)
-    fail_next: int = 0
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def on(self, path_prefix: str) -> list[Received]:
-        with self.lock:
-            return [r for r in self.requests if r.path.startswith(path_prefix)]
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    state = Receiver()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("content-length", "0")))
-            with state.lock:
-                state.requests.append(Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body))
-                failing = state.fail_next > 0
-                state.fail_next -= int(failing)
-            self.send_response(500 if failing else 200)
-            self.send_header("content-length", "0")
-            self.end_headers()
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    state.url = f"http://127.0.0.1:{server.server_address[1]}"
-    try:
-        yield state
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-async def eventually(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Poll ``condition`` (yielding to the simulator's tasks) until true or the deadline passes."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met before the deadline")
-        await asyncio.sleep(0.01)
-
-
-def assert_signed(request: Received) -> None:
-    verify(
-        load_public_key(public_key_b64(KEY)),
-        signature=request.headers.get(SIGNATURE_HEADER),
-        timestamp=request.headers.get(TIMESTAMP_HEADER),
-        body=request.body,
-        real_now=datetime.now(UTC),
-    )
-
-
-def fast_config(**overrides: Any) -> SimulatorConfig:
-    values: dict[str, Any] = {
-        "ring_delay": 0.01,
-        "talk_delay": 0.01,
-        "private_key_b64": private_key_b64(KEY),
-        "response_delay_on_timeout": 5.0,
-    }
-    values.update(overrides)
-    return SimulatorConfig(**values)
-
-
-@asynccontextmanager
-async def simulator(config: SimulatorConfig | None = None) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(config or fast_config())
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://sim", headers=AUTH) as client:
-            yield client
-
-
-def texml_body(to: str, callback: str | None) -> dict[str, Any]:
-    body: dict[str, Any] = {"From": "+15550000000", "To": to, "AIAssistantId": "assistant-1"}
-    if callback is not None:
-        body["StatusCallback"] = callback
-    return body
-
-
-def dial_body(to: str, webhook_url: str, command_id: str | None = None) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "connection_id": "cc-1",
-        "from": "+15550000000",
-        "to": to,
-        "webhook_url": webhook_url,
-        "client_state": "c3RhdGU=",
-        "assistant": {"id": "assistant-1", "dynamic_variables": {"name": "Ada"}},
-    }
-    if command_id is not None:
-        body["command_id"] = command_id
-    return body
 
 
 # -- TeXML ----------------------------------------------------------------------------------------------
@@ -506,84 +373,3 @@ async def test_v2_requires_bearer_token(headers: dict[str, str]) -> None:
         log = (await client.get("/_simulator/calls")).json()["data"]
         assert [e["status_code"] for e in log] == [401, 401]
         assert all(e["provider_id"] is None for e in log)
-
-
-# -- parse_mix ------------------------------------------------------------------------------------------
-
-
-def test_parse_mix_valid() -> None:
-    assert parse_mix("completed=0.6, busy=0.2,no-answer=0.2") == {
-        "completed": 0.6,
-        "busy": 0.2,
-        "no-answer": 0.2,
-    }
-
-
-@pytest.mark.parametrize(
-    ("text", "named"),
-    [
-        ("", "empty"),
-        ("completed", "'completed'"),
-        ("completed=0.5,,busy=0.5", "item 2"),
-        ("completed=lots", "'lots'"),
-        ("completed=0.5,ghosted=0.5", "'ghosted'"),
-        ("completed=-1", "'completed'"),
-        ("busy=0.5,busy=0.5", "'busy'"),
-        ("busy=0,completed=0", "zero"),
-        ("=1", "'=1'"),
-    ],
-)
-def test_parse_mix_errors_name_the_bad_part(text: str, named: str) -> None:
-    with pytest.raises(ValueError, match=named):
-        parse_mix(text)
-
-
-def test_create_app_rejects_bad_config() -> None:
-    with pytest.raises(ValueError, match="ghosted"):
-        create_app(fast_config(mix={"ghosted": 1.0}))
-    with pytest.raises(ValueError, match="private_key_b64"):
-        create_app(fast_config(private_key_b64="not-a-key"))
-
-
-async def test_callbacks_beyond_the_in_flight_limit_wait_and_all_arrive() -> None:
-    """A slow receiver never sees more than the in-flight limit at once, and every queued callback still arrives."""
-    from worker.simulator import _CALLBACK_CONCURRENCY
-
-    calls = _CALLBACK_CONCURRENCY * 2
-    lock = threading.Lock()
-    seen = {"now": 0, "max": 0, "total": 0}
-
-    class Slow(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            self.rfile.read(int(self.headers.get("content-length", "0")))
-            with lock:
-                seen["now"] += 1
-                seen["max"] = max(seen["max"], seen["now"])
-            time.sleep(0.02)  # a slow receiver (not waiting for work): keeps requests overlapping
-            with lock:
-                seen["now"] -= 1
-                seen["total"] += 1
-            self.send_response(200)
-            self.send_header("content-length", "0")
-            self.end_headers()
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    class Server(ThreadingHTTPServer):
-        request_queue_size = 1024  # every connection the simulator opens is accepted, none refused
-
-    server = Server(("127.0.0.1", 0), Slow)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{server.server_address[1]}/slow"
-    try:
-        async with simulator(fast_config(ring_delay=0.0, talk_delay=0.0)) as client:
-            dials = [client.post("/v2/calls", json=dial_body(f"+1555100{i:04d}", url)) for i in range(calls)]
-            assert {r.status_code for r in await asyncio.gather(*dials)} == {200}
-            await eventually(lambda: seen["total"] == calls * 3, timeout=30)
-    finally:
-        server.shutdown()
-        server.server_close()
-    assert seen["max"] <= _CALLBACK_CONCURRENCY
-    assert seen["max"] > 1  # callbacks do overlap: the limit, not the receiver, bounded them

@@ -4,27 +4,16 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
 
 from campaigns.models import Campaign, ScheduledEvent
 from worker.cli import app
-from worker.runtime import reset_runtime
 
-DATA = Path(__file__).resolve().parent.parent / "data" / "campaigns"
-
-
-@pytest.fixture
-def cli_env(database_url: str, monkeypatch: pytest.MonkeyPatch, sessions: sessionmaker[Session]) -> Iterator[None]:
-    monkeypatch.setenv("CAMPAIGNS_DATABASE_URL", database_url)
-    reset_runtime()
-    yield
-    reset_runtime()
+DATA = Path(__file__).resolve().parents[2] / "data" / "campaigns"
 
 
 def run(*args: str) -> tuple[int, str, str]:

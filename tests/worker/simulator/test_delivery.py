@@ -1,0 +1,59 @@
+"""Callback delivery: the in-flight limit of the lanes."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from tests.worker.simulator.support import dial_body, eventually, fast_config, simulator
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_callbacks_beyond_the_in_flight_limit_wait_and_all_arrive() -> None:
+    """A slow receiver never sees more than the in-flight limit at once, and every queued callback still arrives."""
+    from worker.simulator.delivery import CALLBACK_CONCURRENCY
+
+    calls = CALLBACK_CONCURRENCY * 2
+    lock = threading.Lock()
+    seen = {"now": 0, "max": 0, "total": 0}
+
+    class Slow(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("content-length", "0")))
+            with lock:
+                seen["now"] += 1
+                seen["max"] = max(seen["max"], seen["now"])
+            time.sleep(0.02)  # a slow receiver (not waiting for work): keeps requests overlapping
+            with lock:
+                seen["now"] -= 1
+                seen["total"] += 1
+            self.send_response(200)
+            self.send_header("content-length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    class Server(ThreadingHTTPServer):
+        request_queue_size = 1024  # every connection the simulator opens is accepted, none refused
+
+    server = Server(("127.0.0.1", 0), Slow)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/slow"
+    try:
+        async with simulator(fast_config(ring_delay=0.0, talk_delay=0.0)) as client:
+            dials = [client.post("/v2/calls", json=dial_body(f"+1555100{i:04d}", url)) for i in range(calls)]
+            assert {r.status_code for r in await asyncio.gather(*dials)} == {200}
+            await eventually(lambda: seen["total"] == calls * 3, timeout=30)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert seen["max"] <= CALLBACK_CONCURRENCY
+    assert seen["max"] > 1  # callbacks do overlap: the limit, not the receiver, bounded them

@@ -1,0 +1,180 @@
+"""The commands that run a component (api, worker, scheduler, beat, simulator), all of them together (``up``,
+``demo``), or the migrations.
+
+Imports are deferred into each command so that ``campaigns --help`` and the light commands start fast and a
+component loads only what it runs (``worker`` imports Celery, ``api`` FastAPI).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from worker.cli.common import configure_logging
+
+
+def migrate() -> None:
+    """Apply the database migrations (alembic upgrade head)."""
+    from campaigns.settings import get_settings
+    from worker.migrate import upgrade
+
+    if not get_settings().database_url:
+        raise typer.BadParameter("CAMPAIGNS_DATABASE_URL is not set")
+    upgrade(get_settings().database_url)
+    typer.echo("database is at the latest migration")
+
+
+def api(
+    host: Annotated[str, typer.Option(help="Interface to bind")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on")] = 8000,
+    workers: Annotated[
+        int, typer.Option(min=1, help="API processes sharing the port (one process is GIL-bound on webhooks)")
+    ] = 1,
+) -> None:
+    """Run the HTTP API (Telnyx-compatible scheduled events, webhooks, /metrics)."""
+    from campaigns.settings import get_settings
+    from worker import metrics_server
+
+    if workers > 1:
+        metrics_server.prepare_multiprocess()  # before prometheus_client is imported: /metrics sums every process
+    import uvicorn
+
+    configure_logging()
+    if not get_settings().api_token and host not in ("127.0.0.1", "localhost", "::1"):
+        typer.echo("refusing to bind a non-loopback address without CAMPAIGNS_API_TOKEN", err=True)
+        raise typer.Exit(2)
+    if workers > 1:
+        uvicorn.run("worker.api:create_app", factory=True, host=host, port=port, workers=workers, log_level="warning")
+        return
+    from worker.api import create_app
+
+    uvicorn.run(create_app(), host=host, port=port, log_level="warning")
+
+
+MetricsPort = Annotated[
+    int | None, typer.Option(help="Serve /metrics and /healthz on this port (default: CAMPAIGNS_METRICS_PORT)")
+]
+
+
+def scheduler(metrics_port: MetricsPort = None) -> None:
+    """Run the scheduler loop (claims due events and hands them to the workers)."""
+    from campaigns.settings import get_settings
+    from worker import scheduler as loop
+
+    configure_logging()
+    settings = get_settings()
+    loop.main(metrics_port=metrics_port or settings.metrics_port, metrics_host=settings.metrics_host)
+
+
+def worker(
+    concurrency: Annotated[int, typer.Option(help="Worker threads/processes")] = 8,
+    pool: Annotated[str, typer.Option(help="Celery pool: threads or prefork")] = "threads",
+    metrics_port: MetricsPort = None,
+) -> None:
+    """Run a Celery worker (dispatch, reconcile)."""
+    from campaigns.settings import get_settings
+    from worker import metrics_server
+
+    if pool == "prefork":
+        metrics_server.prepare_multiprocess()  # before prometheus_client is imported: children write files
+    from worker.celery_app import app as celery
+
+    configure_logging()
+    settings = get_settings()
+    if metrics_port or settings.metrics_port:
+        metrics_server.serve_metrics(metrics_port or settings.metrics_port or 0, settings.metrics_host)
+    if pool != "prefork":  # prefork children warm up after the fork (worker.celery_app)
+        from worker.runtime import warm_up
+
+        try:
+            warm_up()
+        except Exception as exc:  # the database may be down at start: the first task builds it and reports
+            typer.echo(f"warm-up failed ({exc!r}); the first task will retry", err=True)
+    celery.worker_main(["worker", "--loglevel=INFO", f"--pool={pool}", f"--concurrency={concurrency}",
+                        "--without-gossip", "--without-mingle"])  # fmt: skip
+
+
+def beat(
+    schedule: Annotated[Path | None, typer.Option(help="Where beat keeps its schedule state")] = None,
+) -> None:
+    """Run Celery beat (periodic reconciliation)."""
+    import tempfile
+
+    from worker.celery_app import app as celery
+
+    configure_logging()
+    path = schedule or Path(tempfile.gettempdir()) / f"campaigns-beat-{os.getpid()}"
+    celery.start(["beat", "--loglevel=INFO", f"--schedule={path}"])
+
+
+def simulator(
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 8081,
+    mix: Annotated[str | None, typer.Option(help="Random outcomes, e.g. completed=0.6,busy=0.2,no-answer=0.2")] = None,
+    ring_delay: Annotated[float, typer.Option(help="Real seconds before the outcome")] = 0.2,
+    talk_delay: Annotated[float, typer.Option(help="Real seconds a completed call lasts")] = 0.5,
+    seed: Annotated[int | None, typer.Option()] = None,
+    callbacks: Annotated[bool, typer.Option("--callbacks/--no-callbacks", help="Send status callbacks")] = True,
+) -> None:
+    """Run the Telnyx simulator (a test double speaking the Telnyx wire format)."""
+    from worker import simulator as sim
+
+    config = sim.SimulatorConfig(
+        ring_delay=ring_delay,
+        talk_delay=talk_delay,
+        mix=sim.parse_mix(mix) if mix else None,
+        seed=seed,
+        callbacks=callbacks,
+    )
+    sim.run(host=host, port=port, config=config)
+
+
+def up(
+    port: Annotated[int, typer.Option(help="API port")] = 8000,
+    with_beat: Annotated[bool, typer.Option("--beat/--no-beat", help="Also run beat")] = True,
+    data_dir: Annotated[Path, typer.Option(help="Embedded servers' data (when none configured)")] = Path(
+        ".campaigns-data"
+    ),
+) -> None:
+    """Run api + scheduler + worker (+ beat) as one supervised process group."""
+    from contextlib import ExitStack
+
+    from campaigns.clock import utcnow_real
+    from worker.embedded import EmbeddedServers
+    from worker.migrate import upgrade
+    from worker.supervisor import Child, Supervisor, component_argv
+
+    env = dict(os.environ)
+    env.setdefault("CAMPAIGNS_TIME_WARP_ORIGIN", utcnow_real().isoformat())
+    env.setdefault("CAMPAIGNS_PUBLIC_BASE_URL", f"http://127.0.0.1:{port}")
+    with ExitStack() as stack:
+        if not env.get("CAMPAIGNS_DATABASE_URL") or not env.get("CAMPAIGNS_REDIS_URL"):
+            servers = stack.enter_context(EmbeddedServers(directory=data_dir.resolve(), keep_data=True))
+            env.setdefault("CAMPAIGNS_DATABASE_URL", servers.database_url)
+            env.setdefault("CAMPAIGNS_REDIS_URL", servers.redis_url)
+            typer.echo(f"embedded servers: {env['CAMPAIGNS_DATABASE_URL']} {env['CAMPAIGNS_REDIS_URL']}")
+        upgrade(env["CAMPAIGNS_DATABASE_URL"])
+        # One metrics port per component: the scheduler gets CAMPAIGNS_METRICS_PORT, the worker the next one.
+        metrics = env.pop("CAMPAIGNS_METRICS_PORT", None)
+        children = [
+            Child("api", component_argv("api", "--port", str(port))),
+            Child("scheduler", component_argv("scheduler", *(["--metrics-port", metrics] if metrics else []))),
+            Child("worker", component_argv("worker", *(["--metrics-port", str(int(metrics) + 1)] if metrics else []))),
+        ]
+        if with_beat:
+            children.append(Child("beat", component_argv("beat")))
+        typer.echo(f"campaigns up: api on http://127.0.0.1:{port} (Ctrl-C stops everything)")
+        code = Supervisor(children, env=env).run()
+    raise typer.Exit(code)
+
+
+def demo(
+    warp: Annotated[float, typer.Option(help="App seconds per real second")] = 360.0,
+) -> None:
+    """Run a whole campaign on embedded servers and the simulator; exits 0 when every event is terminal."""
+    from worker.demo import run_demo
+
+    raise typer.Exit(run_demo(warp=warp))

@@ -1,0 +1,255 @@
+"""Signed status callbacks and webhooks: what each call and message sends back, and how it is delivered.
+
+Callbacks for one call are sent sequentially by one background task per call, over a fixed set of outgoing
+clients ("lanes"); each is signed with the simulator's Ed25519 key the way Telnyx signs, and retried like
+Telnyx retries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid
+from collections.abc import Callable, Coroutine
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+
+from campaigns.clock import iso, utcnow_real
+from campaigns.provider import tls_context
+from campaigns.signatures import SIGNATURE_HEADER, TIMESTAMP_HEADER, public_key_b64, sign
+from campaigns.states import CallStatus, MessageStatus
+from worker.simulator.config import SimulatorConfig, load_private_key
+from worker.simulator.state import Call, now_iso
+
+log = logging.getLogger(__name__)
+
+# Terminal call status -> (hangup cause, hangup source), shared by TeXML callbacks and Call Control webhooks.
+HANGUP: dict[str, tuple[str, str]] = {
+    CallStatus.COMPLETED: ("normal_clearing", "callee"),
+    CallStatus.BUSY: ("user_busy", "callee"),
+    CallStatus.NO_ANSWER: ("timeout", "unknown"),
+    CallStatus.FAILED: ("call_rejected", "unknown"),
+    CallStatus.CANCELED: ("originator_cancel", "caller"),
+}
+MESSAGE_ERRORS: dict[str, dict[str, str]] = {
+    MessageStatus.DELIVERY_FAILED: {"code": "40008", "title": "Undeliverable", "detail": "Simulated delivery failure."},
+    MessageStatus.SENDING_FAILED: {"code": "40001", "title": "Not routable", "detail": "Simulated sending failure."},
+}
+# Telnyx wants a webhook answered within 2 s; be more forgiving so a loaded benchmark box is not punished.
+CALLBACK_TIMEOUT = httpx.Timeout(5.0, pool=None)
+# Callbacks in flight at once, each on its own single-connection client (a "lane"). httpcore scans every pooled
+# connection (and polls its socket) for every request, and every queued request on each change, so one shared
+# pool costs O(connections) or worse per callback: 79% of the simulator's CPU with a deep queue, and still its
+# bottleneck at 64 connections. Callbacks beyond this many wait for a free lane.
+CALLBACK_CONCURRENCY = 32
+LANE_LIMITS = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+RETRY_BACKOFF_SECS = 0.2
+
+
+def _json_dumps(value: object) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
+class Delivery:
+    """The background callback machinery of one simulator app. Raises ``ValueError`` for a bad private key."""
+
+    def __init__(self, config: SimulatorConfig) -> None:
+        self.config = config
+        self.key = load_private_key(config.private_key_b64)
+        self.public_key = public_key_b64(self.key)
+        self.account_sid = str(uuid.uuid4())
+        self.tasks: set[asyncio.Task[None]] = set()
+        self._lanes: asyncio.Queue[httpx.AsyncClient] | None = None
+        self._clients: list[httpx.AsyncClient] = []
+
+    # -- background work ---------------------------------------------------------------------------
+
+    def spawn(self, coro: Coroutine[Any, Any, None], what: str) -> None:
+        """Run ``coro`` in the background, keeping a reference so it is not garbage-collected."""
+        task = asyncio.get_running_loop().create_task(self._guarded(coro, what))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        # A task cancelled before its first step never awaits ``coro``; closing it avoids the warning.
+        task.add_done_callback(lambda _task: coro.close())
+
+    @staticmethod
+    async def _guarded(coro: Coroutine[Any, Any, None], what: str) -> None:
+        try:
+            await coro
+        except Exception:
+            log.exception("simulator background work failed: %s", what)
+
+    def cancel_pending(self) -> None:
+        """Stop every pending callback (``POST /_simulator/reset``)."""
+        for task in self.tasks:
+            task.cancel()
+
+    def lanes(self) -> asyncio.Queue[httpx.AsyncClient]:
+        """The free outgoing clients, created on first use inside the running loop."""
+        if self._lanes is None:
+            # trust_env=False: callbacks go to local or cluster-internal URLs, never through a proxy.
+            self._clients = [
+                httpx.AsyncClient(timeout=CALLBACK_TIMEOUT, limits=LANE_LIMITS, trust_env=False, verify=tls_context())
+                for _ in range(CALLBACK_CONCURRENCY)
+            ]
+            self._lanes = asyncio.Queue()
+            for client in self._clients:
+                self._lanes.put_nowait(client)
+        return self._lanes
+
+    async def close(self) -> None:
+        """Cancel pending callbacks and close the outgoing client."""
+        tasks = list(self.tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for client in self._clients:
+            await client.aclose()
+        self._clients = []
+        self._lanes = None  # a later loop makes its own
+
+    # -- sending -------------------------------------------------------------------------------------
+
+    async def deliver(self, url: str, content_type: str, make_body: Callable[[int], bytes]) -> None:
+        """POST a signed callback, trying up to ``webhook_retries`` times; ``make_body(attempt)`` gives bytes."""
+        if not self.config.callbacks:
+            return
+        tries = max(1, self.config.webhook_retries)
+        problem = ""
+        for attempt in range(1, tries + 1):
+            body = make_body(attempt)
+            timestamp = str(int(utcnow_real().timestamp()))
+            headers = {
+                "content-type": content_type,
+                SIGNATURE_HEADER: sign(self.key, timestamp, body),
+                TIMESTAMP_HEADER: timestamp,
+            }
+            try:
+                lanes = self.lanes()
+                client = await lanes.get()
+                try:
+                    response = await client.post(url, content=body, headers=headers)
+                finally:
+                    lanes.put_nowait(client)
+            except (httpx.HTTPError, httpx.InvalidURL) as exc:
+                problem = f"{type(exc).__name__}: {exc}"
+            else:
+                if response.is_success:
+                    return
+                problem = f"HTTP {response.status_code}"
+            if attempt < tries:
+                await asyncio.sleep(RETRY_BACKOFF_SECS * attempt)
+        log.warning("simulator gave up on a callback to %s after %d tries: %s", url, tries, problem)
+
+    async def deliver_event(self, url: str | None, event_type: str, payload: dict[str, Any]) -> None:
+        """Send one JSON webhook in the Telnyx event envelope (same event id on every try)."""
+        if url is None:
+            return
+        data = {
+            "record_type": "event",
+            "event_type": event_type,
+            "id": str(uuid.uuid4()),
+            "occurred_at": now_iso(),
+            "payload": payload,
+        }
+
+        def body(attempt: int) -> bytes:
+            return _json_dumps({"data": data, "meta": {"attempt": attempt, "delivered_to": url}})
+
+        await self.deliver(url, "application/json", body)
+
+    # -- what a call or message sends back ------------------------------------------------------------
+
+    async def run_texml_call(self, call: Call, status: CallStatus, url: str | None) -> None:
+        """Form-encoded status callbacks: initiated, ringing, then the outcome (in-progress first if answered)."""
+
+        async def send(call_status: CallStatus, sequence: int, extra: dict[str, str] | None = None) -> None:
+            if url is None:
+                return
+            fields = {
+                "AccountSid": self.account_sid,
+                "CallSid": call.call_control_id,
+                "CallControlId": call.call_control_id,
+                "CallSessionId": call.call_session_id,
+                "ConnectionId": call.connection_id,
+                "From": call.from_,
+                "To": call.to,
+                "CallStatus": call_status,
+                "SequenceNumber": str(sequence),
+                "Timestamp": now_iso(),
+                **(extra or {}),
+            }
+            body = urlencode(fields).encode()
+            await self.deliver(url, "application/x-www-form-urlencoded", lambda _attempt: body)
+
+        def terminal() -> dict[str, str]:
+            cause, source = HANGUP[status]
+            return {
+                "CallDuration": str(call.call_duration or 0),
+                "EndTime": now_iso(),
+                "HangupCause": cause,
+                "HangupSource": source,
+            }
+
+        await send(CallStatus.INITIATED, 0)
+        await send(CallStatus.RINGING, 1)
+        await asyncio.sleep(self.config.ring_delay)
+        if status != CallStatus.COMPLETED:
+            call.hang_up(status, self.config.call_duration_secs)
+            await send(status, 2, terminal())
+            return
+        answered_at = now_iso()
+        await send(CallStatus.IN_PROGRESS, 2, {"AnsweredTime": answered_at})
+        await asyncio.sleep(self.config.talk_delay)
+        call.hang_up(status, self.config.call_duration_secs)
+        await send(CallStatus.COMPLETED, 3, {"AnsweredTime": answered_at, **terminal()})
+
+    async def run_call_control_call(
+        self, call: Call, status: CallStatus, url: str | None, client_state: str | None
+    ) -> None:
+        """JSON webhooks: call.initiated, call.answered (completed calls only), call.hangup."""
+
+        def payload(state: str) -> dict[str, Any]:
+            return {
+                "call_control_id": call.call_control_id,
+                "call_leg_id": call.call_leg_id,
+                "call_session_id": call.call_session_id,
+                "connection_id": call.connection_id,
+                "from": call.from_,
+                "to": call.to,
+                "direction": "outgoing",
+                "client_state": client_state,
+                "state": state,
+            }
+
+        await self.deliver_event(url, "call.initiated", payload("bridging"))
+        await asyncio.sleep(self.config.ring_delay)
+        if status == CallStatus.COMPLETED:
+            await self.deliver_event(url, "call.answered", payload("answered"))
+            await asyncio.sleep(self.config.talk_delay)
+        call.hang_up(status, self.config.call_duration_secs)
+        cause, source = HANGUP[status]
+        hangup = payload("hangup") | {
+            "hangup_cause": cause,
+            "hangup_source": source,
+            "start_time": iso(call.started_at),
+            "end_time": now_iso(),
+        }
+        await self.deliver_event(url, "call.hangup", hangup)
+
+    async def run_message(self, message: dict[str, Any], status: MessageStatus, url: str | None) -> None:
+        """JSON webhooks: message.sent, then message.finalized with the final ``to[0].status``."""
+        sent = json.loads(json.dumps(message))
+        sent["to"][0]["status"] = MessageStatus.SENT
+        sent["sent_at"] = now_iso()
+        await self.deliver_event(url, "message.sent", sent)
+        await asyncio.sleep(self.config.ring_delay)
+        finalized = json.loads(json.dumps(sent))
+        finalized["to"][0]["status"] = status
+        finalized["completed_at"] = now_iso()
+        if status in MESSAGE_ERRORS:
+            finalized["errors"] = [MESSAGE_ERRORS[status]]
+        await self.deliver_event(url, "message.finalized", finalized)
