@@ -5,12 +5,12 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help test demo lint types migrate check format up simulator clean bench chaos
+.PHONY: help venv test demo lint types migrate check format up simulator clean bench chaos wheel wheel-job
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev,embedded]'
@@ -34,7 +34,14 @@ types: $(STAMP) ## mypy --strict
 migrate: $(STAMP) ## Apply migrations to CAMPAIGNS_DATABASE_URL
 	$(BIN)/campaigns migrate
 
-check: lint types test ## Everything CI runs
+check: lint types test wheel-job ## Everything CI runs
+
+wheel: ## Build the wheel into dist/ (migrations, rulesets and sample data inside)
+	rm -rf build  # setuptools reuses build/lib: a module deleted since the last build would ride along
+	$(PYTHON) -m pip wheel --quiet --no-deps --wheel-dir dist .
+
+wheel-job: ## CI's wheel job: the wheel in a fresh venv in /tmp migrates and runs one event end to end
+	bash .ci/wheel-job
 
 up: $(STAMP) ## api + scheduler + worker + beat (embedded servers unless configured)
 	$(BIN)/campaigns up
@@ -56,4 +63,4 @@ chaos: $(STAMP) ## Full reliability suite: kill -9, restarts, webhook flood, fuz
 	CHAOS_FULL=1 $(BIN)/pytest -q -s -p no:cacheprovider --timeout 3600 tests/reliability
 
 clean: ## Remove the virtual environment and caches
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis build dist *.egg-info

@@ -1,4 +1,4 @@
-"""Campaigns: settings validation, status changes, progress counts and the wire shape."""
+"""Campaigns: settings validation, listing, status changes, progress counts and the wire shape."""
 
 from __future__ import annotations
 
@@ -13,19 +13,30 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from campaigns import windows
+from campaigns.clock import iso
 from campaigns.errors import Conflict, FieldError, NotFound, ValidationFailed
 from campaigns.events import (
-    CHANNELS,
     MAX_INT32,
     MAX_STRING,
     check_retry_policy,
     is_int,
     is_target,
+    notify_due,
     nul_characters,
     parse_datetime,
 )
 from campaigns.models import CallAttempt, Campaign, ScheduledEvent
-from campaigns.states import TERMINAL_EVENT_STATUSES, CampaignStatus
+from campaigns.paging import Page
+from campaigns.states import (
+    CHANNELS,
+    EVENT_STATUSES,
+    TERMINAL_EVENT_STATUSES,
+    CallStatus,
+    CampaignStatus,
+    Channel,
+    EventStatus,
+    ImportStatus,
+)
 
 SETTINGS_FIELDS = frozenset(
     {
@@ -88,9 +99,9 @@ def validate_settings(body: object, *, now: datetime) -> CampaignSettings:
             bad(name, "is required")
         elif len(value.strip()) > MAX_STRING:
             bad(name, f"must be at most {MAX_STRING} characters")
-    channel = body.get("telnyx_conversation_channel", "phone_call")
+    channel = body.get("telnyx_conversation_channel", Channel.PHONE_CALL)
     if channel not in CHANNELS:
-        bad("telnyx_conversation_channel", "must be one of phone_call, sms_chat")
+        bad("telnyx_conversation_channel", f"must be one of {', '.join(CHANNELS)}")
     agent = body.get("telnyx_agent_target")
     if not isinstance(agent, str) or not is_target(agent.strip()):
         bad("telnyx_agent_target", "is required: the E.164 number (or SIP URI) calls and texts come from")
@@ -188,11 +199,11 @@ def create_campaign(session: Session, settings: CampaignSettings, *, now: dateti
         custom_windows=settings.custom_windows,
         cap_max_attempts=settings.cap_max_attempts,
         cap_window_secs=settings.cap_window_secs,
-        status="active",
+        status=CampaignStatus.ACTIVE,
         created_at=now,
         updated_at=now,
         columns=[],
-        import_status="pending",
+        import_status=ImportStatus.PENDING,
         rows_total=0,
         rows_accepted=0,
         rows_rejected=0,
@@ -208,19 +219,28 @@ def get_campaign(session: Session, campaign_id: str | uuid.UUID, *, for_update: 
     try:
         key = campaign_id if isinstance(campaign_id, uuid.UUID) else uuid.UUID(campaign_id)
     except ValueError as exc:
-        raise NotFound(f"campaign {campaign_id}") from exc
+        raise NotFound("campaign", campaign_id) from exc
     query = select(Campaign).where(Campaign.id == key)
     if for_update:
         query = query.with_for_update()
     campaign = session.scalars(query).one_or_none()
     if campaign is None:
-        raise NotFound(f"campaign {campaign_id}")
+        raise NotFound("campaign", campaign_id)
     return campaign
+
+
+def list_campaigns(session: Session, page: Page) -> tuple[list[Campaign], int]:
+    """One page of campaigns, newest first, and the total count."""
+    total = session.scalar(select(func.count()).select_from(Campaign)) or 0
+    rows = session.scalars(
+        select(Campaign).order_by(Campaign.created_at.desc()).offset(page.offset).limit(page.size)
+    ).all()
+    return list(rows), int(total)
 
 
 def pause(session: Session, campaign: Campaign, *, now: datetime) -> None:
     """The scheduler skips a paused campaign's events; calls already under way finish."""
-    if campaign.status != "active":
+    if campaign.status != CampaignStatus.ACTIVE:
         raise Conflict(f"campaign is {effective_status(session, campaign)}; only an active campaign can be paused")
     campaign.status = CampaignStatus.PAUSED
     campaign.updated_at = now
@@ -228,33 +248,33 @@ def pause(session: Session, campaign: Campaign, *, now: datetime) -> None:
 
 
 def resume(session: Session, campaign: Campaign, *, now: datetime) -> None:
-    if campaign.status != "paused":
+    if campaign.status != CampaignStatus.PAUSED:
         raise Conflict(f"campaign is {campaign.status}; only a paused campaign can be resumed")
     campaign.status = CampaignStatus.ACTIVE
     campaign.updated_at = now
-    session.execute(select(func.pg_notify("campaigns_due", "")))
+    notify_due(session)
     session.flush()
 
 
 def cancel(session: Session, campaign: Campaign, *, now: datetime) -> int:
     """Pending events become ``canceled``; events in progress make no further attempts."""
-    if campaign.status == "canceled":
+    if campaign.status == CampaignStatus.CANCELED:
         raise Conflict("campaign is already canceled")
     campaign.status = CampaignStatus.CANCELED
     campaign.updated_at = now
     canceled = session.execute(
         update(ScheduledEvent)
         .returning(ScheduledEvent.id)
-        .where(ScheduledEvent.campaign_id == campaign.id, ScheduledEvent.status == "pending")
+        .where(ScheduledEvent.campaign_id == campaign.id, ScheduledEvent.status == EventStatus.PENDING)
         .values(
-            status="canceled",
+            status=EventStatus.CANCELED,
             updated_at=now,
             errors=func.jsonb_build_array("canceled with its campaign before dispatch").op("||")(ScheduledEvent.errors),
         )
     ).all()
     session.execute(
         update(ScheduledEvent)
-        .where(ScheduledEvent.campaign_id == campaign.id, ScheduledEvent.status == "in_progress")
+        .where(ScheduledEvent.campaign_id == campaign.id, ScheduledEvent.status == EventStatus.IN_PROGRESS)
         .values(cancel_requested=True, updated_at=now)
     )
     session.flush()
@@ -267,13 +287,13 @@ def event_counts(session: Session, campaign_id: uuid.UUID) -> dict[str, int]:
         .where(ScheduledEvent.campaign_id == campaign_id)
         .group_by(ScheduledEvent.status)
     ).all()
-    counts = {status: 0 for status in ("pending", "in_progress", "completed", "failed", "canceled")}
+    counts = dict.fromkeys(EVENT_STATUSES, 0)
     counts.update({str(status): int(n) for status, n in rows})
     return counts
 
 
 def attempt_counts(session: Session, campaign_id: uuid.UUID) -> dict[str, int]:
-    status = func.coalesce(CallAttempt.call_status, CallAttempt.last_status, "queued")
+    status = func.coalesce(CallAttempt.call_status, CallAttempt.last_status, CallStatus.QUEUED.value)
     rows = session.execute(
         select(status, func.count())
         .join(ScheduledEvent, ScheduledEvent.id == CallAttempt.event_id)
@@ -285,15 +305,14 @@ def attempt_counts(session: Session, campaign_id: uuid.UUID) -> dict[str, int]:
 
 def effective_status(session: Session, campaign: Campaign, counts: dict[str, int] | None = None) -> str:
     """``completed`` once the import is done and every event is terminal."""
-    if campaign.status != "active" or campaign.import_status not in ("completed", "failed"):
+    if campaign.status != CampaignStatus.ACTIVE or campaign.import_status not in (
+        ImportStatus.COMPLETED,
+        ImportStatus.FAILED,
+    ):
         return campaign.status
     counts = counts if counts is not None else event_counts(session, campaign.id)
     live = sum(n for status, n in counts.items() if status not in TERMINAL_EVENT_STATUSES)
-    return "completed" if live == 0 else "active"
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z") if value else None
+    return CampaignStatus.COMPLETED if live == 0 else CampaignStatus.ACTIVE
 
 
 def serialize_campaign(session: Session, campaign: Campaign, *, with_counts: bool = True) -> dict[str, Any]:
@@ -308,7 +327,7 @@ def serialize_campaign(session: Session, campaign: Campaign, *, with_counts: boo
         "text": campaign.text,
         "max_retries_client_errors": campaign.max_retries_client_errors,
         "retry_interval_secs": campaign.retry_interval_secs,
-        "start_at": _iso(campaign.start_at),
+        "start_at": iso(campaign.start_at),
         "default_region": campaign.default_region,
         "ruleset": campaign.ruleset,
         "timezone": campaign.timezone,
@@ -318,7 +337,7 @@ def serialize_campaign(session: Session, campaign: Campaign, *, with_counts: boo
         "custom_windows": campaign.custom_windows,
         "cap_max_attempts": campaign.cap_max_attempts,
         "cap_window_secs": campaign.cap_window_secs,
-        "created_at": _iso(campaign.created_at),
+        "created_at": iso(campaign.created_at),
         "recurring_run_id": str(campaign.recurring_run_id) if campaign.recurring_run_id else None,
         "import": {
             "status": campaign.import_status,
@@ -343,7 +362,7 @@ def held_count(session: Session, campaign_id: uuid.UUID) -> int:
         session.scalar(
             select(func.count()).where(
                 ScheduledEvent.campaign_id == campaign_id,
-                ScheduledEvent.status == "pending",
+                ScheduledEvent.status == EventStatus.PENDING,
                 ScheduledEvent.scheduled_at_fixed_datetime >= windows.HOLD_UNTIL,
             )
         )

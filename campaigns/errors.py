@@ -1,4 +1,4 @@
-"""Domain errors that map onto the Telnyx error envelope."""
+"""Domain errors. The HTTP layer (``worker/api/errors.py``) maps each onto the Telnyx error envelope."""
 
 from __future__ import annotations
 
@@ -33,8 +33,26 @@ class ValidationFailed(Exception):
 
 
 class NotFound(Exception):
-    """No such resource (for this assistant)."""
+    """No such resource (for this assistant): ``kind`` names what was looked for, ``id`` the reference given.
+
+    ``NotFound("campaign", ref)`` reads "no campaign <ref>". ``id`` may be left out when ``kind`` already says it
+    all (``campaigns/recurring.py`` still raises ``NotFound("recurring definition <ref>")``).
+    """
+
+    def __init__(self, kind: str, id: object = None) -> None:
+        self.kind = kind
+        self.id = id
+        super().__init__(kind if id is None else f"{kind} {id}")
+
+    @property
+    def detail(self) -> str:
+        """The sentence an API answer gives: ``no scheduled event 0b7a…``."""
+        return f"no {self}"
 
 
 class Conflict(Exception):
     """The request conflicts with the resource's current state."""
+
+
+class IdempotencyKeyReused(Exception):
+    """An ``Idempotency-Key`` already stands for a create request with a different body."""

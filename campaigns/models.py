@@ -128,6 +128,8 @@ class ScheduledEvent(Base):
     connection_id: Mapped[str | None] = mapped_column(String(255))
     deferred_reason: Mapped[str | None] = mapped_column(Text)
     deferred_until: Mapped[datetime | None] = mapped_column(TZ)
+    # Set by DELETE on /v2 (campaigns/events): gone from the Telnyx-compatible API, kept for exports and metrics.
+    deleted_at: Mapped[datetime | None] = mapped_column(TZ)
 
     attempts: Mapped[list[CallAttempt]] = relationship(
         back_populates="event", order_by="CallAttempt.attempt_number", lazy="selectin"

@@ -193,8 +193,19 @@ def test_dockerfile_is_multi_stage_non_root_without_build_tools() -> None:
     assert user and user[-1].split(":")[0] not in ("root", "0")
     assert re.search(r'^ENTRYPOINT \["campaigns"\]', final, flags=re.MULTILINE)
     assert re.search(r"^\s+MALLOC_ARENA_MAX=2 ", final, flags=re.MULTILINE)  # threads' arenas (benchmarks.md)
-    for source in re.findall(r"^COPY (?!--from)(\S+)", text, flags=re.MULTILINE):
-        assert (ROOT / source).exists(), f"COPY {source}: no such path"
+    for source in re.findall(r"^COPY (?!--from)(.+?) \S+$", text, flags=re.MULTILINE):
+        for path in source.split():
+            assert (ROOT / path).exists(), f"COPY {path}: no such path"
+
+
+def test_dockerfile_installs_the_wheel_not_an_editable_tree() -> None:
+    # An editable install hid that the wheel shipped no migrations (issue 16): the image runs what users install.
+    text = (DEPLOY / "Dockerfile").read_text()
+    build, final = re.split(r"^FROM ", text, flags=re.MULTILINE)[1:][-2:]
+    assert re.search(r"pip wheel --no-deps --wheel-dir /dist \.", build)
+    assert re.search(r"pip install --no-deps /dist/campaigns-\*\.whl", build)
+    assert not re.search(r"pip install\b.*\s-e\b", text)
+    assert re.findall(r"^COPY --from=build (\S+)", final, flags=re.MULTILINE) == ["/opt/venv"]  # no source tree
 
 
 # --- metric names used by the dashboard and the alerts -----------------------------------------------------

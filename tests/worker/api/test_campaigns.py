@@ -23,7 +23,7 @@ from worker.api import create_app
 from worker.runtime import Runtime
 from worker.scheduler import Scheduler
 
-DATA = Path(__file__).resolve().parent.parent / "data" / "campaigns"
+DATA = Path(__file__).resolve().parents[2] / "data" / "campaigns"
 SETTINGS = {
     "name": "Renewals",
     "assistant_id": "a1",
@@ -245,3 +245,20 @@ def test_list_and_unknown_campaign(client: TestClient) -> None:
     assert listed["meta"]["total_results"] == 1 and listed["data"][0]["name"] == "Renewals"
     assert client.get(f"/v1/campaigns/{uuid.uuid4()}").status_code == 404
     assert client.post("/v1/campaigns/not-an-id/pause").status_code == 404
+
+
+def test_a_conflict_is_not_telnyxs_missing_association(client: TestClient) -> None:
+    """Telnyx's 10013 is "Missing association"; a state conflict carries its HTTP status as its code."""
+    campaign_id = upload(client, b"phone\n+12125550101\n").json()["id"]
+    assert client.post(f"/v1/campaigns/{campaign_id}/cancel").status_code == 200
+    conflict = client.post(f"/v1/campaigns/{campaign_id}/pause")
+    assert conflict.status_code == 409
+    assert conflict.json() == {
+        "errors": [
+            {
+                "code": "409",
+                "title": "Conflict",
+                "detail": "campaign is canceled; only an active campaign can be paused",
+            }
+        ]
+    }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from datetime import timedelta
@@ -9,9 +10,11 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
+from campaigns import lifecycle
 from campaigns.clock import FrozenClock
+from campaigns.db import unit_of_work
 from campaigns.models import ScheduledEvent
 from tests.factories import call_body, sms_body
 from worker.api import create_app
@@ -314,14 +317,137 @@ def test_retrieve_is_scoped_to_the_assistant(client: TestClient, clock: FrozenCl
     assert client.get(f"{BASE}/not-a-uuid").status_code == 404
 
 
-def test_delete_pending_then_terminal(client: TestClient, clock: FrozenClock) -> None:
-    event_id = client.post(BASE, json=call_body(clock.now())).json()["scheduled_event_id"]
-    assert client.delete(f"{BASE}/{event_id}").status_code == 204
-    assert client.get(f"{BASE}/{event_id}").json()["status"] == "canceled"
-    again = client.delete(f"{BASE}/{event_id}")
-    assert again.status_code == 409
-    assert again.json()["errors"][0]["title"] == "Conflict"
+def test_delete_in_any_state_removes_the_event_from_the_telnyx_api(
+    client: TestClient, clock: FrozenClock, runtime: Runtime
+) -> None:
+    """Telnyx removes a deleted event: 204 whatever its state (409 for a finished one, before), then 404 and gone
+    from the list; the row stays for the campaign's export and the metrics, and a pending one is never claimed."""
+    ids = {}
+    for state in ("pending", "completed", "failed"):
+        ids[state] = client.post(BASE, json=call_body(clock.now())).json()["scheduled_event_id"]
+    with unit_of_work(runtime.sessions) as s:
+        for state in ("completed", "failed"):
+            s.execute(update(ScheduledEvent).where(ScheduledEvent.id == ids[state]).values(status=state))
+    for event_id in ids.values():
+        assert client.delete(f"{BASE}/{event_id}").status_code == 204
+        gone = client.get(f"{BASE}/{event_id}")
+        assert gone.status_code == 404
+        assert gone.json()["errors"][0] == {
+            "code": "10005",
+            "title": "Resource not found",
+            "detail": f"no scheduled event {event_id}",
+        }
+        again = client.delete(f"{BASE}/{event_id}")
+        assert again.status_code == 404 and again.json()["errors"][0]["code"] == "10005"
+    assert client.get(BASE).json() == {
+        "data": [],
+        "meta": {"total_pages": 0, "total_results": 0, "page_number": 1, "page_size": 20},
+    }
     assert client.delete(f"{BASE}/00000000-0000-0000-0000-000000000000").status_code == 404
+
+    with runtime.sessions() as s:
+        rows = {str(e.id): e for e in s.scalars(select(ScheduledEvent))}
+        assert {i: (rows[i].status, rows[i].deleted_at) for i in ids.values()} == {
+            ids["pending"]: ("canceled", clock.now()),
+            ids["completed"]: ("completed", clock.now()),
+            ids["failed"]: ("failed", clock.now()),
+        }
+        assert rows[ids["pending"]].errors == ["canceled by request before dispatch"]
+    clock.advance(3600)
+    with unit_of_work(runtime.sessions) as s:
+        claimed = lifecycle.claim_due_events(
+            s, now=clock.now(), limit=10, lease=timedelta(minutes=2), providers=runtime.providers
+        )
+    assert claimed == []
+
+
+def test_an_event_canceled_with_its_campaign_reads_failed_on_v2_and_canceled_on_v1(
+    client: TestClient, clock: FrozenClock
+) -> None:
+    """Telnyx has four statuses: on /v2 a canceled campaign event is ``failed`` with an ``errors`` entry saying it
+    was canceled and by whom; the campaign's own view (/v1) keeps ``canceled``."""
+    settings = {"name": "c", "assistant_id": "a1", "telnyx_agent_target": "+15553456789", "ruleset": "none"}
+    upload = client.post(
+        "/v1/campaigns",
+        files={"file": ("l.csv", b"phone\n+12125550101\n", "text/csv")},
+        data={"campaign": json.dumps(settings)},
+    )
+    campaign_id = upload.json()["id"]
+    assert client.post(f"/v1/campaigns/{campaign_id}/cancel").status_code == 200
+
+    (v1,) = client.get(f"/v1/campaigns/{campaign_id}/events").json()["data"]
+    assert v1["status"] == "canceled"
+    assert v1["errors"] == ["canceled with its campaign before dispatch"]
+    v2 = client.get(f"{BASE}/{v1['scheduled_event_id']}").json()
+    assert v2["status"] == "failed"
+    assert v2["errors"] == [
+        "canceled with its campaign before dispatch",
+        f"canceled with campaign {campaign_id} by an operator",
+    ]
+    assert {k: v for k, v in v2.items() if k not in ("status", "errors")} == {
+        k: v for k, v in v1.items() if k not in ("status", "errors")
+    }
+    assert [e["scheduled_event_id"] for e in client.get(BASE, params={"status": "failed"}).json()["data"]] == [
+        v1["scheduled_event_id"]
+    ]
+    assert client.get(BASE, params={"status": "canceled"}).json()["meta"]["total_results"] == 1
+    assert client.get(BASE, params={"status": "pending"}).json()["meta"]["total_results"] == 0
+
+
+def test_a_deleted_campaign_event_stays_in_its_campaign(client: TestClient) -> None:
+    """Deleted from the Telnyx API, the event is still part of its campaign: its events, counts and export."""
+    settings = {"name": "c", "assistant_id": "a1", "telnyx_agent_target": "+15553456789", "ruleset": "none"}
+    upload = client.post(
+        "/v1/campaigns",
+        files={"file": ("l.csv", b"phone\n+12125550101\n+12125550102\n", "text/csv")},
+        data={"campaign": json.dumps(settings)},
+    )
+    campaign_id = upload.json()["id"]
+    first, second = client.get(BASE).json()["data"]
+    assert client.delete(f"{BASE}/{first['scheduled_event_id']}").status_code == 204
+    assert [e["scheduled_event_id"] for e in client.get(BASE).json()["data"]] == [second["scheduled_event_id"]]
+    kept = client.get(f"/v1/campaigns/{campaign_id}/events").json()["data"]
+    assert {e["scheduled_event_id"]: e["status"] for e in kept} == {
+        first["scheduled_event_id"]: "canceled",
+        second["scheduled_event_id"]: "pending",
+    }
+    assert client.get(f"/v1/campaigns/{campaign_id}").json()["counts"]["canceled"] == 1
+    exported = client.get(f"/v1/campaigns/{campaign_id}/export.csv").text.splitlines()
+    assert len(exported) == 3 and "canceled" in next(line for line in exported if "+12125550101" in line)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "params", "status"),
+    [
+        ("GET", "/v2/ai/assistants/a%00b/scheduled_events", {}, 400),
+        ("GET", "/v2/ai/assistants/a%00b/scheduled_events/00000000-0000-0000-0000-000000000000", {}, 400),
+        ("DELETE", "/v2/ai/assistants/a%00b/scheduled_events/00000000-0000-0000-0000-000000000000", {}, 400),
+        ("GET", BASE, {"end_user_target": "+1555\x00"}, 400),
+        ("GET", "/v1/recurring/a%00b", {}, 404),
+        ("POST", "/v1/recurring/a%00b/run-now", {}, 404),
+    ],
+)
+def test_values_postgresql_cannot_hold_are_refused_not_a_500(
+    client: TestClient, method: str, path: str, params: dict[str, str], status: int
+) -> None:
+    """Text with a NUL character cannot even be compared in PostgreSQL: it used to reach a query and fail there."""
+    response = client.request(method, path, params=params)
+    assert response.status_code == status, response.text
+    assert response.json()["errors"][0]["code"] == ("10015" if status == 400 else "10005")
+
+
+def test_a_campaigns_events_reject_an_unknown_status(client: TestClient) -> None:
+    settings = {"name": "c", "assistant_id": "a1", "telnyx_agent_target": "+15553456789", "ruleset": "none"}
+    upload = client.post(
+        "/v1/campaigns",
+        files={"file": ("l.csv", b"phone\n+12125550101\n", "text/csv")},
+        data={"campaign": json.dumps(settings)},
+    )
+    events = f"/v1/campaigns/{upload.json()['id']}/events"
+    assert client.get(events, params={"status": "canceled"}).json()["meta"]["total_results"] == 0
+    for bad in ("done", "pending\x00"):
+        response = client.get(events, params={"status": bad})
+        assert response.status_code == 400 and _pointer(response) == ["/status"]
 
 
 def test_bearer_token_is_required_when_configured(runtime: Runtime, clock: FrozenClock) -> None:

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from campaigns import suppression
 from campaigns.db import unit_of_work
 from campaigns.models import Suppression, WebhookReceipt
-from tests.worker.test_webhooks_http import AGENT, JSON, JSON_PATH, MESSAGES_URL, Harness, h, make_harness
+from tests.worker.api.test_webhooks import AGENT, JSON, JSON_PATH, MESSAGES_URL, Harness, h, make_harness
 
 __all__ = ["h", "make_harness"]  # fixtures, imported for the tests below
 

@@ -6,23 +6,34 @@ the SDK's typed models, pagination follows ``meta``, and errors surface as the S
 
 from __future__ import annotations
 
+import inspect
+import json
+import re
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import get_args
 from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
 import telnyx
 import uvicorn
+from sqlalchemy import select, update
+from telnyx.types.ai.assistants import scheduled_phone_call_event_response as phone_call_event_module
+from telnyx.types.ai.assistants.event_status import EventStatus as TelnyxEventStatus
 from telnyx.types.ai.assistants.scheduled_event_response import ScheduledEventResponse
 from telnyx.types.ai.assistants.scheduled_phone_call_event_response import ScheduledPhoneCallEventResponse
 from telnyx.types.ai.assistants.scheduled_sms_event_response import ScheduledSMSEventResponse
 
 from campaigns.clock import FrozenClock
+from campaigns.db import unit_of_work
+from campaigns.models import CallAttempt as CallAttemptRow
+from campaigns.models import ScheduledEvent
 from campaigns.settings import Settings
 from worker.api import create_app
 from worker.embedded import free_port
@@ -264,32 +275,105 @@ def test_list_of_nothing_is_one_empty_page(served: Served) -> None:
     assert list(page) == []
 
 
-def test_delete_cancels_and_the_event_stays_retrievable(served: Served) -> None:
+def test_delete_in_any_state_succeeds_and_the_event_is_gone(served: Served) -> None:
+    """Telnyx removes a deleted event; a finished one used to answer 409, which the SDK raised as ConflictError."""
     at = served.clock.now() + timedelta(hours=1)
-    call = create_call(served, at, max_retries_client_errors=1, retry_interval_secs=60)
-    assert call.scheduled_event_id is not None
+    pending = create_call(served, at, max_retries_client_errors=1, retry_interval_secs=60)
+    completed = create_call(served, at, to="+15550000001")
+    failed = create_sms(served, at)
+    with unit_of_work(served.rt.sessions) as s:
+        for event, status in ((completed, "completed"), (failed, "failed")):
+            s.execute(update(ScheduledEvent).where(ScheduledEvent.id == event.scheduled_event_id).values(status=status))
     events = served.sdk.ai.assistants.scheduled_events
-    deleted = events.with_raw_response.delete(call.scheduled_event_id, assistant_id=ASSISTANT)
-    assert deleted.status_code == 204
-    (delete,) = [r for r in served.requests if r.method == "DELETE"]
-    assert delete.url.path.endswith(f"/scheduled_events/{call.scheduled_event_id}")
+    for event in (completed, failed, pending):
+        assert event.scheduled_event_id is not None
+        assert events.delete(event.scheduled_event_id, assistant_id=ASSISTANT) is None
+        with pytest.raises(telnyx.NotFoundError):
+            events.retrieve(event.scheduled_event_id, assistant_id=ASSISTANT)
+        with pytest.raises(telnyx.NotFoundError):
+            events.delete(event.scheduled_event_id, assistant_id=ASSISTANT)
+    assert list(events.list(ASSISTANT)) == []
+    deletes = [r for r in served.requests if r.method == "DELETE"]
+    assert deletes[0].url.path.endswith(f"/scheduled_events/{completed.scheduled_event_id}")
+    with served.rt.sessions() as s:  # kept for the campaign's export and the metrics
+        rows = {str(e.id): e.status for e in s.scalars(select(ScheduledEvent))}
+    assert rows == {
+        pending.scheduled_event_id: "canceled",
+        completed.scheduled_event_id: "completed",
+        failed.scheduled_event_id: "failed",
+    }
 
-    # "canceled" is not in the SDK's status Literal, so strict parsing fails for both variants and the SDK falls
-    # back to a lenient construct whose class depends on the SDK's internal state: check fields, not the class.
-    after = events.retrieve(call.scheduled_event_id, assistant_id=ASSISTANT)
-    assert isinstance(after, ScheduledPhoneCallEventResponse | ScheduledSMSEventResponse)
-    assert after.telnyx_conversation_channel == "phone_call"
-    assert after.scheduled_event_id == call.scheduled_event_id
-    assert after.status == "canceled"  # type: ignore[comparison-overlap]  # not in the SDK's Literal
-    assert after.errors and "canceled" in after.errors[-1]
-    assert after.scheduled_at_fixed_datetime == at
 
-    listed = [e.scheduled_event_id for e in events.list(ASSISTANT)]
-    assert listed == [call.scheduled_event_id]
+def _upload_and_cancel(served: Served, channel: str, phones: list[str]) -> str:
+    settings = {"name": channel, "assistant_id": ASSISTANT, "telnyx_agent_target": AGENT, "ruleset": "none",
+                "telnyx_conversation_channel": channel}  # fmt: skip
+    if channel == "sms_chat":
+        settings["text"] = "Your appointment is tomorrow"
+    with httpx.Client(base_url=served.url, headers={"Authorization": f"Bearer {TOKEN}"}) as http:
+        created = http.post(
+            "/v1/campaigns",
+            files={"file": ("l.csv", ("phone\n" + "\n".join(phones) + "\n").encode(), "text/csv")},
+            data={"campaign": json.dumps(settings)},
+        )
+        assert created.status_code == 201, created.text
+        campaign_id = str(created.json()["id"])
+        assert http.post(f"/v1/campaigns/{campaign_id}/cancel").json()["counts"]["canceled"] == len(phones)
+    return campaign_id
 
-    with pytest.raises(telnyx.ConflictError) as conflict:
-        events.delete(call.scheduled_event_id, assistant_id=ASSISTANT)
-    assert conflict.value.status_code == 409
+
+def test_a_canceled_campaign_event_parses_as_its_channels_type_with_a_telnyx_status(served: Served) -> None:
+    """Telnyx's status enum has four values: ``canceled`` broke the SDK's strict parsing, and a canceled SMS event
+    came back as a phone-call event. On /v2 it is ``failed``, with an ``errors`` entry saying why."""
+    telnyx_statuses = set(get_args(TelnyxEventStatus))
+    sms_campaign = _upload_and_cancel(served, "sms_chat", ["+12125550101"])
+    call_campaign = _upload_and_cancel(served, "phone_call", ["+12125550102"])
+    events = served.sdk.ai.assistants.scheduled_events
+    listed = list(events.list(ASSISTANT))
+    assert [type(e) for e in sorted(listed, key=lambda e: e.telnyx_conversation_channel)] == [
+        ScheduledPhoneCallEventResponse,
+        ScheduledSMSEventResponse,
+    ]
+    for event in listed:
+        assert event.status in telnyx_statuses and event.status == "failed"
+        assert event.scheduled_event_id is not None
+        fetched = events.retrieve(event.scheduled_event_id, assistant_id=ASSISTANT)
+        assert type(fetched) is type(event) and fetched == event
+        campaign = sms_campaign if event.telnyx_conversation_channel == "sms_chat" else call_campaign
+        assert event.errors is not None and event.errors[-1] == f"canceled with campaign {campaign} by an operator"
+    failed = list(events.list(ASSISTANT, extra_query={"status": "failed"}))
+    assert sorted(e.scheduled_event_id or "" for e in failed) == sorted(e.scheduled_event_id or "" for e in listed)
+
+
+def test_attempt_call_statuses_are_telnyxs_and_the_engines_word_is_the_outcome(served: Served) -> None:
+    """``queued``, ``initiated`` and ``unknown`` are not Telnyx call statuses: they appear as ``outcome`` only."""
+    documented = re.search(r'call_status: str\s+"""Values: ([^"]+)"""', inspect.getsource(phone_call_event_module))
+    assert documented is not None, "the SDK's CallAttempt no longer documents its call_status values"
+    telnyx_call_statuses = {v.strip() for v in documented.group(1).split(",")}
+    assert telnyx_call_statuses == {"busy", "canceled", "no-answer", "ringing", "completed", "failed", "in-progress"}
+    call = create_call(served, served.clock.now() + timedelta(hours=1), max_retries_client_errors=3,
+                       retry_interval_secs=60)  # fmt: skip
+    assert call.scheduled_event_id is not None
+    engine = [("unknown", None), ("busy", None), (None, "initiated"), (None, None)]  # (call_status, last_status)
+    with unit_of_work(served.rt.sessions) as s:
+        for number, (call_status, last_status) in enumerate(engine, start=1):
+            s.add(
+                CallAttemptRow(
+                    event_id=uuid.UUID(call.scheduled_event_id),
+                    attempt_number=number,
+                    provider="texml",
+                    state="finished" if call_status else "sent",
+                    claimed_at=served.clock.now(),
+                    attempted_at=served.clock.now(),
+                    call_status=call_status,
+                    last_status=last_status,
+                )
+            )
+    fetched = served.sdk.ai.assistants.scheduled_events.retrieve(call.scheduled_event_id, assistant_id=ASSISTANT)
+    assert isinstance(fetched, ScheduledPhoneCallEventResponse)
+    assert fetched.call_attempts is not None
+    attempts = [(a.call_status, getattr(a, "outcome", None)) for a in fetched.call_attempts]
+    assert attempts == [("failed", "unknown"), ("busy", "busy"), ("ringing", "initiated"), ("ringing", "queued")]
+    assert all(status in telnyx_call_statuses for status, _ in attempts)
 
 
 def test_unknown_event_is_not_found(served: Served) -> None:

@@ -32,7 +32,7 @@ from campaigns.clock import FrozenClock
 from campaigns.db import unit_of_work
 from campaigns.events import parse_datetime
 from campaigns.lifecycle import dispatch_attempt
-from campaigns.models import CallAttempt, WebhookReceipt
+from campaigns.models import CallAttempt, ScheduledEvent, WebhookReceipt
 from campaigns.settings import Settings
 from campaigns.telephony import providers_from_settings
 from campaigns.telephony.signatures import (
@@ -44,7 +44,8 @@ from campaigns.telephony.signatures import (
     verify,
 )
 from tests.conftest import TEST_TELNYX_BASE_URL
-from worker.api import WEBHOOK_MAX_BODY, CampaignsAPI, create_app
+from worker.api import CampaignsAPI, create_app
+from worker.api.webhooks import WEBHOOK_MAX_BODY
 from worker.runtime import Runtime
 
 ASSISTANT = "a1"
@@ -136,6 +137,12 @@ class Harness:
         provider_id = attempts[-1]["provider_id"]
         assert isinstance(provider_id, str) and provider_id
         return Dispatched(event_id, attempt_id, provider_id, f"{url.path}?{url.query}")
+
+    def stored(self, event_id: str) -> dict[str, Any]:
+        """The event's row, as the engine and the campaign export see it (deleted events included)."""
+        with self.rt.sessions() as s:
+            row = s.get_one(ScheduledEvent, uuid.UUID(event_id))
+            return {c.key: getattr(row, c.key) for c in ScheduledEvent.__table__.columns}
 
     def attempts(self, event_id: str) -> list[dict[str, Any]]:
         with self.rt.sessions() as s:
@@ -584,6 +591,7 @@ def test_call_control_hangup_busy_schedules_a_retry(cc: Harness, cc_call: Dispat
             "call_status": "busy",
             "call_duration": None,
             "telnyx_call_control_id": "v3:cc",
+            "outcome": "busy",
         }
     ]
     assert cc.receipts() == sorted([(initiated, cc_call.attempt_id), (hangup, cc_call.attempt_id)])
@@ -650,11 +658,12 @@ def test_texml_terminal_before_the_dial_response_is_matched_by_the_callback_url(
     assert h.attempts(event_id)[0]["state"] == "finished"
 
 
-def test_cancel_while_ringing_then_busy_stops_the_retries(h: Harness, call: Dispatched) -> None:
+def test_delete_while_ringing_then_busy_stops_the_retries(h: Harness, call: Dispatched) -> None:
     assert h.client.delete(f"{EVENTS}/{call.event_id}").status_code == 204
-    assert h.event(call.event_id)["status"] == "in_progress"
+    assert h.client.get(f"{EVENTS}/{call.event_id}").status_code == 404  # gone from the Telnyx API at once
+    assert h.stored(call.event_id)["status"] == "in_progress"  # while its call goes on
     assert h.send_texml(call, "busy", 3).json() == {"result": "busy"}
-    event = h.event(call.event_id)
+    event = h.stored(call.event_id)
     assert (event["status"], event["retry_count"]) == ("canceled", 0)
     h.clock.advance(86400)
     assert h.claim() == []
@@ -754,7 +763,7 @@ def test_a_callback_that_cannot_be_stored_is_a_json_500_and_the_next_one_is_appl
     def broken(*_: Any) -> list[str]:
         raise RuntimeError("database went away")
 
-    commits = h.client.app.state.webhook_commits
+    commits = h.client.app.state.webhooks.commits
     working = commits._apply
     monkeypatch.setattr(commits, "_apply", broken)
     response = h.send_texml(call, "completed", 3, CallDuration="42")

@@ -1,29 +1,20 @@
-"""Scheduled events: validation, creation, listing, cancellation and the Telnyx wire shape."""
+"""Validation of create requests, shared with campaign settings: targets, times, retry rules, storable values."""
 
 from __future__ import annotations
 
 import re
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeGuard
 
-from sqlalchemy import Select, func, select, text
-from sqlalchemy.orm import Session
+from campaigns import windows
+from campaigns.errors import FieldError, ValidationFailed
+from campaigns.phones import E164
+from campaigns.states import CHANNELS, Channel
 
-from campaigns import metrics, windows
-from campaigns.errors import Conflict, FieldError, NotFound, ValidationFailed
-from campaigns.ids import uuid7
-from campaigns.models import ScheduledEvent
-from campaigns.states import TERMINAL_EVENT_STATUSES, EventStatus
-
-CHANNELS = ("phone_call", "sms_chat")
-E164 = re.compile(r"^\+[1-9]\d{1,14}$")
 SIP_URI = re.compile(r"^sips?:[^@\s]+@[^\s@]+$", re.IGNORECASE)
-CALL_STATUSES_TERMINAL = ("completed", "busy", "no-answer", "failed", "canceled")
 SIP_REGIONS = ("US", "Europe", "Canada", "Australia", "Middle East")
-NOTIFY_CHANNEL = "campaigns_due"
 
 KNOWN_FIELDS = frozenset(
     {
@@ -129,7 +120,7 @@ def validate_create(
     if channel is None:
         bad("telnyx_conversation_channel", "is required")
     elif channel not in CHANNELS:
-        bad("telnyx_conversation_channel", "must be one of phone_call, sms_chat")
+        bad("telnyx_conversation_channel", f"must be one of {', '.join(CHANNELS)}")
 
     targets: dict[str, str] = {}
     for name in ("telnyx_end_user_target", "telnyx_agent_target"):
@@ -155,7 +146,7 @@ def validate_create(
         bad("scheduled_at_fixed_datetime", f"must be in the future (now is {now.isoformat()})")
 
     message = body.get("text")
-    if channel == "sms_chat":
+    if channel == Channel.SMS_CHAT:
         if message is None or (isinstance(message, str) and not message.strip()):
             bad("text", "is required for sms_chat events")
         elif not isinstance(message, str):
@@ -191,7 +182,7 @@ def validate_create(
 
     call_settings = body.get("call_settings")
     if call_settings is not None:
-        if channel == "sms_chat":
+        if channel == Channel.SMS_CHAT:
             bad("call_settings", "applies to phone_call events only")
         elif not isinstance(call_settings, dict):
             bad("call_settings", "must be an object")
@@ -213,7 +204,7 @@ def validate_create(
     if errors:
         raise ValidationFailed(errors)
     assert scheduled_at is not None and isinstance(channel, str)
-    is_call = channel == "phone_call"
+    is_call = channel == Channel.PHONE_CALL
     return NewEvent(
         channel=channel,
         end_user_target=targets["telnyx_end_user_target"],
@@ -233,7 +224,7 @@ def validate_create(
 def check_retry_policy(channel: object, retries: object, interval: object, bad: Callable[[str, str], None]) -> None:
     """The documented retry rules, shared by events and campaigns: 0-10 retries, 60-86400 s, both or neither,
     neither on SMS."""
-    if channel == "sms_chat":
+    if channel == Channel.SMS_CHAT:
         if retries not in (None, 0):
             bad("max_retries_client_errors", "retries apply to phone_call only; omit it for sms_chat")
         if interval not in (None, 0):
@@ -250,193 +241,8 @@ def check_retry_policy(channel: object, retries: object, interval: object, bad: 
         bad("retry_interval_secs", "is only allowed together with max_retries_client_errors greater than 0")
 
 
-MAX_PAGE_NUMBER = 1_000_000
-"""Highest ``page[number]`` accepted: keeps ``(page - 1) * size`` far inside PostgreSQL's bigint OFFSET."""
-
-
-def page_envelope(data: list[dict[str, Any]], total: int, page_number: int, page_size: int) -> dict[str, Any]:
-    """The Telnyx list envelope: ``data`` and ``meta`` with page counts."""
-    return {
-        "data": data,
-        "meta": {
-            "total_pages": (total + page_size - 1) // page_size,
-            "total_results": total,
-            "page_number": page_number,
-            "page_size": page_size,
-        },
-    }
-
-
-def notify_due(session: Session) -> None:
-    """Wake sleeping schedulers when the transaction commits."""
-    session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": NOTIFY_CHANNEL})
-
-
-def create_event(
-    session: Session,
-    assistant_id: str,
-    new: NewEvent,
-    *,
-    now: datetime,
-    campaign_id: uuid.UUID | None = None,
-) -> ScheduledEvent:
-    """Store a validated event as ``pending``."""
-    event = ScheduledEvent(
-        id=uuid7(),
-        assistant_id=assistant_id,
-        telnyx_conversation_channel=new.channel,
-        telnyx_end_user_target=new.end_user_target,
-        telnyx_agent_target=new.agent_target,
-        scheduled_at_fixed_datetime=new.scheduled_at,
-        status="pending",
-        conversation_metadata=new.conversation_metadata,
-        dynamic_variables=new.dynamic_variables,
-        call_settings=new.call_settings,
-        text=new.text,
-        created_at=now,
-        updated_at=now,
-        errors=[],
-        max_retries_client_errors=new.max_retries_client_errors,
-        retry_interval_secs=new.retry_interval_secs,
-        retry_count=0,
-        cancel_requested=False,
-        campaign_id=campaign_id,
-        ruleset=new.ruleset,
-        timezone=new.timezone,
-        timezone_candidates=windows.candidate_zones(phone=new.end_user_target, timezone=new.timezone),
-        attempts=[],
-    )
-    session.add(event)
-    session.flush()
-    notify_due(session)
-    metrics.EVENTS_CREATED.labels(new.channel, "api").inc()
-    return event
-
-
-def get_event(session: Session, assistant_id: str, event_id: str, *, for_update: bool = False) -> ScheduledEvent:
-    try:
-        key = uuid.UUID(event_id)
-    except ValueError as exc:
-        raise NotFound(event_id) from exc
-    query = select(ScheduledEvent).where(ScheduledEvent.id == key, ScheduledEvent.assistant_id == assistant_id)
-    if for_update:
-        query = query.with_for_update()
-    event = session.scalars(query).one_or_none()
-    if event is None:
-        raise NotFound(event_id)
-    return event
-
-
-@dataclass(frozen=True)
-class EventFilter:
-    assistant_id: str | None = None
-    from_date: datetime | None = None
-    to_date: datetime | None = None
-    channel: str | None = None
-    status: str | None = None
-    campaign_id: uuid.UUID | None = None
-    end_user_target: str | None = None
-
-
-def _filtered(query: Select[Any], f: EventFilter) -> Select[Any]:
-    if f.assistant_id is not None:
-        query = query.where(ScheduledEvent.assistant_id == f.assistant_id)
-    if f.from_date is not None:
-        query = query.where(ScheduledEvent.scheduled_at_fixed_datetime >= f.from_date)
-    if f.to_date is not None:
-        query = query.where(ScheduledEvent.scheduled_at_fixed_datetime <= f.to_date)
-    if f.channel is not None:
-        query = query.where(ScheduledEvent.telnyx_conversation_channel == f.channel)
-    if f.status is not None:
-        query = query.where(ScheduledEvent.status == f.status)
-    if f.campaign_id is not None:
-        query = query.where(ScheduledEvent.campaign_id == f.campaign_id)
-    if f.end_user_target is not None:
-        query = query.where(ScheduledEvent.telnyx_end_user_target == f.end_user_target)
-    return query
-
-
-def list_events(
-    session: Session, f: EventFilter, *, page_number: int, page_size: int
-) -> tuple[list[ScheduledEvent], int]:
-    """One page of events ordered by scheduled time, and the total count."""
-    total = session.scalar(_filtered(select(func.count()).select_from(ScheduledEvent), f)) or 0
-    query = (
-        _filtered(select(ScheduledEvent), f)
-        .order_by(ScheduledEvent.scheduled_at_fixed_datetime, ScheduledEvent.id)
-        .offset((page_number - 1) * page_size)
-        .limit(page_size)
-    )
-    return list(session.scalars(query)), int(total)
-
-
-def cancel_event(session: Session, event: ScheduledEvent, *, now: datetime) -> None:
-    """DELETE semantics: pending → ``canceled``; in progress → no further attempts; terminal → ``Conflict``."""
-    if event.status in TERMINAL_EVENT_STATUSES:
-        raise Conflict(f"event is already {event.status}")
-    if event.status == "pending":
-        metrics.count_finished(event.telnyx_conversation_channel, "canceled")
-        event.status = EventStatus.CANCELED
-        event.errors = [*event.errors, "canceled by request before dispatch"]
-    else:
-        event.cancel_requested = True
-    event.updated_at = now
-    session.flush()
-
-
-def _iso(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def serialize_event(event: ScheduledEvent) -> dict[str, Any]:
-    """The event as the Telnyx API returns it (plus the extension fields)."""
-    body: dict[str, Any] = {
-        "scheduled_event_id": str(event.id),
-        "assistant_id": event.assistant_id,
-        "telnyx_conversation_channel": event.telnyx_conversation_channel,
-        "telnyx_end_user_target": event.telnyx_end_user_target,
-        "telnyx_agent_target": event.telnyx_agent_target,
-        "scheduled_at_fixed_datetime": _iso(event.scheduled_at_fixed_datetime),
-        "status": event.status,
-        "conversation_id": event.conversation_id,
-        "conversation_metadata": event.conversation_metadata,
-        "dynamic_variables": event.dynamic_variables,
-        "created_at": _iso(event.created_at),
-        "errors": list(event.errors),
-        "retry_count": event.retry_count,
-        # Extensions.
-        "campaign_id": str(event.campaign_id) if event.campaign_id else None,
-        "ruleset": event.ruleset,
-        "timezone": event.timezone,
-        "deferred_reason": event.deferred_reason,
-        "deferred_until": _iso(event.deferred_until),
-    }
-    if event.telnyx_conversation_channel == "sms_chat":
-        # No dispatched_at here: the Telnyx SDK tells SMS from call events by their fields.
-        body["text"] = event.text
-        return body
-    body.update(
-        {
-            "call_status": event.call_status,
-            "call_duration": event.call_duration,
-            "call_attempts": [
-                {
-                    "attempt_number": a.attempt_number,
-                    "attempted_at": _iso(a.attempted_at),
-                    "call_status": a.call_status or a.last_status or "queued",
-                    "call_duration": a.call_duration,
-                    "telnyx_call_control_id": a.provider_id,
-                }
-                for a in event.attempts
-                if a.attempted_at is not None
-            ],
-            "call_settings": event.call_settings,
-            "dispatched_at": _iso(event.dispatched_at),
-            "max_retries_client_errors": event.max_retries_client_errors,
-            "retry_interval_secs": event.retry_interval_secs,
-            "retry_attempts": len([a for a in event.attempts if a.attempted_at is not None]),
-        }
-    )
-    return body
+def check_assistant_id(assistant_id: str) -> None:
+    """An assistant id that could be stored (``/v2`` path parameter): a 400 otherwise, on every route."""
+    if len(assistant_id) > MAX_STRING or "\x00" in assistant_id:
+        detail = f"must be at most {MAX_STRING} characters, without NUL characters"
+        raise ValidationFailed([FieldError("/assistant_id", detail)])

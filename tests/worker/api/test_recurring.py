@@ -19,7 +19,7 @@ from worker.api import create_app
 from worker.cli import app as cli
 from worker.runtime import Runtime, reset_runtime
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "recurring" / "appointment-reminders.toml"
+EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "recurring" / "appointment-reminders.toml"
 CSV = "phone,name,appointment_at\n+12125550101,Ana,2026-05-09 10:00\n+12125550102,Ben,2026-05-09 11:00\n"
 
 

@@ -1,0 +1,190 @@
+"""Campaign endpoints (``/v1/campaigns``): upload, preflight, progress, controls, exports."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator
+from typing import IO, Annotated, Any
+
+from fastapi import APIRouter, File, Form, Query, UploadFile
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, StreamingResponse
+from sqlalchemy.orm import Session
+
+from campaigns import campaign as campaign_service
+from campaigns import events, importing
+from campaigns.db import rolled_back, unit_of_work
+from campaigns.errors import FieldError, ValidationFailed
+from campaigns.paging import page_envelope
+from campaigns.states import EVENT_STATUSES, ImportStatus
+from worker.api.deps import Auth, EnqueueDep, EnqueueImport, PageDep, RuntimeDep, SessionDep, spool, upload_chunks
+from worker.api.errors import responses
+from worker.api.schemas.campaigns import Campaign, CampaignDryRun, CampaignPage
+from worker.api.schemas.events import CampaignEventPage
+from worker.runtime import Runtime
+
+router = APIRouter(prefix="/v1/campaigns", tags=["campaigns"], dependencies=[Auth], responses=responses(401))
+
+SPOOL_IN_MEMORY = 8 * 1024 * 1024
+"""Bytes of an upload kept in memory before it spills to a temporary file."""
+
+
+def celery_enqueue_import(campaign_id: uuid.UUID) -> None:
+    from worker.tasks import import_campaign
+
+    import_campaign.delay(str(campaign_id))
+
+
+def file_error(message: str) -> ValidationFailed:
+    return ValidationFailed([FieldError("/file", message, title="Invalid file")])
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=Campaign,
+    responses=responses(
+        400, success={200: {"model": CampaignDryRun, "description": "The dry-run report (?dry_run=true)"}}
+    ),
+)
+async def create_campaign(
+    file: Annotated[UploadFile, File(description="The call list (CSV)")],
+    campaign: Annotated[str, Form(description="Campaign settings as JSON")],
+    runtime: RuntimeDep,
+    enqueue: EnqueueDep,
+    dry_run: Annotated[bool, Query()] = False,
+) -> Any:
+    """Create a campaign from a CSV call list (small files are imported before the answer, large ones by a task)."""
+    try:
+        body = json.loads(campaign)
+    except ValueError:
+        raise ValidationFailed([FieldError("/campaign", "campaign settings are not valid JSON")]) from None
+    settings = campaign_service.validate_settings(body, now=runtime.clock.now())
+    spooled = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)  # noqa: SIM115 (closed below)
+    try:
+        size = await spool(upload_chunks(file), spooled, runtime.settings.max_upload_bytes)
+        spooled.seek(0)
+        result = await run_in_threadpool(_create, runtime, settings, spooled, size, dry_run, enqueue)
+    finally:
+        spooled.close()
+    if dry_run:
+        return JSONResponse(CampaignDryRun.model_validate(result).model_dump(mode="json", by_alias=True))
+    return result
+
+
+@router.get("", response_model=CampaignPage)
+def list_campaigns(session: SessionDep, page: PageDep) -> dict[str, Any]:
+    """Campaigns, newest first."""
+    rows, total = campaign_service.list_campaigns(session, page)
+    return page_envelope([campaign_service.serialize_campaign(session, c) for c in rows], total, page)
+
+
+@router.get("/{campaign_id}", response_model=Campaign, responses=responses(404))
+def get_campaign(campaign_id: str, session: SessionDep) -> dict[str, Any]:
+    return campaign_service.serialize_campaign(session, campaign_service.get_campaign(session, campaign_id))
+
+
+def _control(verb: Callable[..., Any], session: Session, campaign_id: str, runtime: Runtime) -> dict[str, Any]:
+    found = campaign_service.get_campaign(session, campaign_id, for_update=True)
+    verb(session, found, now=runtime.clock.now())
+    return campaign_service.serialize_campaign(session, found)
+
+
+_CONTROL_ERRORS = responses(404, 409)
+
+
+@router.post("/{campaign_id}/pause", response_model=Campaign, responses=_CONTROL_ERRORS)
+def pause_campaign(campaign_id: str, session: SessionDep, runtime: RuntimeDep) -> dict[str, Any]:
+    """Stop dispatching the campaign's events; calls under way finish."""
+    return _control(campaign_service.pause, session, campaign_id, runtime)
+
+
+@router.post("/{campaign_id}/resume", response_model=Campaign, responses=_CONTROL_ERRORS)
+def resume_campaign(campaign_id: str, session: SessionDep, runtime: RuntimeDep) -> dict[str, Any]:
+    return _control(campaign_service.resume, session, campaign_id, runtime)
+
+
+@router.post("/{campaign_id}/cancel", response_model=Campaign, responses=_CONTROL_ERRORS)
+def cancel_campaign(campaign_id: str, session: SessionDep, runtime: RuntimeDep) -> dict[str, Any]:
+    """Cancel the pending events; events in progress make no further attempts."""
+    return _control(campaign_service.cancel, session, campaign_id, runtime)
+
+
+@router.get("/{campaign_id}/events", response_model=CampaignEventPage, responses=responses(400, 404))
+def campaign_events(
+    campaign_id: str,
+    session: SessionDep,
+    page: PageDep,
+    status: Annotated[str | None, Query(json_schema_extra={"enum": list(EVENT_STATUSES)})] = None,
+) -> dict[str, Any]:
+    """The campaign's events with the engine's statuses, deleted ones included."""
+    found = campaign_service.get_campaign(session, campaign_id)
+    rows, total = events.list_events(session, events.campaign_filter(found.id, status), page)
+    return page_envelope([events.serialize_event(e) for e in rows], total, page)
+
+
+_CSV = responses(404, success={200: {"content": {"text/csv": {"schema": {"type": "string"}}}}})
+
+
+@router.get("/{campaign_id}/export.csv", response_class=StreamingResponse, responses=_CSV)
+def export_csv(campaign_id: str, session: SessionDep, runtime: RuntimeDep) -> StreamingResponse:
+    """Every event with its outcome, one row each."""
+    found = campaign_service.get_campaign(session, campaign_id)
+    return _stream(runtime, lambda s: importing.export_results(s, found), f"campaign-{found.id}-results.csv")
+
+
+@router.get("/{campaign_id}/errors.csv", response_class=StreamingResponse, responses=_CSV)
+def errors_csv(campaign_id: str, session: SessionDep, runtime: RuntimeDep) -> StreamingResponse:
+    """The rows of the upload that were not imported, and why."""
+    found = campaign_service.get_campaign(session, campaign_id)
+    return _stream(runtime, lambda s: importing.export_issues(s, found.id), f"campaign-{found.id}-errors.csv")
+
+
+def _stream(rt: Runtime, produce: Callable[[Session], Iterator[str]], filename: str) -> StreamingResponse:
+    def body() -> Iterator[bytes]:
+        with rt.sessions() as s:
+            for line in produce(s):
+                yield line.encode("utf-8")
+
+    return StreamingResponse(
+        body(),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
+
+
+def _create(
+    rt: Runtime,
+    settings: campaign_service.CampaignSettings,
+    data: IO[bytes],
+    size: int,
+    dry_run: bool,
+    enqueue_import: EnqueueImport,
+) -> dict[str, Any]:
+    now = rt.clock.now()
+    try:
+        # Header problems are found before anything is created.
+        importing.open_call_list(data, default_region=settings.default_region or "US")
+        data.seek(0)
+        if dry_run:
+            with rolled_back(rt.sessions) as s:
+                found = campaign_service.create_campaign(s, settings, now=now)
+                report = importing.load_call_list(s, found, data, now=now, dry_run=True)
+            return {"dry_run": True, "import": report.as_dict()}
+        if size <= rt.settings.inline_import_max_bytes:
+            with unit_of_work(rt.sessions) as s:
+                found = campaign_service.create_campaign(s, settings, now=now)
+                report = importing.load_call_list(s, found, data, now=now)
+                importing.apply_report(found, report, now=now)
+                return campaign_service.serialize_campaign(s, found)
+    except importing.CsvFileError as exc:
+        raise file_error(str(exc)) from None
+    with unit_of_work(rt.sessions) as s:
+        created = campaign_service.create_campaign(s, settings, now=now)
+        created.import_status = ImportStatus.PENDING
+        importing.store_upload(s, created.id, data)
+        result = campaign_service.serialize_campaign(s, created)
+    enqueue_import(created.id)  # only after the campaign and its file are committed
+    return result

@@ -1,0 +1,81 @@
+"""Operations: ``/healthz`` (the app's time), ``/readyz`` (database and Redis reachable), ``/metrics``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from sqlalchemy import text
+
+from campaigns import metrics as app_metrics
+from worker.api.deps import RuntimeDep
+from worker.api.schemas.operations import Health, Readiness
+from worker.runtime import Runtime
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/healthz", response_model=Health)
+async def healthz(runtime: RuntimeDep) -> dict[str, str]:
+    return {"status": "ok", "time": runtime.clock.now().isoformat()}
+
+
+def _ping_database(runtime: Runtime) -> None:
+    with runtime.sessions() as s:
+        s.execute(text("SELECT 1"))
+
+
+def _ping_redis(runtime: Runtime) -> None:
+    import redis
+
+    url = runtime.settings.redis_url or "redis://127.0.0.1:6379/0"
+    client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
+    try:
+        client.ping()
+    finally:
+        client.close()
+
+
+@router.get(
+    "/readyz",
+    response_model=Readiness,
+    responses={503: {"model": Readiness, "description": "The database or Redis is unreachable"}},
+)
+async def readyz(runtime: RuntimeDep) -> JSONResponse:
+    checks: dict[str, str] = {}
+    for name, ping in (("database", _ping_database), ("redis", _ping_redis)):
+        try:
+            await run_in_threadpool(ping, runtime)
+            checks[name] = "ok"
+        except Exception as exc:
+            checks[name] = f"unreachable: {type(exc).__name__}"
+    ok = all(v == "ok" for v in checks.values())
+    body: dict[str, Any] = {"status": "ok" if ok else "unavailable", **checks}
+    return JSONResponse(Readiness.model_validate(body).model_dump(), status_code=200 if ok else 503)
+
+
+class MetricsExposition:
+    """The API process's registry, built on first use: the runtime may not exist when the app is created."""
+
+    def __init__(self) -> None:
+        self._registry: CollectorRegistry | None = None
+
+    def __call__(self, runtime: Runtime) -> bytes:
+        if self._registry is None:
+            collector = app_metrics.DatabaseCollector(runtime.sessions, runtime.clock.now)
+            self._registry = app_metrics.api_registry(collector)
+        return generate_latest(self._registry)
+
+
+@router.get(
+    "/metrics",
+    response_class=PlainTextResponse,
+    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "Prometheus text"}},
+)
+async def metrics(request: Request, runtime: RuntimeDep) -> PlainTextResponse:
+    """This process's metrics (every process's, in multiprocess mode) and the database gauges."""
+    exposition: MetricsExposition = request.app.state.metrics
+    return PlainTextResponse((await run_in_threadpool(exposition, runtime)).decode(), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,89 @@
+"""Campaigns on the wire (``/v1/campaigns``): settings, import progress, counts; the dry-run report."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from campaigns.states import CampaignStatus, Channel, ImportStatus
+from worker.api.schemas.common import PageMeta, ResponseBody, Timestamp, Uuid
+
+
+class ImportProgress(ResponseBody):
+    status: ImportStatus
+    error: str | None
+    rows_total: int
+    rows_accepted: int
+    rows_rejected: int
+    rows_duplicate: int
+    rows_suppressed: int
+
+
+class EventCounts(ResponseBody):
+    """Events by status (the engine's: ``canceled`` included)."""
+
+    pending: int
+    in_progress: int
+    completed: int
+    failed: int
+    canceled: int
+
+
+class Campaign(ResponseBody):
+    id: Uuid
+    name: str
+    status: CampaignStatus
+    assistant_id: str
+    telnyx_conversation_channel: Channel
+    telnyx_agent_target: str
+    text: str | None
+    max_retries_client_errors: int
+    retry_interval_secs: int | None
+    start_at: Timestamp
+    default_region: str | None
+    ruleset: str
+    timezone: str | None
+    max_concurrent_calls: int | None
+    max_dispatches_per_second: float | None
+    connection_id: str | None
+    custom_windows: dict[str, Any] | None
+    cap_max_attempts: int | None
+    cap_window_secs: int | None
+    created_at: Timestamp
+    recurring_run_id: Uuid | None
+    import_: ImportProgress = Field(alias="import")
+    counts: EventCounts
+    attempts: dict[str, int] = Field(description="Attempts by call status")
+    held: int = Field(description="Pending events that wait for someone to fix them (time zone unknown, no opening)")
+
+
+class CampaignPage(ResponseBody):
+    data: list[Campaign]
+    meta: PageMeta
+
+
+class ImportIssue(ResponseBody):
+    row_number: int
+    column: str
+    value: str
+    reason: str
+    kind: str = Field(description="rejected, duplicate or suppressed")
+
+
+class ImportReport(ResponseBody):
+    rows_total: int
+    rows_accepted: int
+    rows_rejected: int
+    rows_duplicate: int
+    rows_suppressed: int
+    issues: list[ImportIssue] = Field(
+        description="The first issues found (all of them in errors.csv after a real import)"
+    )
+
+
+class CampaignDryRun(ResponseBody):
+    """What an upload would import (``?dry_run=true``): nothing is created."""
+
+    dry_run: Literal[True]
+    import_: ImportReport = Field(alias="import")

@@ -1,0 +1,24 @@
+"""Health, readiness and webhook acknowledgements."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from worker.api.schemas.common import ResponseBody, Timestamp
+
+
+class Health(ResponseBody):
+    status: Literal["ok"]
+    time: Timestamp = Field(description="The app's current time (warped in demos and tests)")
+
+
+class Readiness(ResponseBody):
+    status: Literal["ok", "unavailable"]
+    database: str = Field(description='"ok" or why it is unreachable')
+    redis: str = Field(description='"ok" or why it is unreachable')
+
+
+class WebhookResult(ResponseBody):
+    result: str = Field(description="What the callback did: the outcome applied, progress, duplicate, stale, …")
