@@ -5,8 +5,8 @@ Entries come from operators (``manual``), imported registry files (``file``), in
 Telnyx messaging error 40300). The list is checked twice:
 
 - when a call list is imported (reported: the row is skipped and counted as ``suppressed``);
-- authoritatively at dispatch, by ``campaigns.lifecycle.checks.DoNotContactCheck`` (which asks
-  :func:`suppressed_targets`): a suppressed event fails with the reason and no
+- authoritatively at dispatch, by ``campaigns.lifecycle.checks.DoNotContactCheck`` (which reads this table
+  itself): a suppressed event fails with the reason and no
   provider request is made. A number added after its events were scheduled is therefore still never contacted.
 
 Numbers are stored in E.164, normalized with the same rules as the CSV importer, except that a number that is
@@ -17,7 +17,6 @@ numbers (no ``+``) must be valid in the default region, so a file imported with 
 
 from __future__ import annotations
 
-import functools
 import io
 import re
 import uuid
@@ -148,38 +147,6 @@ def suppressed_among(session: Session, phones: Iterable[str]) -> dict[str, str]:
         return {}
     rows = session.execute(select(Suppression.phone, Suppression.reason).where(Suppression.phone.in_(wanted)))
     return {phone: reason for phone, reason in rows}
-
-
-@functools.lru_cache(maxsize=4096)  # ~10 µs a miss; a campaign's numbers rarely repeat soon, so kept small
-def _canonical(target: str) -> str:
-    """The listed form of an event's target: the events API keeps ``+4402…`` as written, the list ``+442…``."""
-    return e164_or_none(target) or target
-
-
-def suppressed_targets(session: Session, targets: Iterable[str]) -> dict[str, str]:
-    """Which event targets are on the list (as written or in canonical E.164), with their reason: one query."""
-    forms = {target: {target, _canonical(target)} for target in set(targets)}
-    found = suppressed_among(session, {form for both in forms.values() for form in both})
-    out: dict[str, str] = {}
-    for target, both in forms.items():
-        reason = next((found[form] for form in sorted(both) if form in found), None)
-        if reason is not None:
-            out[target] = reason
-    return out
-
-
-def describe(reason: str) -> str:
-    return {
-        "manual": "added by an operator",
-        "file": "from an imported do-not-contact file",
-        "sms_opt_out": "the recipient opted out by SMS",
-        "provider_block": "the provider blocks messages to it (recipient opted out)",
-    }.get(reason, reason)
-
-
-def suppressed_error(phone: str, reason: str) -> str:
-    """The ``errors`` entry of an event that was not dispatched because its number is suppressed."""
-    return f"not dispatched: {phone} is on the do-not-contact list ({reason}: {describe(reason)})"
 
 
 # --- CSV import hook ----------------------------------------------------------------------------------------

@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 import uuid
 
+from campaigns import dispatch, lifecycle, logs, metrics
 from campaigns import importing as importer
-from campaigns import lifecycle, logs, metrics
 from campaigns.clock import real_seconds_to_app
 from worker.celery_app import app
 from worker.runtime import get_runtime
@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 def dispatch_attempts(attempt_ids: list[str]) -> None:
     """Send a batch of claimed attempts, one provider request each (one commit before and one after the batch)."""
     rt = get_runtime()
-    lifecycle.dispatch_attempts(
+    dispatch.dispatch_attempts(
         rt.sessions, [uuid.UUID(a) for a in attempt_ids], providers=rt.providers, clock=rt.clock, settings=rt.settings
     )
 

@@ -6,18 +6,21 @@ them:
 
 - ``checks``: claim-time checks (calling window, pacing, frequency caps, do-not-contact) and their answers;
 - ``claim``: ``pending`` → ``in_progress`` for due events, with an attempt row each;
-- ``dispatch``: commit ``sending``, send through the provider, record what it answered (at most once);
+- ``dispatch``: mark attempts ``sending`` and say what to send; record what the provider answered;
 - ``outcomes``: call and SMS outcomes, retry arithmetic;
 - ``reconcile``: events whose lease expired without an outcome;
 - ``transitions``: every status change of an event or an attempt (the one writer of ``status`` and ``state``);
 - ``locking``: the lock order every path follows (events before attempts, batches in id order).
 
-Functions that take a session only flush; the caller's unit of work commits. The functions that call the
-provider (``dispatch_attempt(s)``) and ``reconcile_expired_leases`` open their own short units of work, so no
-row stays locked across a network call.
+Functions that take a session only flush; the caller's unit of work commits. Requests to the provider happen
+outside: ``campaigns.dispatch`` sends between two of these transactions, ``campaigns.webhooks`` applies what
+comes back. Only ``reconcile_expired_leases`` asks the provider something (whether a call is still up), between
+short units of work of its own, so no row stays locked across a network call.
 
-May import: ``campaigns.{models, states, windows, suppression, telephony, metrics, logs, db, clock, ids,
-settings}``; never ``campaigns.webhooks``, Celery, FastAPI or ``worker``.
+May import: ``campaigns.{models, states, phones, windows, telephony, metrics, logs, db, ids}``. It reads the
+do-not-contact list's table through ``models`` (``checks``) rather than importing ``campaigns.suppression``, and
+never imports the use cases above it (``dispatch``, ``webhooks``, ``events``, ``campaign``), Celery, FastAPI or
+``worker``.
 """
 
 from __future__ import annotations
@@ -36,8 +39,6 @@ from campaigns.lifecycle.claim import Claimed, claim_due_events, next_due_at
 from campaigns.lifecycle.dispatch import (
     begin_dispatch,
     begin_dispatch_many,
-    dispatch_attempt,
-    dispatch_attempts,
     record_dispatched_many,
     record_outcome_unknown,
     record_refused,
@@ -76,8 +77,6 @@ __all__ = [
     "begin_dispatch_many",
     "claim_due_events",
     "default_checks",
-    "dispatch_attempt",
-    "dispatch_attempts",
     "lock_attempts",
     "next_due_at",
     "next_retry_time",

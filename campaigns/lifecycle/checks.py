@@ -9,7 +9,9 @@ claim applies its answer through ``transitions``).
 
 from __future__ import annotations
 
+import functools
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -17,8 +19,9 @@ from typing import Protocol
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from campaigns import suppression, windows
-from campaigns.models import CallAttempt, Campaign, ScheduledEvent
+from campaigns import windows
+from campaigns.models import CallAttempt, Campaign, ScheduledEvent, Suppression
+from campaigns.phones import e164_or_none
 from campaigns.states import AttemptState, EventStatus
 
 
@@ -214,6 +217,48 @@ class PacingCheck:
         return None
 
 
+# --- do-not-contact -----------------------------------------------------------------------------------------
+# The list itself (its entries, files, opt-outs, provider blocks) is ``campaigns.suppression``; the lifecycle only
+# reads its table, here, so that neither package imports the other.
+
+
+@functools.lru_cache(maxsize=4096)  # ~10 µs a miss; a campaign's numbers rarely repeat soon, so kept small
+def _canonical(target: str) -> str:
+    """The listed form of an event's target: the events API keeps ``+4402…`` as written, the list ``+442…``."""
+    return e164_or_none(target) or target
+
+
+def suppressed_targets(session: Session, targets: Iterable[str]) -> dict[str, str]:
+    """Which event targets are on the list (as written or in canonical E.164), with their reason: one query on
+    the primary key."""
+    forms = {target: {target, _canonical(target)} for target in set(targets)}
+    wanted = list({form for both in forms.values() for form in both})
+    if not wanted:
+        return {}
+    rows = session.execute(select(Suppression.phone, Suppression.reason).where(Suppression.phone.in_(wanted)))
+    found = {phone: reason for phone, reason in rows}
+    out: dict[str, str] = {}
+    for target, both in forms.items():
+        reason = next((found[form] for form in sorted(both) if form in found), None)
+        if reason is not None:
+            out[target] = reason
+    return out
+
+
+def _describe(reason: str) -> str:
+    return {
+        "manual": "added by an operator",
+        "file": "from an imported do-not-contact file",
+        "sms_opt_out": "the recipient opted out by SMS",
+        "provider_block": "the provider blocks messages to it (recipient opted out)",
+    }.get(reason, reason)
+
+
+def suppressed_error(phone: str, reason: str) -> str:
+    """The ``errors`` entry of an event that was not dispatched because its number is suppressed."""
+    return f"not dispatched: {phone} is on the do-not-contact list ({reason}: {_describe(reason)})"
+
+
 class DoNotContactCheck:
     """Claim check: an event whose recipient is on the list fails without a provider request.
 
@@ -232,11 +277,11 @@ class DoNotContactCheck:
             if self.known is None:
                 self.known = self._load_batch(session, event)
             if target not in self.known:
-                self.known[target] = suppression.suppressed_targets(session, [target]).get(target, "")
+                self.known[target] = suppressed_targets(session, [target]).get(target, "")
         reason = self.known[target]
         if not reason:
             return None
-        return Suppress(suppression.suppressed_error(target, reason), kind="do_not_contact")
+        return Suppress(suppressed_error(target, reason), kind="do_not_contact")
 
     @staticmethod
     def _load_batch(session: Session, event: ScheduledEvent) -> dict[str, str]:
@@ -244,7 +289,7 @@ class DoNotContactCheck:
         for obj in list(session.identity_map.values()):
             if isinstance(obj, ScheduledEvent) and obj.status == EventStatus.IN_PROGRESS:
                 targets.add(obj.telnyx_end_user_target)
-        found = suppression.suppressed_targets(session, targets)
+        found = suppressed_targets(session, targets)
         return {target: found.get(target, "") for target in targets}
 
 

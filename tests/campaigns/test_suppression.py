@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from campaigns import importing, lifecycle, suppression
 from campaigns.clock import FrozenClock
 from campaigns.db import unit_of_work
-from campaigns.lifecycle import dispatch_attempt
+from campaigns.dispatch import dispatch_attempt
 from campaigns.models import CallAttempt, Campaign, ImportIssue, ScheduledEvent, Suppression
 from campaigns.telephony import parse_json_event
 from tests.campaigns.importing.test_loader import new_campaign

@@ -135,8 +135,8 @@ def test_sleep_is_capped_and_scaled_by_the_warp(runtime: Runtime, clock: FrozenC
 @respx.mock
 def test_delete_in_progress_stops_further_attempts(runtime: Runtime, clock: FrozenClock) -> None:
     from campaigns import telephony, webhooks
+    from campaigns.dispatch import dispatch_attempt
     from campaigns.events import cancel_event
-    from campaigns.lifecycle import dispatch_attempt
 
     route = respx.post(f"{TEST_TELNYX_BASE_URL}/texml/ai_calls/texml-app-1").mock(
         return_value=httpx.Response(200, json={"call_sid": "v3:1"})

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from campaigns import lifecycle, telephony, webhooks
 from campaigns.clock import FrozenClock
 from campaigns.db import unit_of_work
+from campaigns.dispatch import dispatch_attempt
 from campaigns.models import ScheduledEvent
 from tests.conftest import TEST_TELNYX_BASE_URL
 from tests.factories import make_event
@@ -35,9 +36,7 @@ def claim(rt: Runtime) -> list[uuid.UUID]:
 
 
 def dispatch(rt: Runtime, attempt_id: uuid.UUID) -> str:
-    return lifecycle.dispatch_attempt(
-        rt.sessions, attempt_id, providers=rt.providers, clock=rt.clock, settings=rt.settings
-    )
+    return dispatch_attempt(rt.sessions, attempt_id, providers=rt.providers, clock=rt.clock, settings=rt.settings)
 
 
 def texml_callback(rt: Runtime, attempt_id: uuid.UUID, status: str, seq: int, duration: str = "0") -> str:

@@ -30,8 +30,8 @@ from sqlalchemy import select
 from campaigns import lifecycle
 from campaigns.clock import FrozenClock
 from campaigns.db import unit_of_work
+from campaigns.dispatch import dispatch_attempt
 from campaigns.events import parse_datetime
-from campaigns.lifecycle import dispatch_attempt
 from campaigns.models import CallAttempt, ScheduledEvent, WebhookReceipt
 from campaigns.settings import Settings
 from campaigns.telephony import providers_from_settings

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from campaigns import lifecycle, suppression
 from campaigns.clock import FrozenClock
 from campaigns.db import unit_of_work
-from campaigns.lifecycle import dispatch_attempts
+from campaigns.dispatch import dispatch_attempts
 from campaigns.lifecycle.dispatch import _RECORD_DISPATCHED
 from campaigns.models import CallAttempt
 from campaigns.telephony import DispatchResult
@@ -210,7 +210,7 @@ def test_accepted_calls_are_recorded_when_recording_a_failure_raises(
     def database_gone(*_args: object, **_kwargs: object) -> None:
         raise RuntimeError("the database went away")
 
-    monkeypatch.setattr(lifecycle.dispatch, "record_rejected", database_gone)  # target 6 is rejected (422)
+    monkeypatch.setattr(lifecycle, "record_rejected", database_gone)  # target 6 is rejected (422)
     with pytest.raises(RuntimeError, match="went away"):
         dispatch_attempts(
             runtime.sessions, attempts, providers=runtime.providers, clock=clock, settings=runtime.settings

@@ -1,0 +1,147 @@
+"""Sending one batch of claimed attempts, each at most once: commit ``sending``, call the provider, record what
+happened (DESIGN.md §2.3).
+
+A use case over three domains: the lifecycle's bookkeeping (``campaigns.lifecycle``, one transaction before the
+requests and one after), the provider (``campaigns.telephony``), and the do-not-contact list, which learns of a
+recipient the provider blocks (Telnyx messaging error 40300). It owns its units of work, so no row stays locked
+while a request is on the wire.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, wait
+from datetime import timedelta
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from campaigns import lifecycle, logs, suppression
+from campaigns.clock import Clock, real_seconds_to_app
+from campaigns.db import unit_of_work
+from campaigns.settings import Settings
+from campaigns.telephony import (
+    DispatchRequest,
+    DispatchResult,
+    OutcomeUnknown,
+    PermanentProviderError,
+    Providers,
+    TransientProviderError,
+    request_pool,
+)
+
+log = logging.getLogger(__name__)
+
+
+def dispatch_attempt(
+    factory: sessionmaker[Session],
+    attempt_id: uuid.UUID,
+    *,
+    providers: Providers,
+    clock: Clock,
+    settings: Settings,
+) -> str:
+    """Dispatch the attempt at most once. Returns a short word for logs and metrics."""
+    words = dispatch_attempts(factory, [attempt_id], providers=providers, clock=clock, settings=settings)
+    return words[0] if words else "skipped"
+
+
+def dispatch_attempts(
+    factory: sessionmaker[Session],
+    attempt_ids: Sequence[uuid.UUID],
+    *,
+    providers: Providers,
+    clock: Clock,
+    settings: Settings,
+) -> list[str]:
+    """Dispatch a batch, each attempt at most once, with two commits for the whole batch on the happy path.
+
+    One transaction marks every attempt ``sending`` (committed before any request, as for a single attempt);
+    the requests go out concurrently; one transaction records the provider ids of the accepted ones. A refusal,
+    rejection or unknown outcome is recorded on its own right away, exactly as ``dispatch_attempt`` does.
+    Returns one short word per attempt that was sent or tried.
+    """
+    with unit_of_work(factory) as session:
+        requests = lifecycle.begin_dispatch_many(
+            session,
+            attempt_ids,
+            now=clock.now(),
+            dispatch_lease=real_seconds_to_app(clock, settings.claim_lease_secs),
+        )
+    accepted: list[tuple[uuid.UUID, DispatchResult]] = []
+
+    def send(request: DispatchRequest) -> str:
+        with logs.bind(attempt_id=str(request.attempt_id)):
+            try:
+                result = providers.for_channel(request.channel).dispatch(request)
+            except (TransientProviderError, PermanentProviderError, OutcomeUnknown) as exc:
+                return _record_failure(factory, request, exc, clock=clock, settings=settings)
+            except Exception as exc:
+                # Not a classified answer (a bug, an error nobody expected): the request may have gone out.
+                log.exception("provider request failed unexpectedly", extra={"attempt_id": str(request.attempt_id)})
+                unknown = OutcomeUnknown(f"unexpected error while sending: {exc!r}")
+                return _record_failure(factory, request, unknown, clock=clock, settings=settings)
+            accepted.append((request.attempt_id, result))
+            return "sent"
+
+    # All at once: every attempt committed ``sending`` is on the wire within one round trip, so a worker killed
+    # mid-batch leaves few attempts that never left (those fail closed: nobody can tell they were not sent).
+    if len(requests) > 1:
+        sends = [request_pool("dispatch", 64).submit(send, request) for request in requests]
+        wait(sends)
+    else:
+        sends = [_settled(send, request) for request in requests]
+    # Every request has settled. The accepted ones are recorded even when recording another one's failure raised
+    # (the database went away): their provider ids let the reconciler ask about the calls, not fail them closed.
+    if accepted:
+        with unit_of_work(factory) as session:
+            lifecycle.record_dispatched_many(
+                session, accepted, now=clock.now(), call_lease=real_seconds_to_app(clock, settings.call_lease_secs)
+            )
+    return [outcome.result() for outcome in sends]
+
+
+def _settled(send: Callable[[DispatchRequest], str], request: DispatchRequest) -> Future[str]:
+    """``send(request)`` run here, its word or its exception kept as a finished future (as the pool's are)."""
+    outcome: Future[str] = Future()
+    try:
+        outcome.set_result(send(request))
+    except Exception as exc:
+        outcome.set_exception(exc)
+    return outcome
+
+
+def _record_failure(
+    factory: sessionmaker[Session],
+    request: DispatchRequest,
+    exc: TransientProviderError | PermanentProviderError | OutcomeUnknown,
+    *,
+    clock: Clock,
+    settings: Settings,
+) -> str:
+    attempt_id = request.attempt_id
+    if isinstance(exc, TransientProviderError):
+        now = clock.now()
+        with unit_of_work(factory) as session:
+            lifecycle.record_refused(
+                session,
+                attempt_id,
+                str(exc),
+                now=now,
+                retry_at=now + timedelta(seconds=settings.transient_backoff_secs),
+            )
+        log.warning("provider refused, event back to pending", extra={"attempt_id": str(attempt_id)})
+        return "refused"
+    if isinstance(exc, PermanentProviderError):
+        with unit_of_work(factory) as session:
+            lifecycle.record_rejected(session, attempt_id, str(exc), now=clock.now())
+            if exc.code == suppression.PROVIDER_BLOCK_CODE:
+                suppression.record_provider_block(session, request.to, str(exc), now=clock.now())
+        log.warning("provider rejected, event failed", extra={"attempt_id": str(attempt_id)})
+        return "rejected"
+    with unit_of_work(factory) as session:
+        call_lease = real_seconds_to_app(clock, settings.call_lease_secs)
+        lifecycle.record_outcome_unknown(session, attempt_id, str(exc), now=clock.now(), call_lease=call_lease)
+    log.error("provider outcome unknown, not re-sending", extra={"attempt_id": str(attempt_id)})
+    return "unknown"
