@@ -35,14 +35,13 @@ class ValidationFailed(Exception):
 class NotFound(Exception):
     """No such resource (for this assistant): ``kind`` names what was looked for, ``id`` the reference given.
 
-    ``NotFound("campaign", ref)`` reads "no campaign <ref>". ``id`` may be left out when ``kind`` already says it
-    all (``campaigns/recurring.py`` still raises ``NotFound("recurring definition <ref>")``).
+    ``NotFound("campaign", ref)`` reads "no campaign <ref>".
     """
 
-    def __init__(self, kind: str, id: object = None) -> None:
+    def __init__(self, kind: str, id: object) -> None:
         self.kind = kind
         self.id = id
-        super().__init__(kind if id is None else f"{kind} {id}")
+        super().__init__(f"{kind} {id}")
 
     @property
     def detail(self) -> str:

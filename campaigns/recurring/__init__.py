@@ -41,6 +41,7 @@ from campaigns.recurring.schedule import check_cron, latest_fire, next_fire, upc
 from campaigns.recurring.serialize import serialize_definition, serialize_run
 from campaigns.recurring.store import (
     SyncReport,
+    count_definitions,
     get_definition,
     last_runs,
     list_definitions,
@@ -55,6 +56,7 @@ __all__ = [
     "RunResult",
     "SyncReport",
     "check_cron",
+    "count_definitions",
     "due_time",
     "get_definition",
     "last_runs",

@@ -144,7 +144,7 @@ def get_definition(session: Session, ref: str, *, lock: bool = False) -> Recurri
             raise Conflict(f"a run of recurring definition {ref!r} is in progress; try again when it ends") from None
         raise
     if row is None:
-        raise NotFound(f"recurring definition {ref}")
+        raise NotFound("recurring definition", ref)
     return row
 
 
@@ -208,8 +208,14 @@ def sync_directory(factory: sessionmaker[Session], directory: Path, *, now: date
     return report
 
 
-def list_definitions(session: Session) -> list[RecurringDefinition]:
-    return list(session.scalars(select(RecurringDefinition).order_by(RecurringDefinition.name)))
+def list_definitions(session: Session, *, offset: int = 0, limit: int | None = None) -> list[RecurringDefinition]:
+    """Definitions by name; ``offset``/``limit`` select one page."""
+    query = select(RecurringDefinition).order_by(RecurringDefinition.name).offset(offset).limit(limit)
+    return list(session.scalars(query))
+
+
+def count_definitions(session: Session) -> int:
+    return session.scalar(select(func.count()).select_from(RecurringDefinition)) or 0
 
 
 def last_runs(session: Session, definition_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, RecurringRun]:

@@ -15,10 +15,10 @@ from sqlalchemy.orm import Session
 
 from campaigns import campaign as campaign_service
 from campaigns import events, importing
-from campaigns.db import rolled_back, unit_of_work
+from campaigns.db import unit_of_work
 from campaigns.errors import FieldError, ValidationFailed
 from campaigns.paging import page_envelope
-from campaigns.states import EVENT_STATUSES, ImportStatus
+from campaigns.states import EVENT_STATUSES
 from worker.api.deps import Auth, EnqueueDep, EnqueueImport, PageDep, RuntimeDep, SessionDep, spool, upload_chunks
 from worker.api.errors import responses
 from worker.api.schemas.campaigns import Campaign, CampaignDryRun, CampaignPage
@@ -163,28 +163,19 @@ def _create(
     dry_run: bool,
     enqueue_import: EnqueueImport,
 ) -> dict[str, Any]:
-    now = rt.clock.now()
+    in_background = not dry_run and size > rt.settings.inline_import_max_bytes
     try:
-        # Header problems are found before anything is created.
-        importing.open_call_list(data, default_region=settings.default_region or "US")
-        data.seek(0)
-        if dry_run:
-            with rolled_back(rt.sessions) as s:
-                found = campaign_service.create_campaign(s, settings, now=now)
-                report = importing.load_call_list(s, found, data, now=now, dry_run=True)
-            return {"dry_run": True, "import": report.as_dict()}
-        if size <= rt.settings.inline_import_max_bytes:
-            with unit_of_work(rt.sessions) as s:
-                found = campaign_service.create_campaign(s, settings, now=now)
-                report = importing.load_call_list(s, found, data, now=now)
-                importing.apply_report(found, report, now=now)
-                return campaign_service.serialize_campaign(s, found)
+        with unit_of_work(rt.sessions) as s:
+            created = importing.import_new_campaign(
+                s, settings, data, now=rt.clock.now(), dry_run=dry_run, in_background=in_background
+            )
+            if created.campaign is None:  # a dry run: nothing was created
+                assert created.report is not None
+                return {"dry_run": True, "import": created.report.as_dict()}
+            result = campaign_service.serialize_campaign(s, created.campaign)
     except importing.CsvFileError as exc:
         raise file_error(str(exc)) from None
-    with unit_of_work(rt.sessions) as s:
-        created = campaign_service.create_campaign(s, settings, now=now)
-        created.import_status = ImportStatus.PENDING
-        importing.store_upload(s, created.id, data)
-        result = campaign_service.serialize_campaign(s, created)
-    enqueue_import(created.id)  # only after the campaign and its file are committed
+    if not created.in_background:
+        return result
+    enqueue_import(created.campaign.id)  # only after the campaign and its file are committed
     return result

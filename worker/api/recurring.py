@@ -7,12 +7,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 from fastapi.concurrency import run_in_threadpool
-from sqlalchemy import func, select
 
 from campaigns import recurring
 from campaigns.db import unit_of_work
 from campaigns.errors import FieldError, NotFound, ValidationFailed
-from campaigns.models import RecurringDefinition, RecurringRun
+from campaigns.models import RecurringRun
 from campaigns.paging import page_envelope
 from worker.api.deps import Auth, JsonBody, PageDep, RuntimeDep, SessionDep
 from worker.api.errors import responses
@@ -40,21 +39,15 @@ def _checked_ref(ref: str) -> str:
 def list_definitions(session: SessionDep, page: PageDep, runtime: RuntimeDep) -> dict[str, Any]:
     """Definitions by name, each with its last run."""
     now = runtime.clock.now()
-    total = session.scalar(select(func.count()).select_from(RecurringDefinition)) or 0
-    rows = session.scalars(
-        select(RecurringDefinition).order_by(RecurringDefinition.name).offset(page.offset).limit(page.size)
-    ).all()
+    rows = recurring.list_definitions(session, offset=page.offset, limit=page.size)
+    last_runs = recurring.last_runs(session, [row.id for row in rows])
     data = []
     for row in rows:
         body = recurring.serialize_definition(session, row, now=now)
-        last = session.scalars(
-            select(RecurringRun)
-            .where(RecurringRun.definition_id == row.id)
-            .order_by(RecurringRun.started_at.desc(), RecurringRun.id.desc())
-            .limit(1)
-        ).first()
+        last = last_runs.get(row.id)
         body["last_run"] = recurring.serialize_run(session, last) if last is not None else None
         data.append(body)
+    total = recurring.count_definitions(session)
     return page_envelope(data, total, page)
 
 
