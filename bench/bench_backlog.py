@@ -41,8 +41,8 @@ def measure(url: str, claims: int, batch: int, now: datetime) -> tuple[list[floa
 
     from campaigns import lifecycle
     from campaigns.db import make_engine, unit_of_work
-    from campaigns.provider import providers_from_settings
     from campaigns.settings import Settings
+    from campaigns.telephony import providers_from_settings
 
     engine = make_engine(url)
     factory = sessionmaker(bind=engine, expire_on_commit=False)

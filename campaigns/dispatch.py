@@ -1,4 +1,11 @@
-"""Sending one claimed attempt: commit ``sending``, call the provider, record what happened."""
+"""Sending one batch of claimed attempts, each at most once: commit ``sending``, call the provider, record what
+happened (DESIGN.md §2.3).
+
+A use case over three domains: the lifecycle's bookkeeping (``campaigns.lifecycle``, one transaction before the
+requests and one after), the provider (``campaigns.telephony``), and the do-not-contact list, which learns of a
+recipient the provider blocks (Telnyx messaging error 40300). It owns its units of work, so no row stays locked
+while a request is on the wire.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +20,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from campaigns import lifecycle, logs, suppression
 from campaigns.clock import Clock, real_seconds_to_app
 from campaigns.db import unit_of_work
-from campaigns.provider import (
+from campaigns.settings import Settings
+from campaigns.telephony import (
     DispatchRequest,
     DispatchResult,
     OutcomeUnknown,
@@ -22,7 +30,6 @@ from campaigns.provider import (
     TransientProviderError,
     request_pool,
 )
-from campaigns.settings import Settings
 
 log = logging.getLogger(__name__)
 

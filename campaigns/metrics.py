@@ -19,7 +19,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -29,12 +29,17 @@ from prometheus_client.registry import Collector
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
+from campaigns.states import (
+    CHANNELS,
+    RECORDED_CALL_STATUSES,
+    RETRYABLE_CALL_STATUSES,
+    TERMINAL_EVENT_STATUSES,
+    CampaignStatus,
+    EventStatus,
+)
+
 log = logging.getLogger(__name__)
 
-CHANNELS = ("phone_call", "sms_chat")
-FINISHED_STATUSES = ("completed", "failed", "canceled")
-CALL_STATUSES = ("completed", "busy", "no-answer", "failed", "canceled", "unknown")
-RETRYABLE_CALL_STATUSES = ("busy", "no-answer", "failed", "canceled")
 DEFER_KINDS = ("window", "held", "pacing", "frequency_cap")
 SUPPRESS_KINDS = ("do_not_contact",)
 IMPORT_RESULTS = ("accepted", "rejected", "duplicate", "suppressed")
@@ -145,10 +150,10 @@ def _initialise_label_sets() -> None:
     for channel in CHANNELS:
         for source in ("api", "import"):
             EVENTS_CREATED.labels(channel, source)
-        for status in FINISHED_STATUSES:
+        for status in TERMINAL_EVENT_STATUSES:
             EVENTS_FINISHED.labels(channel, status)
         DISPATCH_LAG.labels(channel)
-    for call_status in CALL_STATUSES:
+    for call_status in RECORDED_CALL_STATUSES:
         CALL_ATTEMPTS.labels(call_status)
     for call_status in RETRYABLE_CALL_STATUSES:
         RETRIES_SCHEDULED.labels(call_status)
@@ -175,7 +180,7 @@ _initialise_label_sets()
 # --- bounded label helpers ---------------------------------------------------------------------------------
 
 
-def bounded(value: str | None, allowed: Sequence[str]) -> str:
+def bounded(value: str | None, allowed: Collection[str]) -> str:
     """``value`` when it is one of ``allowed``, else ``other``."""
     return value if value is not None and value in allowed else "other"
 
@@ -204,7 +209,7 @@ def count_webhook(kind: str, result: str) -> None:
 
 
 def count_finished(channel: str, status: str) -> None:
-    EVENTS_FINISHED.labels(bounded(channel, CHANNELS), bounded(status, FINISHED_STATUSES)).inc()
+    EVENTS_FINISHED.labels(bounded(channel, CHANNELS), bounded(status, TERMINAL_EVENT_STATUSES)).inc()
 
 
 def count_import(accepted: int, rejected: int, duplicate: int, suppressed: int) -> None:
@@ -215,35 +220,39 @@ def count_import(accepted: int, rejected: int, duplicate: int, suppressed: int) 
 
 # --- database gauges ---------------------------------------------------------------------------------------
 
+_PENDING, _IN_PROGRESS = EventStatus.PENDING, EventStatus.IN_PROGRESS
+_PAUSED, _CANCELED, _ACTIVE = CampaignStatus.PAUSED, CampaignStatus.CANCELED, CampaignStatus.ACTIVE
+
 LIVE_SQL = text(
-    """
-    SELECT 'pending' AS status, e.telnyx_conversation_channel AS channel, count(*) AS n,
-           count(*) FILTER (WHERE e.scheduled_at_fixed_datetime <= :now AND c.status IS DISTINCT FROM 'paused'
-                            AND c.status IS DISTINCT FROM 'canceled') AS due,
+    f"""
+    SELECT '{_PENDING}' AS status, e.telnyx_conversation_channel AS channel, count(*) AS n,
+           count(*) FILTER (WHERE e.scheduled_at_fixed_datetime <= :now AND c.status IS DISTINCT FROM '{_PAUSED}'
+                            AND c.status IS DISTINCT FROM '{_CANCELED}') AS due,
            min(e.scheduled_at_fixed_datetime) FILTER (
-               WHERE e.scheduled_at_fixed_datetime <= :now AND c.status IS DISTINCT FROM 'paused'
-                     AND c.status IS DISTINCT FROM 'canceled') AS oldest_due,
+               WHERE e.scheduled_at_fixed_datetime <= :now AND c.status IS DISTINCT FROM '{_PAUSED}'
+                     AND c.status IS DISTINCT FROM '{_CANCELED}') AS oldest_due,
            0 AS expired
     FROM scheduled_events e LEFT JOIN campaigns c ON c.id = e.campaign_id
-    WHERE e.status = 'pending'
+    WHERE e.status = '{_PENDING}'
     GROUP BY e.telnyx_conversation_channel
     UNION ALL
-    SELECT 'in_progress', telnyx_conversation_channel, count(*), 0, NULL,
+    SELECT '{_IN_PROGRESS}', telnyx_conversation_channel, count(*), 0, NULL,
            count(*) FILTER (WHERE lease_expires_at < :now)
     FROM scheduled_events
-    WHERE status = 'in_progress'
+    WHERE status = '{_IN_PROGRESS}'
     GROUP BY telnyx_conversation_channel
     """
 )
-"""Live events only: each half is served by its partial index (pending by due time, in_progress by lease)."""
+"""Live events only: each half is served by its partial index (pending by due time, in_progress by lease), which
+is why the statuses are written in as literals, not parameters."""
 
 CAMPAIGNS_SQL = text(
-    """
+    f"""
     WITH active AS (
-        SELECT id, name FROM campaigns WHERE status = 'active' ORDER BY created_at DESC LIMIT :limit
+        SELECT id, name FROM campaigns WHERE status = '{_ACTIVE}' ORDER BY created_at DESC LIMIT :limit
     )
     SELECT a.id, a.name, e.status, count(e.id) AS n,
-           (SELECT count(*) FROM campaigns WHERE status = 'active') AS active_total
+           (SELECT count(*) FROM campaigns WHERE status = '{_ACTIVE}') AS active_total
     FROM active a LEFT JOIN scheduled_events e ON e.campaign_id = a.id
     GROUP BY a.id, a.name, e.status
     """
@@ -335,9 +344,9 @@ class DatabaseCollector(Collector):
             "campaigns_events", "Events not yet finished, by status (pending, in_progress) and channel.",
             labels=["status", "channel"],
         )  # fmt: skip
-        for status in ("pending", "in_progress"):
+        for live in (_PENDING, _IN_PROGRESS):
             for channel in CHANNELS:
-                events.add_metric([status, channel], snap.live.get((status, channel), 0))
+                events.add_metric([live, channel], snap.live.get((live, channel), 0))
         due = GaugeMetricFamily(
             "campaigns_due_events", "Pending events already due (excluding paused and canceled campaigns)."
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
@@ -11,6 +12,7 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     DateTime,
+    Enum,
     Float,
     ForeignKey,
     Index,
@@ -25,16 +27,34 @@ from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from campaigns.db import Base
-from campaigns.states import (  # noqa: F401  (TERMINAL_EVENT_STATUSES: re-exported for callers)
+from campaigns.states import (
     ATTEMPT_STATES,
     CAMPAIGN_STATUSES,
     CHANNELS,
     EVENT_STATUSES,
     IMPORT_STATUSES,
-    TERMINAL_EVENT_STATUSES,
+    AttemptState,
+    CampaignStatus,
+    Channel,
+    EventStatus,
+    ImportStatus,
 )
 
 TZ = DateTime(timezone=True)
+
+
+def _values(members: type[StrEnum]) -> list[str]:
+    return [member.value for member in members]
+
+
+def stored_as(members: type[StrEnum], length: int) -> Enum:
+    """The column type of a status: ``VARCHAR(length)`` holding the member's value, read back as the member.
+
+    The schema is the one the migrations created: no native enum type, and no CHECK constraint of its own (each
+    table names its own, from ``campaigns.states``). A string that is not a member is written as it is, as a plain
+    ``String`` would (a list filter on an unknown status finds nothing instead of raising).
+    """
+    return Enum(members, native_enum=False, create_constraint=False, length=length, values_callable=_values)
 
 
 class ScheduledEvent(Base):
@@ -49,12 +69,12 @@ class ScheduledEvent(Base):
         Index(
             "ix_scheduled_events_due_pending",
             "scheduled_at_fixed_datetime",
-            postgresql_where=text("status = 'pending'"),
+            postgresql_where=text(f"status = '{EventStatus.PENDING}'"),
         ),
         Index(
             "ix_scheduled_events_lease_in_progress",
             "lease_expires_at",
-            postgresql_where=text("status = 'in_progress'"),
+            postgresql_where=text(f"status = '{EventStatus.IN_PROGRESS}'"),
         ),
         Index("ix_scheduled_events_assistant_scheduled", "assistant_id", "scheduled_at_fixed_datetime"),
         Index("ix_scheduled_events_campaign_status", "campaign_id", "status"),
@@ -71,11 +91,13 @@ class ScheduledEvent(Base):
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
     assistant_id: Mapped[str] = mapped_column(String(255))
-    telnyx_conversation_channel: Mapped[str] = mapped_column(String(16))
+    telnyx_conversation_channel: Mapped[Channel] = mapped_column(stored_as(Channel, 16))
     telnyx_end_user_target: Mapped[str] = mapped_column(String(255))
     telnyx_agent_target: Mapped[str] = mapped_column(String(255))
     scheduled_at_fixed_datetime: Mapped[datetime] = mapped_column(TZ)
-    status: Mapped[str] = mapped_column(String(16), default="pending")
+    status: Mapped[EventStatus] = mapped_column(stored_as(EventStatus, 16), default=EventStatus.PENDING)
+    # Call statuses stay strings: the column has no CHECK constraint, so a value outside ``CallStatus`` (a
+    # provider's new status) must not make the row unreadable, as an enum type would on loading it.
     call_status: Mapped[str | None] = mapped_column(String(32))
     call_duration: Mapped[int | None] = mapped_column(Integer)
     conversation_id: Mapped[str | None] = mapped_column(String(255))
@@ -128,13 +150,14 @@ class CallAttempt(Base):
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
     event_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("scheduled_events.id", ondelete="CASCADE"))
     attempt_number: Mapped[int] = mapped_column(Integer)
-    state: Mapped[str] = mapped_column(String(16), default="claimed")
+    state: Mapped[AttemptState] = mapped_column(stored_as(AttemptState, 16), default=AttemptState.CLAIMED)
     provider: Mapped[str] = mapped_column(String(32))
     claimed_at: Mapped[datetime] = mapped_column(TZ)
     attempted_at: Mapped[datetime | None] = mapped_column(TZ)
     finished_at: Mapped[datetime | None] = mapped_column(TZ)
     provider_id: Mapped[str | None] = mapped_column(String(255))
     """call_sid / call_control_id for calls, message id for SMS."""
+    # A call status or an SMS delivery status (both channels' attempts live here), and no CHECK constraint: strings.
     last_status: Mapped[str | None] = mapped_column(String(32))
     last_sequence: Mapped[int | None] = mapped_column(Integer)
     answered: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -186,7 +209,7 @@ class Campaign(Base):
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
     name: Mapped[str] = mapped_column(String(255))
     assistant_id: Mapped[str] = mapped_column(String(255))
-    telnyx_conversation_channel: Mapped[str] = mapped_column(String(16))
+    telnyx_conversation_channel: Mapped[Channel] = mapped_column(stored_as(Channel, 16))
     telnyx_agent_target: Mapped[str] = mapped_column(String(255))
     connection_id: Mapped[str | None] = mapped_column(String(255))
     text: Mapped[str | None] = mapped_column(Text)
@@ -203,13 +226,13 @@ class Campaign(Base):
     cap_window_secs: Mapped[int | None] = mapped_column(Integer)
     # The weekly windows of ruleset "custom": {"zone"?: str, "days": {"mon": [["09:00", "17:00"]], ...}}.
     custom_windows: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
-    status: Mapped[str] = mapped_column(String(16), default="active")
+    status: Mapped[CampaignStatus] = mapped_column(stored_as(CampaignStatus, 16), default=CampaignStatus.ACTIVE)
     created_at: Mapped[datetime] = mapped_column(TZ)
     updated_at: Mapped[datetime] = mapped_column(TZ)
 
     columns: Mapped[list[str]] = mapped_column(JSONB, default=list)
     """Variable and metadata columns of the uploaded file, in file order (for the export)."""
-    import_status: Mapped[str] = mapped_column(String(16), default="pending")
+    import_status: Mapped[ImportStatus] = mapped_column(stored_as(ImportStatus, 16), default=ImportStatus.PENDING)
     import_error: Mapped[str | None] = mapped_column(Text)
     rows_total: Mapped[int] = mapped_column(Integer, default=0)
     rows_accepted: Mapped[int] = mapped_column(Integer, default=0)

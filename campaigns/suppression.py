@@ -5,7 +5,8 @@ Entries come from operators (``manual``), imported registry files (``file``), in
 Telnyx messaging error 40300). The list is checked twice:
 
 - when a call list is imported (reported: the row is skipped and counted as ``suppressed``);
-- authoritatively at dispatch, by :class:`DoNotContactCheck`: a suppressed event fails with the reason and no
+- authoritatively at dispatch, by ``campaigns.lifecycle.checks.DoNotContactCheck`` (which reads this table
+  itself): a suppressed event fails with the reason and no
   provider request is made. A number added after its events were scheduled is therefore still never contacted.
 
 Numbers are stored in E.164, normalized with the same rules as the CSV importer, except that a number that is
@@ -16,7 +17,6 @@ numbers (no ``+``) must be valid in the default region, so a file imported with 
 
 from __future__ import annotations
 
-import functools
 import io
 import re
 import uuid
@@ -29,8 +29,7 @@ from sqlalchemy import delete, func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from campaigns.lifecycle import Suppress
-from campaigns.models import SUPPRESSION_REASONS, ScheduledEvent, Suppression
+from campaigns.models import SUPPRESSION_REASONS, Suppression
 from campaigns.phones import InvalidPhone, e164_or_none, to_e164
 
 REASONS: Final = SUPPRESSION_REASONS
@@ -148,75 +147,6 @@ def suppressed_among(session: Session, phones: Iterable[str]) -> dict[str, str]:
         return {}
     rows = session.execute(select(Suppression.phone, Suppression.reason).where(Suppression.phone.in_(wanted)))
     return {phone: reason for phone, reason in rows}
-
-
-@functools.lru_cache(maxsize=4096)  # ~10 µs a miss; a campaign's numbers rarely repeat soon, so kept small
-def _canonical(target: str) -> str:
-    """The listed form of an event's target: the events API keeps ``+4402…`` as written, the list ``+442…``."""
-    return e164_or_none(target) or target
-
-
-def suppressed_targets(session: Session, targets: Iterable[str]) -> dict[str, str]:
-    """Which event targets are on the list (as written or in canonical E.164), with their reason: one query."""
-    forms = {target: {target, _canonical(target)} for target in set(targets)}
-    found = suppressed_among(session, {form for both in forms.values() for form in both})
-    out: dict[str, str] = {}
-    for target, both in forms.items():
-        reason = next((found[form] for form in sorted(both) if form in found), None)
-        if reason is not None:
-            out[target] = reason
-    return out
-
-
-def describe(reason: str) -> str:
-    return {
-        "manual": "added by an operator",
-        "file": "from an imported do-not-contact file",
-        "sms_opt_out": "the recipient opted out by SMS",
-        "provider_block": "the provider blocks messages to it (recipient opted out)",
-    }.get(reason, reason)
-
-
-def suppressed_error(phone: str, reason: str) -> str:
-    """The ``errors`` entry of an event that was not dispatched because its number is suppressed."""
-    return f"not dispatched: {phone} is on the do-not-contact list ({reason}: {describe(reason)})"
-
-
-# --- dispatch-time check ------------------------------------------------------------------------------------
-
-
-class DoNotContactCheck:
-    """Claim check: an event whose recipient is on the list fails without a provider request.
-
-    One instance per claim batch. On its first call it looks up, in one query on the primary key, the
-    recipients of every ``in_progress`` event the session holds (the claim has just loaded its whole batch),
-    then answers from that dictionary; a recipient it has not seen gets its own primary-key lookup, so the
-    answer never depends on what the session happens to hold.
-    """
-
-    def __init__(self) -> None:
-        self.known: dict[str, str] | None = None
-
-    def __call__(self, session: Session, event: ScheduledEvent, now: datetime) -> Suppress | None:
-        target = event.telnyx_end_user_target
-        with session.no_autoflush:  # decisions already taken for earlier events are flushed once, at the end
-            if self.known is None:
-                self.known = self._load_batch(session, event)
-            if target not in self.known:
-                self.known[target] = suppressed_targets(session, [target]).get(target, "")
-        reason = self.known[target]
-        if not reason:
-            return None
-        return Suppress(suppressed_error(target, reason), kind="do_not_contact")
-
-    @staticmethod
-    def _load_batch(session: Session, event: ScheduledEvent) -> dict[str, str]:
-        targets = {event.telnyx_end_user_target}
-        for obj in list(session.identity_map.values()):
-            if isinstance(obj, ScheduledEvent) and obj.status == "in_progress":
-                targets.add(obj.telnyx_end_user_target)
-        found = suppressed_targets(session, targets)
-        return {target: found.get(target, "") for target in targets}
 
 
 # --- CSV import hook ----------------------------------------------------------------------------------------
@@ -415,7 +345,6 @@ def record_provider_block(session: Session, phone: str, detail: str, *, now: dat
 __all__ = [
     "PROVIDER_BLOCK_CODE",
     "REASONS",
-    "DoNotContactCheck",
     "FileImportReport",
     "InvalidPhone",
     "LineError",

@@ -1,199 +1,35 @@
-"""Telnyx callbacks: parse, store durably (unique on the provider's identity), apply idempotently.
+"""Verified Telnyx callbacks: stored durably (unique on the provider's identity of each) and applied
+idempotently, to the lifecycle (call and SMS outcomes) or to the do-not-contact list (inbound opt-outs,
+provider blocks).
 
-Signature verification happens in the HTTP layer before any of this runs.
+A domain module above both, so that neither the lifecycle nor the list knows about the other's callbacks.
+Signature verification and parsing happen before any of this runs (``campaigns.telephony.signatures``,
+``campaigns.telephony.callbacks``).
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from campaigns import lifecycle, suppression
 from campaigns.models import CallAttempt, ScheduledEvent
-
-# Call Control hangup causes before an answer → TeXML-style statuses (telnyx-api.md §2, an inference).
-HANGUP_TO_STATUS = {
-    # Only an answered call ends this way, even when call.answered has not arrived (yet).
-    "normal_clearing": "completed",
-    "time_limit": "completed",
-    "user_busy": "busy",
-    "no_answer": "no-answer",
-    "timeout": "no-answer",
-    "originator_cancel": "canceled",
-    "call_rejected": "failed",
-    "not_found": "failed",
-    "unspecified": "failed",
-}
-
-
-class WebhookRejected(Exception):
-    """The callback is well signed but malformed (answered 400)."""
-
-
-@dataclass(frozen=True)
-class Callback:
-    """A parsed callback, normalized across TeXML, Call Control and messaging."""
-
-    provider_key: str
-    kind: str
-    attempt_id: uuid.UUID | None
-    provider_id: str | None
-    status: str | None
-    terminal: bool
-    sequence: int | None = None
-    duration: int | None = None
-    answered: bool = False
-    channel: str = "call"
-    counterpart: str | None = None
-    """Messaging: the sender of an inbound message, the recipient of an outbound one."""
-    text: str | None = None
-    """Messaging: the text of an inbound message (for opt-out keywords)."""
-    error_codes: tuple[str, ...] = ()
-    """Messaging: ``payload.errors[].code`` (40300 means the recipient opted out)."""
-
-
-def _parse_uuid(value: object) -> uuid.UUID | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        return None
-
-
-def _int(value: object) -> int | None:
-    try:
-        return int(str(value))
-    except (TypeError, ValueError):
-        return None
-
-
-def parse_texml_status(form: Mapping[str, str], attempt_hint: str | None) -> Callback:
-    """A form-encoded TeXML status callback."""
-    call_sid = form.get("CallSid") or form.get("CallControlId")
-    status = form.get("CallStatus")
-    if not call_sid or not status:
-        raise WebhookRejected("CallSid and CallStatus are required")
-    sequence = _int(form.get("SequenceNumber"))
-    key = f"texml:{call_sid}:{status}:{sequence if sequence is not None else ''}"
-    terminal = status in lifecycle.TERMINAL_CALL_STATUSES
-    return Callback(
-        provider_key=key,
-        kind=f"texml.{status}",
-        attempt_id=_parse_uuid(attempt_hint),
-        provider_id=call_sid,
-        status=status,
-        terminal=terminal,
-        sequence=sequence,
-        duration=_int(form.get("CallDuration")) if terminal else None,
-        answered=status == "in-progress",
-    )
-
-
-def parse_json_event(body: Mapping[str, Any], attempt_hint: str | None) -> Callback:
-    """A JSON Call Control or messaging webhook."""
-    data = body.get("data")
-    if not isinstance(data, dict):
-        raise WebhookRejected("data is required")
-    event_type = data.get("event_type")
-    event_id = data.get("id")
-    payload = data.get("payload")
-    if not isinstance(event_type, str) or not isinstance(payload, dict):
-        raise WebhookRejected("data.event_type and data.payload are required")
-    key = f"json:{event_id}" if event_id else f"json:{event_type}:{json.dumps(payload, sort_keys=True)[:400]}"
-    attempt_id = _parse_uuid(attempt_hint)
-    if event_type.startswith("message."):
-        to = payload.get("to")
-        status = None
-        if isinstance(to, list) and to and isinstance(to[0], dict):
-            status = to[0].get("status")
-        message_id = payload.get("id")
-        inbound = event_type == "message.received"
-        errors = payload.get("errors")
-        if errors is not None and not isinstance(errors, list):
-            raise WebhookRejected("data.payload.errors must be a list")
-        return Callback(
-            provider_key=key,
-            kind=event_type,
-            attempt_id=None if inbound else attempt_id,
-            provider_id=message_id if isinstance(message_id, str) and not inbound else None,
-            status=None if inbound or not isinstance(status, str) else status,
-            terminal=event_type == "message.finalized",
-            channel="sms",
-            counterpart=_message_counterpart(payload, inbound),
-            text=payload.get("text") if inbound and isinstance(payload.get("text"), str) else None,
-            error_codes=tuple(
-                str(e["code"]) for e in errors or [] if isinstance(e, dict) and e.get("code") is not None
-            ),
-        )
-    if event_type.startswith("call."):
-        state = payload.get("client_state")
-        if attempt_id is None and isinstance(state, str):
-            try:
-                attempt_id = _parse_uuid(base64.b64decode(state, validate=True).decode())
-            except (binascii.Error, UnicodeDecodeError):
-                attempt_id = None
-        call_id = payload.get("call_control_id")
-        provider_id = call_id if isinstance(call_id, str) else None
-        if event_type == "call.hangup":
-            cause = payload.get("hangup_cause")
-            return Callback(
-                provider_key=key,
-                kind=event_type,
-                attempt_id=attempt_id,
-                provider_id=provider_id,
-                status=str(cause or "unspecified"),
-                terminal=True,
-                duration=_int(payload.get("call_duration")),
-            )
-        return Callback(
-            provider_key=key,
-            kind=event_type,
-            attempt_id=attempt_id,
-            provider_id=provider_id,
-            status="in-progress" if event_type == "call.answered" else event_type.removeprefix("call."),
-            terminal=False,
-            answered=event_type == "call.answered",
-        )
-    return Callback(
-        provider_key=key,
-        kind=event_type,
-        attempt_id=attempt_id,
-        provider_id=None,
-        status=None,
-        terminal=False,
-    )
-
-
-def _message_counterpart(payload: Mapping[str, Any], inbound: bool) -> str | None:
-    """``payload.from.phone_number`` of an inbound message, ``payload.to[0].phone_number`` of an outbound one."""
-    if inbound:
-        sender = payload.get("from")
-        number = sender.get("phone_number") if isinstance(sender, dict) else None
-    else:
-        to = payload.get("to")
-        number = to[0].get("phone_number") if isinstance(to, list) and to and isinstance(to[0], dict) else None
-    return number if isinstance(number, str) else None
-
-
-PROGRESS_STATUSES = frozenset({"initiated", "ringing", "in-progress", "queued"})
-"""Non-terminal call statuses recorded on the attempt; any other non-terminal status is ignored."""
+from campaigns.states import PROGRESS_CALL_STATUSES, CallStatus, Channel
+from campaigns.telephony.callbacks import Callback, hangup_call_status
 
 
 def _moves_attempt(cb: Callback) -> bool:
-    """Whether a matched callback goes to the state machine (and so needs its event locked) or is ignored."""
+    """Whether a matched callback goes to the state machine (and so needs its event locked) or is ignored.
+
+    Non-terminal call statuses other than the progress ones (``PROGRESS_CALL_STATUSES``) are ignored."""
     if cb.kind == "message.received" or cb.status is None:
         return False
-    return cb.channel == "sms" or cb.terminal or cb.status in PROGRESS_STATUSES
+    return cb.channel == Channel.SMS_CHAT or cb.terminal or cb.status in PROGRESS_CALL_STATUSES
 
 
 def _resolve_attempts(session: Session, callbacks: Sequence[Callback]) -> list[tuple[uuid.UUID, uuid.UUID] | None]:
@@ -369,21 +205,23 @@ def _apply(
     if locked is None:
         return "unknown attempt"
     attempt, event = locked
-    if cb.channel == "sms":
+    if cb.channel == Channel.SMS_CHAT:
         return lifecycle.apply_sms_outcome_locked(attempt, event, cb.status, now=now, provider_id=cb.provider_id).reason
     if not cb.terminal:
         return lifecycle.apply_progress_locked(
             attempt, event, cb.status, sequence=cb.sequence, answered=cb.answered, now=now, provider_id=cb.provider_id
         ).reason
-    status = cb.status
+    status, duration = cb.status, cb.duration
     if cb.kind == "call.hangup":
-        status = "completed" if attempt.answered else HANGUP_TO_STATUS.get(status, "failed")
+        status = hangup_call_status(cb.status, answered=attempt.answered)
+        if duration is None and status == CallStatus.COMPLETED:
+            duration = cb.elapsed  # Call Control reports no duration: the answered call's span is its length
     return lifecycle.apply_call_outcome_locked(
         session,
         attempt,
         event,
         status,
-        duration=cb.duration,
+        duration=duration,
         now=now,
         sequence=cb.sequence,
         provider_id=cb.provider_id,

@@ -21,8 +21,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from campaigns.clock import FrozenClock
 from campaigns.db import normalize_url
-from campaigns.provider import providers_from_settings
 from campaigns.settings import Settings
+from campaigns.telephony import providers_from_settings
 from worker.runtime import Runtime
 
 IN_CI = os.environ.get("CI", "").lower() == "true"

@@ -25,8 +25,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from rich.console import Console
 from rich.table import Table
 
-from campaigns.signatures import private_key_b64, public_key_b64
 from campaigns.states import CampaignStatus, Channel, EventStatus
+from campaigns.telephony.signatures import private_key_b64, public_key_b64
 from worker.embedded import EmbeddedServers, free_port, wait_for_port
 
 EASTERN = ZoneInfo("America/New_York")

@@ -8,8 +8,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from campaigns.clock import Clock, clock_from_settings
 from campaigns.db import get_sessionmaker
-from campaigns.provider import Providers, providers_from_settings
 from campaigns.settings import Settings, built_once, get_settings
+from campaigns.telephony import Providers, providers_from_settings
 
 
 @dataclass
@@ -40,10 +40,10 @@ def warm_up() -> Runtime:
     """
     from sqlalchemy import text
 
-    from campaigns import provider, windows
+    from campaigns import telephony, windows
 
     rt = get_runtime()
-    provider.warm_up()
+    telephony.warm_up()
     windows.warm_up()
     with rt.sessions() as session:
         session.execute(text("SELECT 1"))

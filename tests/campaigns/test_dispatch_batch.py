@@ -16,9 +16,10 @@ from campaigns import lifecycle, suppression
 from campaigns.clock import FrozenClock
 from campaigns.db import unit_of_work
 from campaigns.dispatch import dispatch_attempts
+from campaigns.lifecycle.dispatch import _RECORD_DISPATCHED
 from campaigns.models import CallAttempt
-from campaigns.provider import DispatchResult
-from tests.campaigns.test_lifecycle import TEXML, claim, create, load, texml_callback
+from campaigns.telephony import DispatchResult
+from tests.campaigns.lifecycle.harness import TEXML, claim, create, load, texml_callback
 from tests.factories import call_body
 from worker.runtime import Runtime
 
@@ -118,7 +119,7 @@ def test_each_sending_thread_keeps_its_own_client(runtime: Runtime) -> None:
     """A client shared by the 64 sending threads spent half a worker's CPU in its pool's bookkeeping."""
     import threading
 
-    from campaigns.provider import TelnyxTexml, shared_client
+    from campaigns.telephony import TelnyxTexml, shared_client
 
     provider = TelnyxTexml(runtime.settings)
     mine = provider.client
@@ -155,7 +156,7 @@ def test_recording_a_batch_does_not_walk_every_call_in_progress(session: Session
     )
     ids = [uuid.uuid4() for _ in range(25)]
     params = {"ids": ids, "provider_ids": ["x"] * 25, "statuses": ["queued"] * 25, "in_progress": ids}
-    explain = text("EXPLAIN " + str(lifecycle._RECORD_DISPATCHED))
+    explain = text("EXPLAIN " + str(_RECORD_DISPATCHED))
     plan = "\n".join(row[0] for row in session.execute(explain, {**params, "lease_until": None}))
     assert "ix_scheduled_events_lease_in_progress" not in plan, plan
     assert "pk_scheduled_events" in plan, plan

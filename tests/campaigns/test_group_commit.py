@@ -18,12 +18,13 @@ from sqlalchemy import Connection, Engine, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session, sessionmaker
 
-from campaigns import lifecycle, suppression, webhooks
+from campaigns import lifecycle, suppression, telephony, webhooks
 from campaigns.clock import FrozenClock
 from campaigns.db import unit_of_work
 from campaigns.group_commit import GroupCommit
 from campaigns.models import CallAttempt, ScheduledEvent, WebhookReceipt
-from tests.campaigns.test_lifecycle import MESSAGES, TEXML, claim, create, dispatch, texml_ok
+from campaigns.states import Channel
+from tests.campaigns.lifecycle.harness import MESSAGES, TEXML, claim, create, dispatch, texml_ok
 from tests.factories import call_body, sms_body
 from worker.runtime import Runtime
 
@@ -118,7 +119,7 @@ def test_callbacks_of_one_batch_apply_in_arrival_order_per_event(runtime: Runtim
 
     def received(attempt_id: uuid.UUID, status: str, seq: int) -> webhooks.Received:
         form = {"CallSid": f"v3:{attempt_id}", "CallStatus": status, "SequenceNumber": str(seq), "CallDuration": "7"}
-        return webhooks.Received(webhooks.parse_texml_status(form, str(attempt_id)), repr(form).encode(), now)
+        return webhooks.Received(telephony.parse_texml_status(form, str(attempt_id)), repr(form).encode(), now)
 
     # Reversed attempt order (locks are still taken in event id order), a duplicate, progress before outcome.
     batch = []
@@ -138,14 +139,14 @@ def test_callbacks_of_one_batch_apply_in_arrival_order_per_event(runtime: Runtim
 
 def _texml(attempt_hint: object, sid: str, status: str, seq: int, now: datetime) -> webhooks.Received:
     form = {"CallSid": sid, "CallStatus": status, "SequenceNumber": str(seq), "CallDuration": "7"}
-    return webhooks.Received(webhooks.parse_texml_status(form, str(attempt_hint)), repr(form).encode(), now)
+    return webhooks.Received(telephony.parse_texml_status(form, str(attempt_hint)), repr(form).encode(), now)
 
 
 def _json(
     event_type: str, payload: dict[str, Any], now: datetime, *, hint: object = None, key: str | None = None
 ) -> webhooks.Received:
     body = {"data": {"event_type": event_type, "id": key or str(uuid.uuid4()), "payload": payload}}
-    callback = webhooks.parse_json_event(body, str(hint) if hint is not None else None)
+    callback = telephony.parse_json_event(body, str(hint) if hint is not None else None)
     return webhooks.Received(callback, json.dumps(body).encode(), now)
 
 
@@ -194,7 +195,7 @@ def _reference_apply(session: Session, item: webhooks.Received) -> str:
             result = "unmatched"
         elif cb.status is None:
             result = "ignored"
-        elif cb.channel == "sms":
+        elif cb.channel == Channel.SMS_CHAT:
             result = lifecycle.apply_sms_outcome(
                 session, attempt_id, cb.status, now=now, provider_id=cb.provider_id
             ).reason
@@ -208,7 +209,7 @@ def _reference_apply(session: Session, item: webhooks.Received) -> str:
             status = cb.status
             if cb.kind == "call.hangup":
                 answered = session.scalar(select(CallAttempt.answered).where(CallAttempt.id == attempt_id))
-                status = "completed" if answered else webhooks.HANGUP_TO_STATUS.get(status, "failed")
+                status = "completed" if answered else telephony.HANGUP_TO_STATUS.get(status, "failed")
             result = lifecycle.apply_call_outcome(
                 session, attempt_id, status, duration=cb.duration, now=now, sequence=cb.sequence,
                 provider_id=cb.provider_id,

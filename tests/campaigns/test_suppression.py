@@ -21,7 +21,7 @@ from campaigns.clock import FrozenClock
 from campaigns.db import unit_of_work
 from campaigns.dispatch import dispatch_attempt
 from campaigns.models import CallAttempt, Campaign, ImportIssue, ScheduledEvent, Suppression
-from campaigns.webhooks import parse_json_event
+from campaigns.telephony import parse_json_event
 from tests.campaigns.importing.test_loader import new_campaign
 from tests.conftest import TEST_TELNYX_BASE_URL
 from tests.factories import call_body, make_event, sms_body

@@ -100,7 +100,7 @@ def test_every_compose_command_exists_in_the_cli(service: str) -> None:
 
 def test_compose_demo_keys_match() -> None:
     """The simulator signs with the demo private key; the api verifies with its public half."""
-    from campaigns.signatures import load_public_key, private_key_from_b64, public_key_b64
+    from campaigns.telephony.signatures import load_public_key, private_key_from_b64, public_key_b64
 
     services = compose()["services"]
     private = services["simulator"]["environment"]["CAMPAIGNS_SIMULATOR_PRIVATE_KEY"]

@@ -16,7 +16,7 @@ import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from bench import harness
-from campaigns.signatures import private_key_b64, public_key_b64
+from campaigns.telephony.signatures import private_key_b64, public_key_b64
 from worker.embedded import free_port, wait_for_port
 
 TOKEN = "e2e-token"

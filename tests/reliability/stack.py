@@ -22,7 +22,7 @@ import psycopg
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from bench import harness
-from campaigns.signatures import private_key_b64, public_key_b64
+from campaigns.telephony.signatures import private_key_b64, public_key_b64
 
 FULL = os.environ.get("CHAOS_FULL") == "1"
 TERMINAL = ("completed", "failed", "canceled")

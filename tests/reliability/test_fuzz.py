@@ -19,9 +19,9 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 
-from campaigns import webhooks
 from campaigns.importing import CsvFileError, ParsedRow, RowError, open_call_list
-from campaigns.signatures import public_key_b64
+from campaigns.telephony import callbacks as webhooks
+from campaigns.telephony.signatures import public_key_b64
 from tests.reliability.stack import FULL
 from worker.api import create_app
 from worker.runtime import Runtime

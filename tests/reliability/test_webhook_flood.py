@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from bench import harness
 from campaigns.clock import FrozenClock
 from campaigns.settings import Settings
-from campaigns.signatures import SIGNATURE_HEADER, TIMESTAMP_HEADER, public_key_b64, sign
+from campaigns.telephony.signatures import SIGNATURE_HEADER, TIMESTAMP_HEADER, public_key_b64, sign
 from tests.reliability.stack import FULL
 from worker.api import create_app
 from worker.runtime import Runtime

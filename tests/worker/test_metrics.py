@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from bench import harness
 from campaigns import logs, metrics
 from campaigns.models import CallAttempt, ScheduledEvent
-from campaigns.signatures import private_key_b64, public_key_b64
+from campaigns.telephony.signatures import private_key_b64, public_key_b64
 from tests.e2e.test_up import poll
 from worker.embedded import free_port, wait_for_port
 

@@ -134,7 +134,7 @@ def test_sleep_is_capped_and_scaled_by_the_warp(runtime: Runtime, clock: FrozenC
 
 @respx.mock
 def test_delete_in_progress_stops_further_attempts(runtime: Runtime, clock: FrozenClock) -> None:
-    from campaigns import webhooks
+    from campaigns import telephony, webhooks
     from campaigns.dispatch import dispatch_attempt
     from campaigns.events import cancel_event
 
@@ -154,7 +154,7 @@ def test_delete_in_progress_stops_further_attempts(runtime: Runtime, clock: Froz
         event = s.get(ScheduledEvent, event_id)
         assert event is not None and event.status == "in_progress"
         cancel_event(s, event, now=clock.now())
-    cb = webhooks.parse_texml_status({"CallSid": "v3:1", "CallStatus": "busy", "SequenceNumber": "2"}, str(attempt_id))
+    cb = telephony.parse_texml_status({"CallSid": "v3:1", "CallStatus": "busy", "SequenceNumber": "2"}, str(attempt_id))
     with unit_of_work(runtime.sessions) as s:
         webhooks.record_and_apply(s, cb, b"busy", now=clock.now())
     clock.advance(86400)

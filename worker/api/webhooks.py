@@ -22,10 +22,10 @@ from fastapi.responses import JSONResponse
 from starlette.types import Receive, Scope, Send
 
 from campaigns import metrics as app_metrics
-from campaigns import webhooks
+from campaigns import telephony, webhooks
 from campaigns.clock import utcnow_real
 from campaigns.group_commit import GroupCommit
-from campaigns.signatures import SIGNATURE_HEADER, TIMESTAMP_HEADER, SignatureError, load_public_key, verify
+from campaigns.telephony.signatures import SIGNATURE_HEADER, TIMESTAMP_HEADER, SignatureError, load_public_key, verify
 from worker.api.errors import AUTH_CODE, INVALID_CODE, error_body, responses
 from worker.api.schemas.operations import WebhookResult
 from worker.runtime import Runtime
@@ -46,22 +46,22 @@ _public_key = lru_cache(maxsize=4)(load_public_key)
 """The webhook key, decoded once per configured value rather than once per request."""
 
 
-def _parse_texml(raw: bytes, attempt_hint: str | None) -> webhooks.Callback:
+def _parse_texml(raw: bytes, attempt_hint: str | None) -> telephony.Callback:
     form = dict(parse_qsl(raw.decode("utf-8", errors="replace"), keep_blank_values=True))
-    return webhooks.parse_texml_status(form, attempt_hint)
+    return telephony.parse_texml_status(form, attempt_hint)
 
 
-def _parse_json(raw: bytes, attempt_hint: str | None) -> webhooks.Callback:
+def _parse_json(raw: bytes, attempt_hint: str | None) -> telephony.Callback:
     try:
         body = json.loads(raw)
         if not isinstance(body, dict):
-            raise webhooks.WebhookRejected("body must be a JSON object")
-        return webhooks.parse_json_event(body, attempt_hint)
+            raise telephony.WebhookRejected("body must be a JSON object")
+        return telephony.parse_json_event(body, attempt_hint)
     except ValueError as exc:
-        raise webhooks.WebhookRejected(str(exc)) from None
+        raise telephony.WebhookRejected(str(exc)) from None
 
 
-RECEIVERS: Final[dict[str, tuple[str, Callable[[bytes, str | None], webhooks.Callback]]]] = {
+RECEIVERS: Final[dict[str, tuple[str, Callable[[bytes, str | None], telephony.Callback]]]] = {
     CALL_STATUS_PATH: ("call_status", _parse_texml),
     JSON_PATH: ("telnyx", _parse_json),
 }
@@ -118,7 +118,7 @@ class WebhookReceiver:
             return rejected
         try:
             callback = parse(raw, attempt_hint)
-        except webhooks.WebhookRejected as exc:
+        except telephony.WebhookRejected as exc:
             return error_body(400, INVALID_CODE, "Invalid callback", str(exc))
         now = self._runtime().clock.now()
         result = await asyncio.wrap_future(self.commits.submit(webhooks.Received(callback, raw, now)))

@@ -17,8 +17,8 @@ from typing import Any, Final
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from campaigns.signatures import private_key_from_b64
 from campaigns.states import TERMINAL_CALL_STATUSES, CallStatus, MessageStatus
+from campaigns.telephony.signatures import private_key_from_b64
 
 PRIVATE_KEY_ENV = "CAMPAIGNS_SIMULATOR_PRIVATE_KEY"
 

@@ -18,9 +18,9 @@ from urllib.parse import urlencode
 import httpx
 
 from campaigns.clock import iso, utcnow_real
-from campaigns.provider import tls_context
-from campaigns.signatures import SIGNATURE_HEADER, TIMESTAMP_HEADER, public_key_b64, sign
 from campaigns.states import CallStatus, MessageStatus
+from campaigns.telephony import tls_context
+from campaigns.telephony.signatures import SIGNATURE_HEADER, TIMESTAMP_HEADER, public_key_b64, sign
 from worker.simulator.config import SimulatorConfig, load_private_key
 from worker.simulator.state import Call, now_iso
 

@@ -80,7 +80,7 @@ def test_case_06_florida_closes_at_2000_and_caps_three_per_day() -> None:
     assert windows.next_opening(Z("2025-07-15T00:30Z"), recipient, US) == Z("2025-07-15T12:00Z")
     [(rule, cap)] = US.caps_for(recipient.states)
     assert (rule.id, cap.attempts, cap.window) == ("FL", 3, timedelta(hours=24))
-    # The 4th attempt within 24 h, from another agent number, is deferred: tests/campaigns/test_caps.py.
+    # The 4th attempt within 24 h, from another agent number, is deferred: lifecycle/test_frequency_caps.py.
 
 
 def test_case_07_pensacola_exchange_is_central_and_under_florida_rules() -> None:

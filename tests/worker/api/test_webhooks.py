@@ -33,9 +33,16 @@ from campaigns.db import unit_of_work
 from campaigns.dispatch import dispatch_attempt
 from campaigns.events import parse_datetime
 from campaigns.models import CallAttempt, ScheduledEvent, WebhookReceipt
-from campaigns.provider import providers_from_settings
 from campaigns.settings import Settings
-from campaigns.signatures import SIGNATURE_HEADER, TIMESTAMP_HEADER, SignatureError, public_key_b64, sign, verify
+from campaigns.telephony import providers_from_settings
+from campaigns.telephony.signatures import (
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    SignatureError,
+    public_key_b64,
+    sign,
+    verify,
+)
 from tests.conftest import TEST_TELNYX_BASE_URL
 from worker.api import CampaignsAPI, create_app
 from worker.api.webhooks import WEBHOOK_MAX_BODY

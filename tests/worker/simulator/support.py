@@ -16,7 +16,7 @@ from urllib.parse import parse_qs
 import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from campaigns.signatures import (
+from campaigns.telephony.signatures import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
     load_public_key,

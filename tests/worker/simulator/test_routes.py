@@ -8,7 +8,7 @@ from datetime import datetime
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from campaigns.signatures import SignatureError, private_key_b64, public_key_b64
+from campaigns.telephony.signatures import SignatureError, private_key_b64, public_key_b64
 from tests.worker.simulator.support import (
     KEY,
     TEXML,

@@ -9,7 +9,7 @@ from campaigns import suppression
 from campaigns.clock import FrozenClock
 from campaigns.db import unit_of_work
 from campaigns.models import CallAttempt
-from tests.campaigns.test_lifecycle import TEXML, claim, create, dispatch, load, texml_ok
+from tests.campaigns.lifecycle.harness import TEXML, claim, create, dispatch, load, texml_ok
 from tests.factories import call_body
 from worker.runtime import Runtime
 

@@ -21,7 +21,7 @@ from campaigns.clock import FrozenClock
 from campaigns.db import unit_of_work
 from campaigns.errors import ValidationFailed
 from campaigns.models import CallAttempt, ScheduledEvent
-from tests.campaigns.test_lifecycle import TEXML, claim, create, dispatch, load, texml_callback, texml_ok
+from tests.campaigns.lifecycle.harness import TEXML, claim, create, dispatch, load, texml_callback, texml_ok
 from tests.factories import call_body
 from worker.runtime import Runtime
 

@@ -1,0 +1,299 @@
+"""Claim-time checks (DESIGN.md §2.2): run on each claimed event before its attempt is created, none of which
+consumes retry budget. A check answers ``None`` (go on), ``Defer`` (back to ``pending`` until a time) or
+``Suppress`` (fail without a provider request).
+
+``default_checks`` is the list every claim runs: do-not-contact, calling window, pacing, frequency caps. A new
+check is a callable with the ``ClaimCheck`` signature, added there; it decides and never writes a status (the
+claim applies its answer through ``transitions``).
+"""
+
+from __future__ import annotations
+
+import functools
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from sqlalchemy import func, select, text
+from sqlalchemy.orm import Session
+
+from campaigns import windows
+from campaigns.models import CallAttempt, Campaign, ScheduledEvent, Suppression
+from campaigns.phones import e164_or_none
+from campaigns.states import AttemptState, EventStatus
+
+
+@dataclass(frozen=True)
+class Defer:
+    """Put the event back to ``pending`` until ``until``; no retry budget is consumed."""
+
+    until: datetime
+    reason: str
+    kind: str = "window"
+    """Bounded label for metrics and reports: ``window``, ``held``, ``pacing`` or ``frequency_cap``."""
+
+
+@dataclass(frozen=True)
+class Suppress:
+    """Fail the event without dispatching it."""
+
+    reason: str
+    kind: str = "do_not_contact"
+    """Bounded label for metrics and reports: ``do_not_contact`` (the suppression list, opt-outs, blocks)."""
+
+
+class ClaimCheck(Protocol):
+    """A check run on each claimed event before its attempt is created (windows, suppression, pacing)."""
+
+    def __call__(self, session: Session, event: ScheduledEvent, now: datetime) -> Defer | Suppress | None: ...
+
+
+def window_context(session: Session, event: ScheduledEvent) -> tuple[windows.Ruleset | None, windows.Recipient] | None:
+    """The event's ruleset and recipient; ``None`` when no window applies; a ``None`` ruleset when it is unusable.
+
+    Candidate zones are resolved once, at the first check, and stored on the event.
+    """
+    if event.ruleset == "none":
+        return None
+    campaign = session.get(Campaign, event.campaign_id) if event.campaign_id is not None else None
+    try:
+        ruleset: windows.Ruleset | None = windows.get_ruleset(
+            event.ruleset, campaign.custom_windows if campaign is not None else None
+        )
+    except windows.RulesetError:
+        ruleset = None
+    if event.timezone_candidates is None:
+        event.timezone_candidates = windows.candidate_zones(
+            phone=event.telnyx_end_user_target,
+            timezone=event.timezone,
+            state=event.state,
+            default_zone=campaign.timezone if campaign is not None else None,
+        )
+    recipient = windows.recipient_for(
+        phone=event.telnyx_end_user_target, zones=event.timezone_candidates, state=event.state
+    )
+    return ruleset, recipient
+
+
+def window_check(session: Session, event: ScheduledEvent, now: datetime) -> Defer | None:
+    """Defer an event whose recipient is outside the calling window to the next opening (or hold it)."""
+    context = window_context(session, event)
+    if context is None:
+        return None
+    ruleset, recipient = context
+    if ruleset is None:
+        return Defer(windows.HOLD_UNTIL, f"held: ruleset {event.ruleset!r} is not defined or invalid", kind="held")
+    if not ruleset.needs_zone:
+        return None
+    if not recipient.zones:
+        return Defer(windows.HOLD_UNTIL, "held: the recipient's time zone could not be determined", kind="held")
+    if windows.is_allowed(now, recipient, ruleset):
+        return None
+    opening = windows.cached_next_opening(now, recipient, ruleset)
+    if opening is None:
+        return Defer(
+            windows.HOLD_UNTIL,
+            f"held: no opening within {windows.SEARCH_DAYS} days under ruleset {ruleset.label}",
+            kind="held",
+        )
+    blocking = sorted({v.rule.id for v in windows.verdicts(now, recipient, ruleset) if not v.allowed})
+    return Defer(
+        opening,
+        f"outside the calling window ({ruleset.label}: {', '.join(blocking)}) in {', '.join(recipient.zones)}",
+    )
+
+
+class FrequencyCapCheck:
+    """Rolling-window attempt caps per recipient, across all campaigns and caller numbers.
+
+    Caps come from the ruleset's state rules (e.g. Florida: 3 per 24 h) and from the campaign
+    (``cap_max_attempts`` per ``cap_window_secs``). Every attempt row counts (withdrawn attempts are deleted, so
+    only dials that were or may have been placed remain), plus the attempts this batch is about to create. A
+    per-number advisory lock, held until the claim commits, keeps two schedulers from both taking the last slot;
+    a scheduler that cannot take it defers the event by a second instead of waiting. A capped event is deferred
+    to when the oldest counted attempt leaves the window: deferred, never dropped.
+    """
+
+    def __init__(self) -> None:
+        self.batch: dict[str, list[datetime]] = {}
+
+    def _caps(self, session: Session, event: ScheduledEvent) -> list[tuple[str, windows.Cap]]:
+        caps: list[tuple[str, windows.Cap]] = []
+        context = window_context(session, event)
+        if context is not None and context[0] is not None:
+            ruleset, recipient = context[0], context[1]
+            caps += [(f"{rule.id}: {rule.citation}", cap) for rule, cap in ruleset.caps_for(recipient.states)]
+        campaign = session.get(Campaign, event.campaign_id) if event.campaign_id is not None else None
+        if campaign is not None and campaign.cap_max_attempts:
+            window = timedelta(seconds=campaign.cap_window_secs or 86400)
+            caps.append(("campaign cap", windows.Cap(campaign.cap_max_attempts, window)))
+        return caps
+
+    def __call__(self, session: Session, event: ScheduledEvent, now: datetime) -> Defer | None:
+        caps = self._caps(session, event)
+        if not caps:
+            return None
+        target = event.telnyx_end_user_target
+        if target not in self.batch:
+            locked = session.execute(
+                text("SELECT pg_try_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": f"cap:{target}"}
+            ).scalar_one()
+            if not locked:
+                return Defer(
+                    now + timedelta(seconds=1), "frequency cap: another scheduler is counting", kind="frequency_cap"
+                )
+            self.batch[target] = []
+        longest = max(cap.window for _, cap in caps)
+        history = list(
+            session.scalars(
+                select(CallAttempt.claimed_at)
+                .where(CallAttempt.recipient == target, CallAttempt.claimed_at > now - longest)
+                .order_by(CallAttempt.claimed_at.desc())
+            )
+        )
+        times = sorted([*history, *self.batch[target]], reverse=True)
+        until: datetime | None = None
+        reasons: list[str] = []
+        for source, cap in caps:
+            recent = [t for t in times if t > now - cap.window]
+            if len(recent) >= cap.attempts:
+                free_at = recent[cap.attempts - 1] + cap.window
+                if until is None or free_at > until:
+                    until = free_at
+                hours = cap.window.total_seconds() / 3600
+                reasons.append(f"{cap.attempts} attempts per {hours:g} h ({source})")
+        if until is not None:
+            return Defer(until, f"frequency cap: {'; '.join(reasons)}", kind="frequency_cap")
+        self.batch[target].append(now)
+        return None
+
+
+class PacingCheck:
+    """A campaign's ``max_concurrent_calls`` and ``max_dispatches_per_second``, counted once per claim batch.
+
+    Live calls are attempts not yet finished; the dispatch rate counts attempts claimed in the last (app) second.
+    Events over a limit go back to ``pending`` shortly after, without consuming an attempt.
+    """
+
+    def __init__(self) -> None:
+        self.limits: dict[uuid.UUID, tuple[int | None, float | None]] = {}
+        self.used: dict[uuid.UUID, list[int]] = {}
+
+    def __call__(self, session: Session, event: ScheduledEvent, now: datetime) -> Defer | None:
+        campaign_id = event.campaign_id
+        if campaign_id is None:
+            return None
+        if campaign_id not in self.limits:
+            row = session.execute(
+                select(Campaign.max_concurrent_calls, Campaign.max_dispatches_per_second).where(
+                    Campaign.id == campaign_id
+                )
+            ).one()
+            self.limits[campaign_id] = (row[0], row[1])
+            live = recent = 0
+            if row[0] is not None or row[1] is not None:
+                live, recent = session.execute(
+                    select(
+                        # Live: claimed, sending, sent or unknown.
+                        func.count().filter(CallAttempt.state != AttemptState.FINISHED),
+                        func.count().filter(CallAttempt.claimed_at > now - timedelta(seconds=1)),
+                    )
+                    .join(ScheduledEvent, ScheduledEvent.id == CallAttempt.event_id)
+                    .where(ScheduledEvent.campaign_id == campaign_id)
+                ).one()
+            self.used[campaign_id] = [int(live), int(recent)]
+        max_live, max_rate = self.limits[campaign_id]
+        used = self.used[campaign_id]
+        if max_live is not None and used[0] >= max_live:
+            return Defer(now + timedelta(seconds=1), f"pacing: {max_live} concurrent calls in progress", kind="pacing")
+        if max_rate is not None and used[1] >= max_rate:
+            return Defer(
+                now + timedelta(seconds=1), f"pacing: {max_rate:g} dispatches per second reached", kind="pacing"
+            )
+        used[0] += 1
+        used[1] += 1
+        return None
+
+
+# --- do-not-contact -----------------------------------------------------------------------------------------
+# The list itself (its entries, files, opt-outs, provider blocks) is ``campaigns.suppression``; the lifecycle only
+# reads its table, here, so that neither package imports the other.
+
+
+@functools.lru_cache(maxsize=4096)  # ~10 µs a miss; a campaign's numbers rarely repeat soon, so kept small
+def _canonical(target: str) -> str:
+    """The listed form of an event's target: the events API keeps ``+4402…`` as written, the list ``+442…``."""
+    return e164_or_none(target) or target
+
+
+def suppressed_targets(session: Session, targets: Iterable[str]) -> dict[str, str]:
+    """Which event targets are on the list (as written or in canonical E.164), with their reason: one query on
+    the primary key."""
+    forms = {target: {target, _canonical(target)} for target in set(targets)}
+    wanted = list({form for both in forms.values() for form in both})
+    if not wanted:
+        return {}
+    rows = session.execute(select(Suppression.phone, Suppression.reason).where(Suppression.phone.in_(wanted)))
+    found = {phone: reason for phone, reason in rows}
+    out: dict[str, str] = {}
+    for target, both in forms.items():
+        reason = next((found[form] for form in sorted(both) if form in found), None)
+        if reason is not None:
+            out[target] = reason
+    return out
+
+
+def _describe(reason: str) -> str:
+    return {
+        "manual": "added by an operator",
+        "file": "from an imported do-not-contact file",
+        "sms_opt_out": "the recipient opted out by SMS",
+        "provider_block": "the provider blocks messages to it (recipient opted out)",
+    }.get(reason, reason)
+
+
+def suppressed_error(phone: str, reason: str) -> str:
+    """The ``errors`` entry of an event that was not dispatched because its number is suppressed."""
+    return f"not dispatched: {phone} is on the do-not-contact list ({reason}: {_describe(reason)})"
+
+
+class DoNotContactCheck:
+    """Claim check: an event whose recipient is on the list fails without a provider request.
+
+    One instance per claim batch. On its first call it looks up, in one query on the primary key, the
+    recipients of every ``in_progress`` event the session holds (the claim has just loaded its whole batch),
+    then answers from that dictionary; a recipient it has not seen gets its own primary-key lookup, so the
+    answer never depends on what the session happens to hold.
+    """
+
+    def __init__(self) -> None:
+        self.known: dict[str, str] | None = None
+
+    def __call__(self, session: Session, event: ScheduledEvent, now: datetime) -> Suppress | None:
+        target = event.telnyx_end_user_target
+        with session.no_autoflush:  # decisions already taken for earlier events are flushed once, at the end
+            if self.known is None:
+                self.known = self._load_batch(session, event)
+            if target not in self.known:
+                self.known[target] = suppressed_targets(session, [target]).get(target, "")
+        reason = self.known[target]
+        if not reason:
+            return None
+        return Suppress(suppressed_error(target, reason), kind="do_not_contact")
+
+    @staticmethod
+    def _load_batch(session: Session, event: ScheduledEvent) -> dict[str, str]:
+        targets = {event.telnyx_end_user_target}
+        for obj in list(session.identity_map.values()):
+            if isinstance(obj, ScheduledEvent) and obj.status == EventStatus.IN_PROGRESS:
+                targets.add(obj.telnyx_end_user_target)
+        found = suppressed_targets(session, targets)
+        return {target: found.get(target, "") for target in targets}
+
+
+def default_checks() -> tuple[ClaimCheck, ...]:
+    """The checks every claim runs, fresh per batch: do-not-contact first, then the calling window, then pacing;
+    the frequency cap last, because it counts the attempt it lets through."""
+    return (DoNotContactCheck(), window_check, PacingCheck(), FrequencyCapCheck())

@@ -1,0 +1,148 @@
+"""Reconciliation (DESIGN.md §2.6): settling ``in_progress`` events whose lease expired without a terminal
+outcome. An attempt that may have reached the provider is never re-sent blindly: the provider is asked where it
+can tell, otherwise the attempt is closed as unknown and the event fails closed.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session, sessionmaker
+
+import campaigns.lifecycle.transitions as transitions
+from campaigns.db import unit_of_work
+from campaigns.lifecycle.locking import WITHOUT_ATTEMPTS, lock_attempts_by_id
+from campaigns.models import CallAttempt, ScheduledEvent
+from campaigns.states import AttemptState, Channel, EventStatus, MessageStatus
+from campaigns.telephony import Providers, request_pool
+
+RECONCILE_CONCURRENCY = 16
+"""How many "is this call still up?" questions one reconcile pass has in flight at once."""
+
+
+@dataclass
+class ReconcileReport:
+    withdrawn: int = 0
+    extended: int = 0
+    failed_unknown: int = 0
+    completed_sms: int = 0
+
+
+@dataclass(frozen=True)
+class _LiveCheck:
+    """A sent call whose lease expired: the provider is asked whether it is still up, with no lock held."""
+
+    attempt_id: uuid.UUID
+    provider: str
+    provider_id: str
+
+
+def reconcile_expired_leases(
+    sessions: sessionmaker[Session], *, now: datetime, providers: Providers, call_lease: timedelta, limit: int = 500
+) -> ReconcileReport:
+    """Settle ``in_progress`` events whose lease expired without a terminal outcome.
+
+    - never sent (attempt still ``claimed``, or no attempt): withdrawn, event back to ``pending`` now;
+    - sent and the provider says the call is still up: lease extended;
+    - an SMS the provider accepted (``sent``) with no final receipt: completed, as Telnyx would report it;
+    - otherwise the attempt is closed as unknown and the event fails closed. It is never re-dialled.
+
+    Three short transactions, so no event stays locked while the provider is asked about a call: a webhook for
+    that event (or for any event batched with it) would wait behind a provider round trip per expired call. The
+    first settles everything that needs no question and extends the lease of the calls to ask about by
+    ``call_lease``, so a concurrent reconciler leaves them alone (and if this one dies, they come back when that
+    lease expires); then the provider is asked; the last re-locks those events and fails closed the ones whose
+    call is over and whose attempt is still the one asked about.
+    """
+    with unit_of_work(sessions) as session:
+        report, checks = _settle_expired(session, now=now, call_lease=call_lease, limit=limit)
+    if not checks:
+        return report
+
+    def ask(check: _LiveCheck) -> tuple[uuid.UUID, bool | None]:
+        return check.attempt_id, providers.by_name(check.provider).call_is_alive(check.provider_id)
+
+    # Up to RECONCILE_CONCURRENCY questions at once: a pass over hundreds of live calls took one round trip each.
+    alive = dict(
+        request_pool("reconcile", RECONCILE_CONCURRENCY).map(ask, checks) if len(checks) > 1 else map(ask, checks)
+    )
+    with unit_of_work(sessions) as session:
+        for attempt, event in lock_attempts_by_id(session, [check.attempt_id for check in checks]):
+            if alive[attempt.id]:
+                report.extended += 1
+            elif attempt.state == AttemptState.SENT and transitions.current_attempt_matches(event, attempt):
+                transitions.fail_unknown(attempt, event, now, "no terminal status arrived before the lease expired")
+                report.failed_unknown += 1
+            # else: settled by a webhook while the provider was asked
+        session.flush()
+    return report
+
+
+def _settle_expired(
+    session: Session, *, now: datetime, call_lease: timedelta, limit: int
+) -> tuple[ReconcileReport, list[_LiveCheck]]:
+    """Everything a reconcile pass can decide without the provider; the sent calls to ask about come back."""
+    report = ReconcileReport()
+    checks: list[_LiveCheck] = []
+    events = session.scalars(
+        select(ScheduledEvent)
+        .where(ScheduledEvent.status == EventStatus.IN_PROGRESS, ScheduledEvent.lease_expires_at < now)
+        .options(WITHOUT_ATTEMPTS)
+        .order_by(ScheduledEvent.lease_expires_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    ).all()
+    if not events:
+        return report, checks
+    current = {  # each event's current attempt, one query for the batch
+        attempt.event_id: attempt
+        for attempt in session.scalars(
+            select(CallAttempt)
+            .join(ScheduledEvent, CallAttempt.event_id == ScheduledEvent.id)
+            .where(
+                ScheduledEvent.id.in_([event.id for event in events]),
+                CallAttempt.attempt_number == ScheduledEvent.retry_count + 1,
+            )
+        )
+    }
+    withdrawn: list[uuid.UUID] = []
+    for event in events:
+        attempt = current.get(event.id)
+        if attempt is None or attempt.state == AttemptState.CLAIMED:
+            if attempt is not None:
+                withdrawn.append(attempt.id)  # never reached the provider: not part of the audit trail
+                session.expire(event, ["attempts"])
+            transitions.release(event, now, now=now)
+            report.withdrawn += 1
+            continue
+        if attempt.state == AttemptState.FINISHED:
+            # Outcome recorded but the event never moved (should not happen); leave a trace and fail closed.
+            error = f"attempt {attempt.attempt_number} finished without settling the event"
+            transitions.finish(event, EventStatus.FAILED, now, error)
+            report.failed_unknown += 1
+            continue
+        if attempt.state == AttemptState.SENT and attempt.provider_id:
+            if event.telnyx_conversation_channel == Channel.SMS_CHAT:
+                if attempt.last_status == MessageStatus.SENT:
+                    transitions.finish_attempt(attempt, MessageStatus.SENT, now)
+                    transitions.finish(event, EventStatus.COMPLETED, now)
+                    report.completed_sms += 1
+                    continue
+            else:
+                event.lease_expires_at = now + call_lease
+                checks.append(_LiveCheck(attempt.id, attempt.provider, attempt.provider_id))
+                continue
+        why = (
+            "the provider request timed out after sending"
+            if attempt.state in (AttemptState.SENDING, AttemptState.UNKNOWN)
+            else "no terminal status arrived before the lease expired"
+        )
+        transitions.fail_unknown(attempt, event, now, why)
+        report.failed_unknown += 1
+    if withdrawn:
+        session.execute(delete(CallAttempt).where(CallAttempt.id.in_(withdrawn)))
+    session.flush()
+    return report, checks

@@ -1,0 +1,61 @@
+"""Telephony: how the engine talks to Telnyx, and the only package that touches ``httpx``.
+
+Owns no table. One ``Telephony`` protocol (``protocol``) with three Telnyx adapters sharing one ``httpx.Client``
+per thread (``transport``):
+
+- ``texml.TelnyxTexml``: ``POST /texml/ai_calls/{connection_id}`` (default for calls). No idempotency key exists
+  on this endpoint, so a request whose outcome is unknown must never be re-sent.
+- ``call_control.TelnyxCallControl``: ``POST /calls`` with ``command_id`` = attempt id (Telnyx ignores a repeated
+  dial).
+- ``messaging.TelnyxMessaging``: ``POST /messages`` with ``Idempotency-Key`` = attempt id.
+
+``providers`` picks the adapter per channel; ``errors`` holds the typed errors the lifecycle tells apart;
+``callbacks`` parses what Telnyx sends back and ``signatures`` verifies (and, for the simulator, makes) the
+Ed25519 signatures on it.
+
+May import: ``campaigns.settings``, ``campaigns.states``, ``campaigns.metrics``; never the lifecycle, the
+database or ``worker``.
+"""
+
+from __future__ import annotations
+
+from campaigns.telephony.call_control import TelnyxCallControl
+from campaigns.telephony.callbacks import (
+    HANGUP_TO_STATUS,
+    Callback,
+    WebhookRejected,
+    hangup_call_status,
+    parse_json_event,
+    parse_texml_status,
+)
+from campaigns.telephony.errors import OutcomeUnknown, PermanentProviderError, ProviderError, TransientProviderError
+from campaigns.telephony.messaging import TelnyxMessaging
+from campaigns.telephony.protocol import DispatchRequest, DispatchResult, Telephony
+from campaigns.telephony.providers import Providers, providers_from_settings
+from campaigns.telephony.texml import TelnyxTexml
+from campaigns.telephony.transport import request_pool, shared_client, tls_context, warm_up
+
+__all__ = [
+    "HANGUP_TO_STATUS",
+    "Callback",
+    "DispatchRequest",
+    "DispatchResult",
+    "OutcomeUnknown",
+    "PermanentProviderError",
+    "ProviderError",
+    "Providers",
+    "Telephony",
+    "TelnyxCallControl",
+    "TelnyxMessaging",
+    "TelnyxTexml",
+    "TransientProviderError",
+    "WebhookRejected",
+    "hangup_call_status",
+    "parse_json_event",
+    "parse_texml_status",
+    "providers_from_settings",
+    "request_pool",
+    "shared_client",
+    "tls_context",
+    "warm_up",
+]

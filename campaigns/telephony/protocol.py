@@ -1,0 +1,48 @@
+"""The port between the lifecycle and a telephony provider: what is asked, what comes back, who answers."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from campaigns.states import Channel
+
+
+@dataclass(frozen=True)
+class DispatchRequest:
+    """What the engine asks a provider to do for one attempt."""
+
+    attempt_id: uuid.UUID
+    channel: Channel
+    assistant_id: str
+    to: str
+    from_: str
+    dynamic_variables: dict[str, str] = field(default_factory=dict)
+    text: str | None = None
+    connection_id: str | None = None
+    sip_region: str | None = None
+    """``call_settings.sip_region`` of the event (``US``, ``Europe``, …); the provider's default when ``None``."""
+
+
+@dataclass(frozen=True)
+class DispatchResult:
+    """The provider accepted the request; ``provider_id`` is the call id or message id."""
+
+    provider: str
+    provider_id: str
+    status: str | None = None
+
+
+class Telephony(Protocol):
+    """A way to place a call or send a message."""
+
+    name: str
+
+    def dispatch(self, request: DispatchRequest) -> DispatchResult:
+        """Send the request once. Raises one of the typed ``ProviderError`` subclasses on failure."""
+        ...
+
+    def call_is_alive(self, provider_id: str) -> bool | None:
+        """Whether a dispatched call is still up; ``None`` when the provider cannot tell."""
+        ...

@@ -1,0 +1,46 @@
+"""Outbound AI-assistant calls through TeXML ``POST /texml/ai_calls/{connection_id}`` (the default for calls).
+
+No idempotency key exists on this endpoint, so a request whose outcome is unknown must never be re-sent.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from campaigns.states import CallStatus
+from campaigns.telephony.call_control import call_control_is_alive
+from campaigns.telephony.errors import OutcomeUnknown, PermanentProviderError
+from campaigns.telephony.protocol import DispatchRequest, DispatchResult
+from campaigns.telephony.transport import HttpAdapter, callback_url, post_json
+
+
+class TelnyxTexml(HttpAdapter):
+    """Outbound AI-assistant calls through TeXML ``ai_calls``."""
+
+    name = "texml"
+
+    def dispatch(self, request: DispatchRequest) -> DispatchResult:
+        connection_id = request.connection_id or self.settings.telnyx_texml_app_id
+        if not connection_id:
+            raise PermanentProviderError("no TeXML connection id: set CAMPAIGNS_TELNYX_TEXML_APP_ID")
+        body: dict[str, Any] = {
+            "From": request.from_,
+            "To": request.to,
+            "AIAssistantId": request.assistant_id,
+            "StatusCallback": callback_url(self.settings, "/webhooks/telnyx/call-status", request.attempt_id),
+            "StatusCallbackMethod": "POST",
+            "StatusCallbackEvent": "initiated ringing answered completed no-answer busy canceled failed",
+        }
+        if request.dynamic_variables:
+            body["AIAssistantDynamicVariables"] = dict(request.dynamic_variables)
+        if request.sip_region:
+            body["SipRegion"] = request.sip_region
+        data = post_json(self.client, f"texml/ai_calls/{connection_id}", body)
+        call_sid = data.get("call_sid")
+        if not isinstance(call_sid, str) or not call_sid:
+            raise OutcomeUnknown("TeXML answered without a call_sid")
+        status = str(data.get("status") or CallStatus.QUEUED)
+        return DispatchResult(provider=self.name, provider_id=call_sid, status=status)
+
+    def call_is_alive(self, provider_id: str) -> bool | None:
+        return call_control_is_alive(self.client, provider_id)

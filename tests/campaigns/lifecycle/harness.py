@@ -1,0 +1,70 @@
+"""The steps of an event's life as the lifecycle tests drive them: real PostgreSQL, the provider faked with respx,
+time driven by the frozen clock."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+import httpx
+from sqlalchemy.orm import Session, sessionmaker
+
+from campaigns import lifecycle, telephony, webhooks
+from campaigns.clock import FrozenClock
+from campaigns.db import unit_of_work
+from campaigns.dispatch import dispatch_attempt
+from campaigns.models import ScheduledEvent
+from tests.conftest import TEST_TELNYX_BASE_URL
+from tests.factories import make_event
+from worker.runtime import Runtime
+
+TEXML = f"{TEST_TELNYX_BASE_URL}/texml/ai_calls/texml-app-1"
+MESSAGES = f"{TEST_TELNYX_BASE_URL}/messages"
+
+
+def create(rt: Runtime, body: dict[str, object]) -> uuid.UUID:
+    with unit_of_work(rt.sessions) as s:
+        return make_event(s, rt.clock.now(), body).id
+
+
+def claim(rt: Runtime) -> list[uuid.UUID]:
+    with unit_of_work(rt.sessions) as s:
+        claimed = lifecycle.claim_due_events(
+            s, now=rt.clock.now(), limit=100, lease=timedelta(minutes=2), providers=rt.providers
+        )
+    return [c.attempt_id for c in claimed]
+
+
+def dispatch(rt: Runtime, attempt_id: uuid.UUID) -> str:
+    return dispatch_attempt(rt.sessions, attempt_id, providers=rt.providers, clock=rt.clock, settings=rt.settings)
+
+
+def texml_callback(rt: Runtime, attempt_id: uuid.UUID, status: str, seq: int, duration: str = "0") -> str:
+    form = {"CallSid": f"v3:{attempt_id}", "CallStatus": status, "SequenceNumber": str(seq), "CallDuration": duration}
+    cb = telephony.parse_texml_status(form, str(attempt_id))
+    with unit_of_work(rt.sessions) as s:
+        return webhooks.record_and_apply(s, cb, repr(form).encode(), now=rt.clock.now())
+
+
+def load(sessions: sessionmaker[Session], event_id: uuid.UUID) -> ScheduledEvent:
+    with sessions() as s:
+        event = s.get(ScheduledEvent, event_id)
+        assert event is not None
+        _ = event.attempts
+        return event
+
+
+def texml_ok(request: httpx.Request) -> httpx.Response:
+    return httpx.Response(200, json={"from": "+1", "to": "+1", "status": "queued", "call_sid": f"v3:{uuid.uuid4()}"})
+
+
+def run_call(rt: Runtime, clock: FrozenClock, event_id: uuid.UUID, outcome: str) -> uuid.UUID:
+    """Advance to the event's due time, claim it, dispatch it and deliver ``outcome``."""
+    event = load(rt.sessions, event_id)
+    clock.set(max(clock.now(), event.scheduled_at_fixed_datetime))
+    (attempt_id,) = claim(rt)
+    assert dispatch(rt, attempt_id) == "sent"
+    clock.advance(30)
+    texml_callback(rt, attempt_id, "initiated", 0)
+    texml_callback(rt, attempt_id, outcome, 3, duration="42" if outcome == "completed" else "0")
+    return attempt_id

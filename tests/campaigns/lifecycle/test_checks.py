@@ -1,0 +1,70 @@
+"""Claim-time checks: the calling window and pacing (campaigns/lifecycle/checks.py; frequency caps and the
+do-not-contact list have files of their own)."""
+
+from __future__ import annotations
+
+import respx
+from sqlalchemy import select
+
+from campaigns.clock import FrozenClock
+from campaigns.db import unit_of_work
+from campaigns.models import ScheduledEvent
+from tests.campaigns.lifecycle.harness import (
+    TEXML,
+    claim,
+    create,
+    dispatch,
+    load,
+    texml_callback,
+    texml_ok,
+)
+from tests.factories import call_body
+from worker.runtime import Runtime
+
+
+@respx.mock
+def test_window_defers_the_claim_and_moves_a_late_retry_to_the_morning(runtime: Runtime, clock: FrozenClock) -> None:
+    from datetime import UTC, datetime
+
+    respx.post(TEXML).mock(side_effect=texml_ok)
+    clock.set(datetime(2025, 7, 15, 10, 0, tzinfo=UTC))  # 06:00 in New York
+    body = call_body(clock.now(), max_retries_client_errors=1, retry_interval_secs=3600, ruleset="us")
+    body["telnyx_end_user_target"] = "+12125550101"
+    event_id = create(runtime, body)
+    clock.advance(600)
+    assert claim(runtime) == []  # outside the window: deferred, no attempt
+    event = load(runtime.sessions, event_id)
+    assert event.status == "pending" and event.retry_count == 0
+    assert event.scheduled_at_fixed_datetime == datetime(2025, 7, 15, 12, 0, tzinfo=UTC)  # 08:00 EDT
+    assert event.deferred_reason and "calling window" in event.deferred_reason
+    clock.set(datetime(2025, 7, 16, 0, 30, tzinfo=UTC))  # 20:30 EDT, still open
+    (attempt_id,) = claim(runtime)
+    dispatch(runtime, attempt_id)
+    texml_callback(runtime, attempt_id, "busy", 2)  # retry at 21:30 would be after closing time
+    event = load(runtime.sessions, event_id)
+    assert event.status == "pending"
+    assert event.scheduled_at_fixed_datetime == datetime(2025, 7, 16, 12, 0, tzinfo=UTC)  # next morning, 08:00 EDT
+
+
+def test_pacing_limits_concurrency_and_rate_without_consuming_attempts(runtime: Runtime, clock: FrozenClock) -> None:
+    from campaigns import campaign as campaign_service
+    from campaigns import importing as importer
+
+    settings = campaign_service.validate_settings(
+        {"name": "paced", "assistant_id": "a1", "telnyx_agent_target": "+15553456789", "ruleset": "none",
+         "max_concurrent_calls": 3},
+        now=clock.now(),
+    )  # fmt: skip
+    data = "phone\n" + "".join(f"+1212555{n:04d}\n" for n in range(10))
+    with unit_of_work(runtime.sessions) as s:
+        campaign = campaign_service.create_campaign(s, settings, now=clock.now())
+        importer.load_call_list(s, campaign, __import__("io").BytesIO(data.encode()), now=clock.now())
+    clock.advance(1)
+    assert len(claim(runtime)) == 3
+    assert claim(runtime) == []  # three calls are live: the rest wait, with no attempt created
+    with runtime.sessions() as s:
+        waiting = s.scalars(select(ScheduledEvent).where(ScheduledEvent.status == "pending")).all()
+        assert len(waiting) == 7
+        assert all(
+            e.deferred_reason == "pacing: 3 concurrent calls in progress" and e.retry_count == 0 for e in waiting
+        )
