@@ -15,6 +15,7 @@ from campaigns.errors import Conflict, FieldError, NotFound, ValidationFailed
 from campaigns.events.validation import NewEvent, check_assistant_id, nul_characters, parse_datetime, validate_create
 from campaigns.events.wire import serialize_telnyx_event
 from campaigns.ids import uuid7
+from campaigns.lifecycle import transitions
 from campaigns.models import ScheduledEvent
 from campaigns.paging import Page
 from campaigns.states import CHANNELS, EVENT_STATUSES, TERMINAL_EVENT_STATUSES, EventStatus
@@ -223,12 +224,10 @@ def cancel_event(session: Session, event: ScheduledEvent, *, now: datetime) -> N
     if event.status in TERMINAL_EVENT_STATUSES:
         raise Conflict(f"event is already {event.status}")
     if event.status == EventStatus.PENDING:
-        metrics.count_finished(event.telnyx_conversation_channel, EventStatus.CANCELED)
-        event.status = EventStatus.CANCELED
-        event.errors = [*event.errors, "canceled by request before dispatch"]
+        transitions.finish(event, EventStatus.CANCELED, now, transitions.CANCELED_BEFORE_DISPATCH)
     else:
         event.cancel_requested = True
-    event.updated_at = now
+        event.updated_at = now
     session.flush()
 
 

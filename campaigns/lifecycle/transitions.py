@@ -14,8 +14,7 @@ where they are, and are listed here so this module remains the map of every tran
 - ``reconcile._settle_expired``: attempts that never left withdrawn for a batch (one ``DELETE``, as
   ``withdraw_attempt`` does for one);
 - outside this package: ``campaigns.campaign.cancel`` (a campaign's pending events ``→ canceled``, one
-  ``UPDATE``), the importers' bulk inserts (new events are ``pending``) and ``campaigns.events.cancel_event``
-  (a pending event ``→ canceled`` through the ORM: ``finish(event, EventStatus.CANCELED, …)`` expresses it).
+  ``UPDATE``) and the importers' bulk inserts (new events are ``pending``).
 """
 
 from __future__ import annotations
