@@ -30,15 +30,20 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
 from campaigns.states import (
+    ANSWERED_BY,
+    CALL_OUTCOMES,
     CHANNELS,
     RECORDED_CALL_STATUSES,
     RETRYABLE_CALL_STATUSES,
     TERMINAL_EVENT_STATUSES,
     CampaignStatus,
+    Channel,
     EventStatus,
+    Outcome,
 )
 
 log = logging.getLogger(__name__)
+OUTCOME_VALUES = frozenset(o.value for o in Outcome)
 
 DEFER_KINDS = ("window", "held", "pacing", "frequency_cap")
 SUPPRESS_KINDS = ("do_not_contact",)
@@ -83,6 +88,11 @@ EVENTS_FINISHED = Counter(
 CALL_ATTEMPTS = Counter(
     "campaigns_call_attempts_total", "Call attempts finished, by terminal call status (unknown = settled blind).",
     ["call_status"],
+)  # fmt: skip
+ATTEMPT_OUTCOMES = Counter(
+    "campaigns_attempt_outcomes_total",
+    "Attempts finished, by the engine's outcome and by who answered (answering-machine detection; none = not run).",
+    ["channel", "outcome", "answered_by"],
 )  # fmt: skip
 RETRIES_SCHEDULED = Counter(
     "campaigns_retries_scheduled_total", "Call retries scheduled, by the call status that caused them.",
@@ -155,6 +165,8 @@ def _initialise_label_sets() -> None:
         DISPATCH_LAG.labels(channel)
     for call_status in RECORDED_CALL_STATUSES:
         CALL_ATTEMPTS.labels(call_status)
+    for outcome in CALL_OUTCOMES:
+        ATTEMPT_OUTCOMES.labels(Channel.PHONE_CALL, outcome, "none")
     for call_status in RETRYABLE_CALL_STATUSES:
         RETRIES_SCHEDULED.labels(call_status)
     for kind in DEFER_KINDS:
@@ -206,6 +218,15 @@ def webhook_result_label(result: str) -> str:
 
 def count_webhook(kind: str, result: str) -> None:
     WEBHOOKS_PROCESSED.labels(bounded(kind, WEBHOOK_TYPES), webhook_result_label(result)).inc()
+
+
+def count_outcome(channel: str, outcome: str, answered_by: str | None) -> None:
+    """One finished attempt: its outcome and, where detection ran, who answered."""
+    ATTEMPT_OUTCOMES.labels(
+        bounded(channel, CHANNELS),
+        bounded(outcome, OUTCOME_VALUES),
+        "none" if answered_by is None else bounded(answered_by, ANSWERED_BY),
+    ).inc()
 
 
 def count_finished(channel: str, status: str) -> None:

@@ -64,7 +64,9 @@ class ScheduledEvent(Base):
     __table_args__ = (
         CheckConstraint(f"status IN {EVENT_STATUSES!r}", name="status"),
         CheckConstraint(f"telnyx_conversation_channel IN {CHANNELS!r}", name="channel"),
-        CheckConstraint("retry_count >= 0 AND retry_count <= max_retries_client_errors", name="retry_budget"),
+        # retry_count is every retry spent, over all outcomes: with a per-outcome retry_policy it may pass
+        # max_retries_client_errors, so only its sign is checked (each outcome's budget is in outcome_retries).
+        CheckConstraint("retry_count >= 0", name="retry_budget"),
         # Claims cost O(due): only pending rows are in this index, ordered by due time.
         Index(
             "ix_scheduled_events_due_pending",
@@ -130,6 +132,17 @@ class ScheduledEvent(Base):
     deferred_until: Mapped[datetime | None] = mapped_column(TZ)
     # Set by DELETE on /v2 (campaigns/events): gone from the Telnyx-compatible API, kept for exports and metrics.
     deleted_at: Mapped[datetime | None] = mapped_column(TZ)
+    # Outcome settings (extension fields; DESIGN.md §2.5). Stored as strings, read through campaigns.states.
+    # Server defaults too: the importers write events with COPY, naming only the columns they fill.
+    answering_machine_detection: Mapped[str] = mapped_column(String(16), default="disabled", server_default="disabled")
+    voicemail_action: Mapped[str] = mapped_column(String(16), default="retry", server_default="retry")
+    retry_policy: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    """``{"<outcome>": {"max_retries": n, "retry_interval_secs": s}}`` for the outcomes it names."""
+    outcome_retries: Mapped[dict[str, int]] = mapped_column(JSONB, default=dict, server_default="{}")
+    """Retries spent so far per outcome (``{"busy": 1}``): each outcome of the policy has its own budget."""
+    free_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """Attempts that were the account's doing (``channel_limited``, ``provider_rejected``) and spent no budget.
+    The current attempt is number ``retry_count + free_attempts + 1``."""
 
     attempts: Mapped[list[CallAttempt]] = relationship(
         back_populates="event", order_by="CallAttempt.attempt_number", lazy="selectin"
@@ -166,6 +179,13 @@ class CallAttempt(Base):
     error: Mapped[str | None] = mapped_column(Text)
     # The number dialled, copied from the event so frequency caps count attempts per recipient across campaigns.
     recipient: Mapped[str | None] = mapped_column(String(255))
+    outcome: Mapped[str | None] = mapped_column(String(32))
+    """The engine's classification (``campaigns.states.Outcome``); ``call_status`` keeps Telnyx's own value."""
+    answered_by: Mapped[str | None] = mapped_column(String(16))
+    """``campaigns.states.AnsweredBy`` when answering-machine detection ran, else null."""
+    conversation_id: Mapped[str | None] = mapped_column(String(255))
+    insights: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    """What ``call.conversation_insights.generated`` reported for the call's conversation."""
 
     event: Mapped[ScheduledEvent] = relationship(back_populates="attempts")
 
@@ -226,6 +246,10 @@ class Campaign(Base):
     cap_window_secs: Mapped[int | None] = mapped_column(Integer)
     # The weekly windows of ruleset "custom": {"zone"?: str, "days": {"mon": [["09:00", "17:00"]], ...}}.
     custom_windows: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    # Outcome settings, copied onto each event (DESIGN.md §2.5): detection on and voicemails retried by default.
+    answering_machine_detection: Mapped[str] = mapped_column(String(16), default="detect", server_default="detect")
+    voicemail_action: Mapped[str] = mapped_column(String(16), default="retry", server_default="retry")
+    retry_policy: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     status: Mapped[CampaignStatus] = mapped_column(stored_as(CampaignStatus, 16), default=CampaignStatus.ACTIVE)
     created_at: Mapped[datetime] = mapped_column(TZ)
     updated_at: Mapped[datetime] = mapped_column(TZ)
@@ -241,6 +265,23 @@ class Campaign(Base):
     rows_suppressed: Mapped[int] = mapped_column(Integer, default=0)
     # Set on campaigns created by a recurring definition's run (campaigns/recurring.py).
     recurring_run_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("recurring_runs.id"), index=True)
+
+
+class ProviderHold(Base):
+    """An open breaker: the provider refused the account itself (a rejected API key, a missing connection or
+    messaging profile), so dispatch through ``provider`` is held, and no event fails for it, until a probe is
+    accepted. One row per provider adapter (``texml``, ``call_control``, ``messaging``); no row = dispatching."""
+
+    __tablename__ = "provider_holds"
+
+    provider: Mapped[str] = mapped_column(String(32), primary_key=True)
+    reason: Mapped[str] = mapped_column(String(32))
+    """Bounded label: ``api_key`` (401/403), ``connection`` or ``messaging_profile`` (a 404/422 naming it)."""
+    detail: Mapped[str] = mapped_column(Text)
+    """What the provider answered, for ``deferred_reason`` and the console (``provider rejected the API key (401)``)."""
+    opened_at: Mapped[datetime] = mapped_column(TZ)
+    next_probe_at: Mapped[datetime] = mapped_column(TZ)
+    updated_at: Mapped[datetime] = mapped_column(TZ)
 
 
 class ImportIssue(Base):

@@ -119,3 +119,74 @@ class ImportStatus(StrEnum):
 
 
 IMPORT_STATUSES: Final = tuple(s.value for s in ImportStatus)
+
+
+class Outcome(StrEnum):
+    """The engine's classification of one attempt (extension field ``outcome``); ``call_status`` keeps Telnyx's.
+
+    Calls: what happened on the network, including the cases Telnyx reports as a bare ``failed`` or
+    ``completed`` (a voicemail, the account's channel limit). Messages: the final delivery status.
+    """
+
+    ANSWERED = "answered"
+    VOICEMAIL = "voicemail"
+    SCREENED = "screened"
+    BUSY = "busy"
+    NO_ANSWER = "no-answer"
+    FAILED = "failed"
+    CANCELED = "canceled"
+    CHANNEL_LIMITED = "channel_limited"
+    """Refused for the account's own concurrent-channel limit (SIP 403 D1, or HTTP 429 90103): not the recipient."""
+    PROVIDER_REJECTED = "provider_rejected"
+    """The provider refused the account (401/403, a missing connection or profile): not the recipient."""
+    UNKNOWN = "unknown"
+    DELIVERED = "delivered"
+    SENT = "sent"
+    DELIVERY_UNCONFIRMED = "delivery_unconfirmed"
+    DELIVERY_FAILED = "delivery_failed"
+    SENDING_FAILED = "sending_failed"
+    EXPIRED = "expired"
+
+
+CALL_OUTCOMES: Final = (
+    "answered", "voicemail", "screened", "busy", "no-answer", "failed", "canceled", "channel_limited",
+    "provider_rejected", "unknown",
+)  # fmt: skip
+RETRY_POLICY_OUTCOMES: Final = ("busy", "no-answer", "voicemail", "screened", "failed", "canceled")
+"""The outcomes a ``retry_policy`` may name: the recipient's doing, so each spends its own retry budget."""
+FREE_OUTCOMES: Final = frozenset({Outcome.CHANNEL_LIMITED, Outcome.PROVIDER_REJECTED})
+"""Outcomes that are the account's doing: the event goes back to ``pending`` and no budget is consumed."""
+
+
+class AnsweredBy(StrEnum):
+    """Who picked up, as answering-machine detection reports it (extension field ``answered_by``)."""
+
+    HUMAN = "human"
+    MACHINE = "machine"
+    FAX = "fax"
+    SCREENING = "screening"
+    UNKNOWN = "unknown"
+
+
+ANSWERED_BY: Final = tuple(s.value for s in AnsweredBy)
+
+
+class MachineDetection(StrEnum):
+    """``answering_machine_detection``: ``disabled`` is Telnyx's behaviour (the default on ``/v2``)."""
+
+    DISABLED = "disabled"
+    DETECT = "detect"
+    DETECT_PREMIUM = "detect_premium"
+
+
+MACHINE_DETECTION_MODES: Final = tuple(s.value for s in MachineDetection)
+
+
+class VoicemailAction(StrEnum):
+    """What a voicemail leads to: another attempt (``retry``) or the contact counts as reached (``complete``)."""
+
+    RETRY = "retry"
+    COMPLETE = "complete"
+
+
+VOICEMAIL_ACTIONS: Final = tuple(s.value for s in VoicemailAction)
