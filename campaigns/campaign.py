@@ -303,11 +303,44 @@ def attempt_counts(session: Session, campaign_id: uuid.UUID) -> dict[str, int]:
     return {str(status): int(n) for status, n in rows}
 
 
+_IMPORT_DONE = (ImportStatus.COMPLETED, ImportStatus.FAILED)
+
+
+def complete_finished_campaigns(session: Session, *, now: datetime) -> int:
+    """Mark ``completed`` every active campaign whose import is done and whose events are all terminal.
+
+    One set-based statement (the reconcile beat runs it; an index probe per active campaign on
+    ``ix_scheduled_events_campaign_status``), so a finished campaign stops counting as active
+    (``campaigns_active_campaigns``). Safe anywhere, at any time: an event is never terminal between two
+    attempts (a retry goes from ``in_progress`` straight to ``pending``), and the import commits its status only
+    once its events are in, so a committed campaign with no live event has none coming; an event made live
+    again afterwards (a late result reopening a retry) is still claimed (the scheduler skips only paused and
+    canceled campaigns) and ``effective_status`` shows the campaign active while it has one. Returns how many
+    campaigns it completed.
+    """
+    live = (
+        select(ScheduledEvent.id)
+        .where(
+            ScheduledEvent.campaign_id == Campaign.id,
+            ScheduledEvent.status.in_((EventStatus.PENDING, EventStatus.IN_PROGRESS)),
+        )
+        .exists()
+    )
+    done = session.execute(
+        update(Campaign)
+        .where(Campaign.status == CampaignStatus.ACTIVE, Campaign.import_status.in_(_IMPORT_DONE), ~live)
+        .values(status=CampaignStatus.COMPLETED, updated_at=now)
+        .returning(Campaign.id)
+        .execution_options(synchronize_session=False)
+    ).all()
+    return len(done)
+
+
 def effective_status(session: Session, campaign: Campaign, counts: dict[str, int] | None = None) -> str:
-    """``completed`` once the import is done and every event is terminal."""
-    if campaign.status != CampaignStatus.ACTIVE or campaign.import_status not in (
-        ImportStatus.COMPLETED,
-        ImportStatus.FAILED,
+    """``completed`` once the import is done and every event is terminal (stored by
+    ``complete_finished_campaigns``; ``active`` again while an event has been made live since)."""
+    if campaign.status not in (CampaignStatus.ACTIVE, CampaignStatus.COMPLETED) or campaign.import_status not in (
+        _IMPORT_DONE
     ):
         return campaign.status
     counts = counts if counts is not None else event_counts(session, campaign.id)

@@ -36,9 +36,11 @@ from campaigns.states import (
     RECORDED_CALL_STATUSES,
     RETRYABLE_CALL_STATUSES,
     TERMINAL_EVENT_STATUSES,
+    CallStatus,
     CampaignStatus,
     Channel,
     EventStatus,
+    ImportStatus,
     Outcome,
 )
 
@@ -243,6 +245,8 @@ def count_import(accepted: int, rejected: int, duplicate: int, suppressed: int) 
 
 _PENDING, _IN_PROGRESS = EventStatus.PENDING, EventStatus.IN_PROGRESS
 _PAUSED, _CANCELED, _ACTIVE = CampaignStatus.PAUSED, CampaignStatus.CANCELED, CampaignStatus.ACTIVE
+_COMPLETED = CampaignStatus.COMPLETED
+_IMPORT_DONE = (ImportStatus.COMPLETED.value, ImportStatus.FAILED.value)
 
 LIVE_SQL = text(
     f"""
@@ -267,18 +271,46 @@ LIVE_SQL = text(
 """Live events only: each half is served by its partial index (pending by due time, in_progress by lease), which
 is why the statuses are written in as literals, not parameters."""
 
+_SHOWN_CAMPAIGNS = f"""
+    SELECT id, name FROM campaigns WHERE status IN ('{_ACTIVE}', '{_COMPLETED}') ORDER BY created_at DESC LIMIT :limit
+"""
 CAMPAIGNS_SQL = text(
     f"""
-    WITH active AS (
-        SELECT id, name FROM campaigns WHERE status = '{_ACTIVE}' ORDER BY created_at DESC LIMIT :limit
-    )
-    SELECT a.id, a.name, e.status, count(e.id) AS n,
-           (SELECT count(*) FROM campaigns WHERE status = '{_ACTIVE}') AS active_total
-    FROM active a LEFT JOIN scheduled_events e ON e.campaign_id = a.id
-    GROUP BY a.id, a.name, e.status
+    WITH shown AS ({_SHOWN_CAMPAIGNS})
+    SELECT s.id, s.name, e.status, count(e.id) AS n
+    FROM shown s LEFT JOIN scheduled_events e ON e.campaign_id = s.id
+    GROUP BY s.id, s.name, e.status
     """
 )
-"""Per-campaign progress for the newest active campaigns (``ix_scheduled_events_campaign_status``)."""
+"""Per-campaign progress for the newest active or completed campaigns (``ix_scheduled_events_campaign_status``):
+a finished campaign keeps its final numbers on the dashboard."""
+
+CAMPAIGN_ATTEMPTS_SQL = text(
+    f"""
+    WITH shown AS ({_SHOWN_CAMPAIGNS})
+    SELECT s.id, s.name,
+           coalesce(a.outcome, CASE a.call_status WHEN '{CallStatus.COMPLETED}' THEN '{Outcome.ANSWERED}'
+                                                   ELSE a.call_status END) AS outcome,
+           count(*) AS n
+    FROM shown s JOIN scheduled_events e ON e.campaign_id = s.id JOIN call_attempts a ON a.event_id = e.id
+    WHERE a.call_status IS NOT NULL
+    GROUP BY 1, 2, 3
+    """
+)
+"""Finished attempts of the same campaigns by outcome (an attempt recorded before outcomes existed: its call
+status, ``completed`` read as ``answered``): the dashboard's connect rate and outcomes per campaign."""
+
+LIVE_CAMPAIGNS_SQL = text(
+    f"""
+    SELECT count(*) FROM campaigns c
+    WHERE c.status = '{_ACTIVE}'
+      AND (c.import_status NOT IN {_IMPORT_DONE!r}
+           OR EXISTS (SELECT 1 FROM scheduled_events e
+                      WHERE e.campaign_id = c.id AND e.status IN ('{_PENDING}', '{_IN_PROGRESS}')))
+    """
+)
+"""Campaigns still running: active, and importing or with an event not yet terminal. One that finished is marked
+``completed`` by the reconcile beat (``campaign.complete_finished_campaigns``); until then it is not counted."""
 
 
 @dataclass
@@ -289,6 +321,7 @@ class DatabaseSnapshot:
     expired_leases: int = 0
     active_campaigns: int = 0
     campaign_events: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    campaign_attempts: dict[tuple[str, str, str], int] = field(default_factory=dict)
 
 
 def read_database(session: Session, *, now: datetime, campaign_limit: int) -> DatabaseSnapshot:
@@ -300,10 +333,13 @@ def read_database(session: Session, *, now: datetime, campaign_limit: int) -> Da
         snap.expired_leases += int(expired)
         if oldest is not None and (snap.oldest_due is None or oldest < snap.oldest_due):
             snap.oldest_due = oldest
-    for campaign_id, name, status, n, active_total in session.execute(CAMPAIGNS_SQL, {"limit": campaign_limit}):
-        snap.active_campaigns = int(active_total)
+    snap.active_campaigns = int(session.execute(LIVE_CAMPAIGNS_SQL).scalar_one())
+    for campaign_id, name, status, n in session.execute(CAMPAIGNS_SQL, {"limit": campaign_limit}):
         if status is not None:
             snap.campaign_events[(str(campaign_id), str(name)[:64], str(status))] = int(n)
+    for campaign_id, name, outcome, n in session.execute(CAMPAIGN_ATTEMPTS_SQL, {"limit": campaign_limit}):
+        key = (str(campaign_id), str(name)[:64], bounded(outcome, OUTCOME_VALUES))
+        snap.campaign_attempts[key] = snap.campaign_attempts.get(key, 0) + int(n)
     return snap
 
 
@@ -381,18 +417,29 @@ class DatabaseCollector(Collector):
             "campaigns_expired_leases", "In-progress events whose lease has expired (waiting for the reconciler)."
         )
         expired.add_metric([], snap.expired_leases)
-        active = GaugeMetricFamily("campaigns_active_campaigns", "Campaigns whose status is active.")
+        active = GaugeMetricFamily(
+            "campaigns_active_campaigns",
+            "Campaigns still running: active, and importing or with events not yet finished (not paused, canceled "
+            "or completed).",
+        )
         active.add_metric([], snap.active_campaigns)
         progress = GaugeMetricFamily(
             "campaigns_campaign_events",
-            f"Events of the {self.campaign_limit} newest active campaigns, by status.",
+            f"Events of the {self.campaign_limit} newest active or completed campaigns, by status.",
             labels=["campaign_id", "campaign", "status"],
         )
         for (campaign_id, name, status), n in sorted(snap.campaign_events.items()):
             progress.add_metric([campaign_id, name, status], n)
+        attempts = GaugeMetricFamily(
+            "campaigns_campaign_attempts",
+            f"Finished attempts of the {self.campaign_limit} newest active or completed campaigns, by outcome.",
+            labels=["campaign_id", "campaign", "outcome"],
+        )
+        for (campaign_id, name, outcome), n in sorted(snap.campaign_attempts.items()):
+            attempts.add_metric([campaign_id, name, outcome], n)
         up.add_metric([], 1)
         duration.add_metric([], time.perf_counter() - started)
-        return [events, due, oldest, expired, active, progress, up, duration]
+        return [events, due, oldest, expired, active, progress, attempts, up, duration]
 
 
 class _Forward(Collector):

@@ -98,7 +98,8 @@ class MessageStatus(StrEnum):
 
 
 SMS_SUCCESS: Final = frozenset({MessageStatus.DELIVERED, MessageStatus.SENT, MessageStatus.DELIVERY_UNCONFIRMED})
-SMS_FAILURE: Final = frozenset({MessageStatus.DELIVERY_FAILED, MessageStatus.SENDING_FAILED})
+SMS_FAILURE: Final = frozenset({MessageStatus.DELIVERY_FAILED, MessageStatus.SENDING_FAILED, MessageStatus.EXPIRED})
+"""Final statuses that fail the event: ``expired`` is final too (``telnyx/types/outbound_message_payload.py``)."""
 
 
 class CampaignStatus(StrEnum):

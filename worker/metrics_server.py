@@ -1,7 +1,13 @@
-"""The metrics port of the worker and the scheduler (the api serves ``/metrics`` itself).
+"""The metrics port of the worker and the scheduler (the api serves ``/metrics`` itself), and the multiprocess
+directory a process group shares.
 
 ``prepare_multiprocess`` must run before anything imports ``prometheus_client``: the client picks its value
 storage (memory or per-process files) at import time. This module therefore imports it lazily.
+
+``campaigns up`` gives every component it runs one directory (``group_multiprocess_dir``), so the api's
+``/metrics`` is the group's: the provider requests counted by the worker and the scheduler's heartbeat are
+there, not only the api's own counters (before, the api showed ``campaigns_provider_requests_total 0`` and
+``campaigns_scheduler_last_iteration_timestamp_seconds 0`` because those live in other processes).
 """
 
 from __future__ import annotations
@@ -11,7 +17,8 @@ import os
 import sys
 import tempfile
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
@@ -38,6 +45,22 @@ def prepare_multiprocess() -> str:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
     Path(directory).mkdir(parents=True, exist_ok=True)
     return directory
+
+
+@contextmanager
+def group_multiprocess_dir(env: Mapping[str, str]) -> Iterator[str]:
+    """The ``PROMETHEUS_MULTIPROC_DIR`` every process of a group (``campaigns up``) writes its metrics to.
+
+    The operator's (``env``), which must start empty, else a fresh temporary one, removed when the group stops:
+    a file left by an earlier run would add that run's counters to this one's.
+    """
+    given = env.get("PROMETHEUS_MULTIPROC_DIR")
+    if given:
+        Path(given).mkdir(parents=True, exist_ok=True)
+        yield given
+        return
+    with tempfile.TemporaryDirectory(prefix="campaigns-metrics-") as directory:
+        yield directory
 
 
 class _QuietHandler(WSGIRequestHandler):

@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 import uuid
 
-from campaigns import dispatch, lifecycle, logs, metrics
+from campaigns import campaign, dispatch, lifecycle, logs, metrics
 from campaigns import importing as importer
 from campaigns.clock import real_seconds_to_app
+from campaigns.db import unit_of_work
 from worker.celery_app import app
 from worker.runtime import get_runtime
 
@@ -39,6 +40,10 @@ def reconcile() -> None:
             metrics.RECONCILED.labels(action).inc(getattr(report, action))
     if report.withdrawn or report.failed_unknown or report.extended or report.completed_sms:
         log.info("reconciled expired leases: %s", report)
+    with unit_of_work(rt.sessions) as session:  # finished campaigns stop counting as active
+        completed = campaign.complete_finished_campaigns(session, now=rt.clock.now())
+    if completed:
+        log.info("campaigns completed: %d", completed)
 
 
 @app.task(name="campaigns.import", acks_late=True, ignore_result=True)  # type: ignore[untyped-decorator]

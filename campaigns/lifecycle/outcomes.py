@@ -19,7 +19,16 @@ from campaigns import metrics, windows
 from campaigns.lifecycle.checks import window_context
 from campaigns.lifecycle.locking import lock_attempt
 from campaigns.models import CallAttempt, ScheduledEvent
-from campaigns.states import SMS_FAILURE, SMS_SUCCESS, TERMINAL_CALL_STATUSES, CallStatus, EventStatus, MessageStatus
+from campaigns.states import (
+    SMS_FAILURE,
+    SMS_SUCCESS,
+    TERMINAL_CALL_STATUSES,
+    CallStatus,
+    Channel,
+    EventStatus,
+    MessageStatus,
+    Outcome,
+)
 
 BUDGET_EXHAUSTED = "client-error retry budget exhausted after {n} attempt(s); last call status: {status}"
 
@@ -158,7 +167,15 @@ def next_retry_time(session: Session, event: ScheduledEvent, earliest: datetime)
 def apply_sms_outcome(
     session: Session, attempt_id: uuid.UUID, status: str, *, now: datetime, provider_id: str | None = None
 ) -> OutcomeResult:
-    """A messaging status: ``delivered`` completes, ``delivery_failed``/``sending_failed`` fail; ``sent`` waits."""
+    """A messaging status: ``delivered`` and ``delivery_unconfirmed`` complete, ``delivery_failed``,
+    ``sending_failed`` and ``expired`` fail; ``sent`` (and queued, sending) waits for the final receipt.
+
+    Telnyx's ``to[].status`` values (``queued sending sent expired sending_failed delivery_unconfirmed delivered
+    delivery_failed``): the official SDK's ``telnyx/types/outbound_message_payload.py`` (4.189.0), ``To.status``.
+    ``expired`` is a final status (the carrier gave up within the validity period): the message never arrived.
+    ``delivery_unconfirmed`` is final too (the carrier sent no receipt): reached, as far as anyone can tell, with
+    the outcome recorded so a report can tell it from ``delivered``.
+    """
     locked = lock_attempt(session, attempt_id)
     if locked is None:
         return OutcomeResult(False, "unknown attempt")
@@ -184,6 +201,8 @@ def apply_sms_outcome_locked(
             attempt.last_status = status
         return OutcomeResult(True, "progress")
     transitions.finish_attempt(attempt, status, now)
+    attempt.outcome = Outcome(status)
+    metrics.count_outcome(Channel.SMS_CHAT, status, None)
     if not transitions.current_attempt_matches(event, attempt):
         return OutcomeResult(False, "stale: event has moved on")
     if status in SMS_SUCCESS:

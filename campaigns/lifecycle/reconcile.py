@@ -1,6 +1,7 @@
 """Reconciliation (DESIGN.md §2.6): settling ``in_progress`` events whose lease expired without a terminal
 outcome. An attempt that may have reached the provider is never re-sent blindly: the provider is asked where it
-can tell, otherwise the attempt is closed as unknown and the event fails closed.
+can tell; a call it cannot tell about keeps its lease until the longest the call could last; otherwise the
+attempt is closed as unknown and the event fails closed.
 """
 
 from __future__ import annotations
@@ -13,14 +14,24 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
 import campaigns.lifecycle.transitions as transitions
+from campaigns import metrics
 from campaigns.db import unit_of_work
 from campaigns.lifecycle.locking import WITHOUT_ATTEMPTS, lock_attempts_by_id
 from campaigns.models import CallAttempt, ScheduledEvent
-from campaigns.states import AttemptState, Channel, EventStatus, MessageStatus
+from campaigns.states import AttemptState, Channel, EventStatus, MessageStatus, Outcome
 from campaigns.telephony import Providers, request_pool
 
 RECONCILE_CONCURRENCY = 16
 """How many "is this call still up?" questions one reconcile pass has in flight at once."""
+
+LONGEST_CALL = timedelta(seconds=120 + 14400)
+"""The longest a placed call can last, from its request: ringing, then the call's time limit. The engine sends
+no time limit, so Telnyx's default applies: TeXML ``TimeLimit`` "default is 14400 seconds" (30 to 14400) and Call
+Control ``time_limit_secs`` "the default time limit is 14400 seconds or 4 hours and this is also the maximum
+allowed call length" (the official SDK's ``telnyx/types/texml_initiate_ai_call_params.py`` and
+``call_dial_params.py``, 4.189.0). Ringing: TeXML ``Timeout`` is at most 120 s (default 30), and the engine's dial
+sends ``timeout_secs`` 30. Until then a status query that cannot tell (404, 5xx, a timeout) is no proof the call
+is over, so the lease is extended instead of failing the attempt."""
 
 
 @dataclass
@@ -29,6 +40,8 @@ class ReconcileReport:
     extended: int = 0
     failed_unknown: int = 0
     completed_sms: int = 0
+    undetermined: int = 0
+    """Of ``extended``: calls the provider could not tell about (their lease is bounded by ``LONGEST_CALL``)."""
 
 
 @dataclass(frozen=True)
@@ -47,6 +60,8 @@ def reconcile_expired_leases(
 
     - never sent (attempt still ``claimed``, or no attempt): withdrawn, event back to ``pending`` now;
     - sent and the provider says the call is still up: lease extended;
+    - sent and the provider cannot tell (``call_is_alive`` is ``None``: a 404, a 5xx, a timeout): lease extended,
+      never past the longest the call could last (``LONGEST_CALL`` from its request); past that, closed as unknown;
     - an SMS the provider accepted (``sent``) with no final receipt: completed, as Telnyx would report it;
     - otherwise the attempt is closed as unknown and the event fails closed. It is never re-dialled.
 
@@ -71,12 +86,26 @@ def reconcile_expired_leases(
     )
     with unit_of_work(sessions) as session:
         for attempt, event in lock_attempts_by_id(session, [check.attempt_id for check in checks]):
-            if alive[attempt.id]:
+            verdict = alive[attempt.id]
+            if verdict:
                 report.extended += 1
-            elif attempt.state == AttemptState.SENT and transitions.current_attempt_matches(event, attempt):
-                transitions.fail_unknown(attempt, event, now, "no terminal status arrived before the lease expired")
-                report.failed_unknown += 1
-            # else: settled by a webhook while the provider was asked
+                continue
+            if attempt.state != AttemptState.SENT or not transitions.current_attempt_matches(event, attempt):
+                continue  # settled by a webhook while the provider was asked
+            deadline = (attempt.attempted_at or event.dispatched_at or now) + LONGEST_CALL
+            if verdict is None and now < deadline:
+                # "Cannot tell" is not "over": wait for the callback, at most until the call's time limit.
+                event.lease_expires_at = min(now + call_lease, deadline)
+                report.extended += 1
+                report.undetermined += 1
+                continue
+            why = (
+                "no terminal status arrived before the lease expired"
+                if verdict is not None
+                else "no terminal status arrived and the provider could not tell within the call's time limit"
+            )
+            transitions.fail_unknown(attempt, event, now, why)
+            report.failed_unknown += 1
         session.flush()
     return report
 
@@ -128,6 +157,8 @@ def _settle_expired(
             if event.telnyx_conversation_channel == Channel.SMS_CHAT:
                 if attempt.last_status == MessageStatus.SENT:
                     transitions.finish_attempt(attempt, MessageStatus.SENT, now)
+                    attempt.outcome = Outcome.SENT
+                    metrics.count_outcome(Channel.SMS_CHAT, Outcome.SENT, None)
                     transitions.finish(event, EventStatus.COMPLETED, now)
                     report.completed_sms += 1
                     continue

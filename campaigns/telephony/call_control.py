@@ -16,7 +16,13 @@ from campaigns.telephony.transport import HttpAdapter, callback_url, post_json
 
 
 def call_control_is_alive(client: httpx.Client, call_control_id: str) -> bool | None:
-    """``GET /calls/{id}``: ``is_alive``, or ``None`` when the provider cannot say."""
+    """``GET /calls/{id}``: ``is_alive``, or ``None`` when the provider cannot say.
+
+    Only a 200 with ``data.is_alive`` (the official SDK's ``telnyx/types/call_retrieve_status_response.py``,
+    4.189.0) tells; a 404 (Telnyx forgets an ended call, or has not indexed a new one yet), a 5xx or a timeout
+    cannot tell, and the reconciler must not read ``None`` as "over" (it extends the lease, bounded by the call's
+    time limit).
+    """
     try:
         response = client.get(f"calls/{call_control_id}")
     except httpx.HTTPError:

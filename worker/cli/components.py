@@ -144,6 +144,7 @@ def up(
 
     from campaigns.clock import utcnow_real
     from worker.embedded import EmbeddedServers
+    from worker.metrics_server import group_multiprocess_dir
     from worker.migrate import upgrade
     from worker.supervisor import Child, Supervisor, component_argv
 
@@ -157,6 +158,8 @@ def up(
             env.setdefault("CAMPAIGNS_REDIS_URL", servers.redis_url)
             typer.echo(f"embedded servers: {env['CAMPAIGNS_DATABASE_URL']} {env['CAMPAIGNS_REDIS_URL']}")
         upgrade(env["CAMPAIGNS_DATABASE_URL"])
+        # One metrics directory for the group: the api's /metrics shows every component's counters and gauges.
+        env["PROMETHEUS_MULTIPROC_DIR"] = stack.enter_context(group_multiprocess_dir(env))
         # One metrics port per component: the scheduler gets CAMPAIGNS_METRICS_PORT, the worker the next one.
         metrics = env.pop("CAMPAIGNS_METRICS_PORT", None)
         children = [

@@ -16,14 +16,16 @@ refused with error ``40300`` "Blocked due to STOP message". ``/_simulator/block`
 Outcomes:
 
 - calls: ``completed``, ``busy``, ``no-answer``, ``failed``, ``canceled``;
-- messages: ``delivered``, ``delivery_failed``, ``sending_failed``;
-- provider errors (both): ``http_429`` (429, nothing placed), ``http_500`` (503, nothing placed), ``http_422``
+- messages (the final ``to[0].status`` of ``message.finalized``): ``delivered``, ``delivery_failed``,
+  ``sending_failed``, ``expired`` (error 40005), ``delivery_unconfirmed``;
+- provider errors (both): ``http_429`` (429, nothing placed), ``http_503`` (503, nothing placed), ``http_500``
+  (placed: logged with its provider id and its callbacks sent, then answered with a real 500), ``http_422``
   (422 "Invalid destination", nothing placed) and ``timeout`` (placed and completed/delivered, but the HTTP
   answer is held for ``response_delay_on_timeout`` seconds so the client times out).
 
 A call outcome given to a message, or the reverse, is translated: ``completed`` means delivered, ``busy`` and
 ``no-answer`` mean ``delivery_failed``, ``failed`` and ``canceled`` mean ``sending_failed``;
-``delivered`` means ``completed`` and the two message failures mean ``failed``.
+``delivered`` and ``delivery_unconfirmed`` mean ``completed`` and the three message failures mean ``failed``.
 
 Concurrency: the server runs on one asyncio event loop. Every read-modify-write of the shared state (dedupe
 tables, script queues, logs) happens in plain synchronous methods with no ``await`` inside, so no other

@@ -25,9 +25,16 @@ PRIVATE_KEY_ENV = "CAMPAIGNS_SIMULATOR_PRIVATE_KEY"
 CALL_OUTCOMES: Final = TERMINAL_CALL_STATUSES
 """Every terminal status Telnyx reports for a call."""
 MESSAGE_OUTCOMES: Final = frozenset(
-    {MessageStatus.DELIVERED, MessageStatus.DELIVERY_FAILED, MessageStatus.SENDING_FAILED}
+    {
+        MessageStatus.DELIVERED,
+        MessageStatus.DELIVERY_FAILED,
+        MessageStatus.SENDING_FAILED,
+        MessageStatus.EXPIRED,
+        MessageStatus.DELIVERY_UNCONFIRMED,
+    }
 )
-ERROR_OUTCOMES: Final = frozenset({"http_429", "http_500", "http_422", "timeout"})
+"""Final ``to[].status`` values (Telnyx's: the official SDK's ``telnyx/types/outbound_message_payload.py``)."""
+ERROR_OUTCOMES: Final = frozenset({"http_429", "http_500", "http_503", "http_422", "timeout"})
 OUTCOMES: Final = CALL_OUTCOMES | MESSAGE_OUTCOMES | ERROR_OUTCOMES
 
 
@@ -111,16 +118,16 @@ def load_private_key(seed_b64: str | None) -> Ed25519PrivateKey:
 
 
 def call_status(outcome: str) -> CallStatus:
-    """The call status an outcome produces (``timeout`` still completes the call)."""
+    """The call status an outcome produces (``timeout`` and ``http_500`` still complete the call)."""
     if outcome in CALL_OUTCOMES:
         return CallStatus(outcome)
-    if outcome in (MessageStatus.DELIVERY_FAILED, MessageStatus.SENDING_FAILED):
+    if outcome in (MessageStatus.DELIVERY_FAILED, MessageStatus.SENDING_FAILED, MessageStatus.EXPIRED):
         return CallStatus.FAILED
     return CallStatus.COMPLETED
 
 
 def message_status(outcome: str) -> MessageStatus:
-    """The final ``to[0].status`` an outcome produces (``timeout`` still delivers the message)."""
+    """The final ``to[0].status`` an outcome produces (``timeout`` and ``http_500`` still deliver the message)."""
     if outcome in MESSAGE_OUTCOMES:
         return MessageStatus(outcome)
     if outcome in (CallStatus.BUSY, CallStatus.NO_ANSWER):

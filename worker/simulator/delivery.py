@@ -37,6 +37,9 @@ HANGUP: dict[str, tuple[str, str]] = {
 MESSAGE_ERRORS: dict[str, dict[str, str]] = {
     MessageStatus.DELIVERY_FAILED: {"code": "40008", "title": "Undeliverable", "detail": "Simulated delivery failure."},
     MessageStatus.SENDING_FAILED: {"code": "40001", "title": "Not routable", "detail": "Simulated sending failure."},
+    # 40005 "Message expired: Message TTL expired before delivery" (developers.telnyx.com/docs/messaging/messages/
+    # error-codes, "Delivery errors (40xxx)": they appear in ``message.finalized`` webhooks).
+    MessageStatus.EXPIRED: {"code": "40005", "title": "Message expired", "detail": "Simulated expiry before delivery."},
 }
 # Telnyx wants a webhook answered within 2 s; be more forgiving so a loaded benchmark box is not punished.
 CALLBACK_TIMEOUT = httpx.Timeout(5.0, pool=None)

@@ -82,7 +82,7 @@ def injected_error(outcome: str, pointer: str, *, dial: bool) -> ApiError | None
     if outcome == "http_429":
         title = "Too many dials per second" if dial else "Too many requests"
         return ApiError(429, {"code": "90103" if dial else "10011", "title": title})
-    if outcome == "http_500":
+    if outcome == "http_503":  # refused before placing anything (load shedding): the client may retry
         return ApiError(503, {"code": "10007", "title": "Unexpected error", "detail": "Simulated provider failure."})
     if outcome == "http_422":
         return ApiError(
@@ -94,4 +94,11 @@ def injected_error(outcome: str, pointer: str, *, dial: bool) -> ApiError | None
                 "source": {"pointer": pointer},
             },
         )
+    return None
+
+
+def placed_error(outcome: str) -> ApiError | None:
+    """The error answered AFTER the request was placed (``http_500``: the call rings, the message goes out)."""
+    if outcome == "http_500":
+        return ApiError(500, {"code": "10007", "title": "Unexpected error", "detail": "Simulated failure, placed."})
     return None

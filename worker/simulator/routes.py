@@ -27,6 +27,7 @@ from worker.simulator.errors import (
     json_object,
     optional_str,
     optional_url,
+    placed_error,
     required_str,
 )
 from worker.simulator.state import Accepted, Call, SimulatorState, now_iso
@@ -64,6 +65,13 @@ async def _hold(request: Request, entry: dict[str, Any]) -> None:
     await asyncio.sleep(_delivery(request).config.response_delay_on_timeout)
 
 
+def _fail_after_placing(outcome: str) -> None:
+    """``http_500``: placed (logged with its provider id, callbacks under way), then answered 500."""
+    error = placed_error(outcome)
+    if error is not None:
+        raise error
+
+
 def _place_call(
     sim: SimulatorState, entry: dict[str, Any], connection_id: str, from_: str, to: str, pointer: str
 ) -> tuple[str, Call]:
@@ -99,6 +107,7 @@ async def create_ai_call(connection_id: str, request: Request) -> JSONResponse:
         reply = {"from": from_, "to": to, "status": CallStatus.QUEUED, "call_sid": call.call_control_id}
         if outcome == "timeout":
             await _hold(request, entry)
+        _fail_after_placing(outcome)
         return JSONResponse(reply)
 
     return await _answer(entry, handle())
@@ -147,6 +156,7 @@ async def dial(request: Request) -> JSONResponse:
         )
         if outcome == "timeout":
             await _hold(request, entry)
+        _fail_after_placing(outcome)
         return JSONResponse(reply)
 
     return await _answer(entry, handle())
@@ -243,6 +253,7 @@ async def send_message(request: Request) -> JSONResponse:
         delivery.spawn(delivery.run_message(message, message_status(outcome), webhook_url), "message")
         if outcome == "timeout":
             await _hold(request, entry)
+        _fail_after_placing(outcome)
         return JSONResponse(reply)
 
     return await _answer(entry, handle())

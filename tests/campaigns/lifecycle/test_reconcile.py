@@ -7,6 +7,7 @@ import uuid
 from datetime import timedelta
 
 import httpx
+import pytest
 import respx
 from sqlalchemy import text
 
@@ -266,3 +267,70 @@ def test_reconciler_asks_about_many_calls_at_once(runtime: Runtime, clock: Froze
         runtime.sessions, now=clock.now(), providers=runtime.providers, call_lease=timedelta(hours=1)
     )
     assert (report.extended, report.failed_unknown) == (2, 0)
+
+
+def _reconcile(runtime: Runtime, clock: FrozenClock) -> lifecycle.ReconcileReport:
+    return lifecycle.reconcile_expired_leases(
+        runtime.sessions, now=clock.now(), providers=runtime.providers, call_lease=timedelta(hours=1)
+    )
+
+
+@pytest.mark.parametrize(
+    "cannot_tell",
+    [
+        httpx.Response(404, json={"errors": [{"code": "10005", "title": "Resource not found"}]}),
+        httpx.Response(500, json={"errors": [{"code": "10007", "title": "Unexpected error"}]}),
+        httpx.Response(503),
+        httpx.ReadTimeout("slow"),
+    ],
+    ids=["404", "500", "503", "timeout"],
+)
+@respx.mock
+def test_a_status_query_that_cannot_tell_extends_the_lease_up_to_the_time_limit(
+    runtime: Runtime, clock: FrozenClock, cannot_tell: httpx.Response | Exception
+) -> None:
+    """An answered call (``in-progress`` callback) whose status query answers 404, 5xx or times out is not over:
+    before, the reconciler read "cannot tell" as "not alive" and failed it. Now its lease is extended, never past
+    the longest the call can last (Telnyx's default time limit, 4 h, plus ringing); past that it is closed as
+    unknown, as before."""
+    respx.post(TEXML).mock(return_value=httpx.Response(200, json={"call_sid": "v3:quiet"}))
+    event_id = create(runtime, call_body(clock.now()))
+    clock.advance(600)
+    (attempt_id,) = claim(runtime)
+    assert dispatch(runtime, attempt_id) == "sent"
+    dialled_at = clock.now()
+    deadline = dialled_at + lifecycle.reconcile.LONGEST_CALL
+    assert texml_callback(runtime, attempt_id, "in-progress", 2) == "progress"
+    route = respx.get(f"{TEST_TELNYX_BASE_URL}/calls/v3:quiet")
+    route.mock(side_effect=[cannot_tell] * 10)
+
+    clock.advance(3601)  # the first lease ended: asked, cannot tell, extended by the call lease
+    report = _reconcile(runtime, clock)
+    assert (report.extended, report.undetermined, report.failed_unknown) == (1, 1, 0)
+    event = load(runtime.sessions, event_id)
+    assert (event.status, event.lease_expires_at) == ("in_progress", clock.now() + timedelta(hours=1))
+
+    clock.set(deadline - timedelta(minutes=10))  # near the limit: the lease stops at the limit
+    report = _reconcile(runtime, clock)
+    assert (report.extended, report.failed_unknown) == (1, 0)
+    assert load(runtime.sessions, event_id).lease_expires_at == deadline
+
+    clock.set(deadline + timedelta(seconds=1))  # past the limit: closed as unknown, never re-dialled
+    report = _reconcile(runtime, clock)
+    assert (report.extended, report.failed_unknown) == (0, 1)
+    event = load(runtime.sessions, event_id)
+    assert event.status == "failed" and "could not tell within the call's time limit" in event.errors[-1]
+    assert [a.call_status for a in event.attempts] == ["unknown"]
+    assert route.call_count == 3
+
+
+@respx.mock
+def test_a_late_callback_after_a_query_that_could_not_tell_settles_the_call(
+    runtime: Runtime, clock: FrozenClock
+) -> None:
+    event_id, attempt_id = _sent_call_with_expired_lease(runtime, clock, "v3:late")
+    respx.get(f"{TEST_TELNYX_BASE_URL}/calls/v3:late").mock(return_value=httpx.Response(404))
+    assert _reconcile(runtime, clock).undetermined == 1
+    assert texml_callback(runtime, attempt_id, "completed", 5, "300") == "completed"
+    event = load(runtime.sessions, event_id)
+    assert (event.status, event.call_duration, event.errors) == ("completed", 300, [])

@@ -264,9 +264,9 @@ async def test_http_429_places_no_call(receiver: Receiver) -> None:
         assert log[0]["provider_id"] is None
 
 
-async def test_http_500_and_422_injection() -> None:
+async def test_http_503_and_422_injection() -> None:
     async with simulator() as client:
-        await client.post("/_simulator/script", json={"targets": {"+15550001000": ["http_500", "http_422"]}})
+        await client.post("/_simulator/script", json={"targets": {"+15550001000": ["http_503", "http_422"]}})
         body = dial_body("+15550001000", "http://127.0.0.1:9/unused", command_id="cmd-x")
         assert (await client.post("/v2/calls", json=body)).status_code == 503
         invalid = await client.post("/v2/calls", json=body)
@@ -275,7 +275,7 @@ async def test_http_500_and_422_injection() -> None:
         # A rejected dial does not burn its command_id: the retry is placed.
         assert (await client.post("/v2/calls", json=body)).status_code == 200
         log = (await client.get("/_simulator/calls")).json()["data"]
-        assert [e["outcome"] for e in log] == ["http_500", "http_422", "completed"]
+        assert [e["outcome"] for e in log] == ["http_503", "http_422", "completed"]
         assert [e["duplicate"] for e in log] == [False, False, False]
 
 
