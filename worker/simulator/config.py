@@ -27,8 +27,13 @@ CALL_OUTCOMES: Final = TERMINAL_CALL_STATUSES
 MESSAGE_OUTCOMES: Final = frozenset(
     {MessageStatus.DELIVERED, MessageStatus.DELIVERY_FAILED, MessageStatus.SENDING_FAILED}
 )
-ERROR_OUTCOMES: Final = frozenset({"http_429", "http_500", "http_422", "timeout"})
-OUTCOMES: Final = CALL_OUTCOMES | MESSAGE_OUTCOMES | ERROR_OUTCOMES
+ERROR_OUTCOMES: Final = frozenset({"http_429", "http_500", "http_422", "timeout"}) | {"http_401", "http_403"}
+CHANNEL_LIMIT: Final = "channel_limit"
+"""The account's channel limit: the POST is accepted, then the call fails with SIP 403 "User channel limit
+exceeded" (D1), as Telnyx reports it."""
+ACCOUNT_REJECTIONS: Final = frozenset({"http_401", "http_403"})
+"""As the script's ``default``, the whole account is refused: every authenticated request answers it."""
+OUTCOMES: Final = CALL_OUTCOMES | MESSAGE_OUTCOMES | ERROR_OUTCOMES | {CHANNEL_LIMIT}
 
 
 @dataclass
@@ -114,7 +119,7 @@ def call_status(outcome: str) -> CallStatus:
     """The call status an outcome produces (``timeout`` still completes the call)."""
     if outcome in CALL_OUTCOMES:
         return CallStatus(outcome)
-    if outcome in (MessageStatus.DELIVERY_FAILED, MessageStatus.SENDING_FAILED):
+    if outcome in (MessageStatus.DELIVERY_FAILED, MessageStatus.SENDING_FAILED, CHANNEL_LIMIT):
         return CallStatus.FAILED
     return CallStatus.COMPLETED
 
@@ -125,7 +130,7 @@ def message_status(outcome: str) -> MessageStatus:
         return MessageStatus(outcome)
     if outcome in (CallStatus.BUSY, CallStatus.NO_ANSWER):
         return MessageStatus.DELIVERY_FAILED
-    if outcome in (CallStatus.FAILED, CallStatus.CANCELED):
+    if outcome in (CallStatus.FAILED, CallStatus.CANCELED, CHANNEL_LIMIT):
         return MessageStatus.SENDING_FAILED
     return MessageStatus.DELIVERED
 
