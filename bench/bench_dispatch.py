@@ -127,6 +127,7 @@ def engine_env(url: str, redis_url: str, sim_port: int) -> dict[str, str]:
         "CAMPAIGNS_DATABASE_URL": url,
         "CAMPAIGNS_REDIS_URL": redis_url,
         "CAMPAIGNS_TELNYX_API_KEY": "KEY_BENCH",
+        "CAMPAIGNS_MAX_DIALS_PER_SECOND": "100000",  # the simulator has no dial limit: measure the engine
         "CAMPAIGNS_TELNYX_BASE_URL": f"http://127.0.0.1:{sim_port}/v2",
         "CAMPAIGNS_TELNYX_TEXML_APP_ID": "bench",
         "CAMPAIGNS_PUBLIC_BASE_URL": "http://127.0.0.1:9",

@@ -3,8 +3,10 @@ happened (DESIGN.md §2.3).
 
 A use case over three domains: the lifecycle's bookkeeping (``campaigns.lifecycle``, one transaction before the
 requests and one after), the provider (``campaigns.telephony``), and the do-not-contact list, which learns of a
-recipient the provider blocks (Telnyx messaging error 40300). It owns its units of work, so no row stays locked
-while a request is on the wire.
+recipient the provider blocks (Telnyx messaging error 40300). A refusal for the provider's rate backs the whole
+provider off, and a refusal of the account itself (a rejected API key, a missing connection or messaging
+profile) holds it (``lifecycle.holds``): the attempt is withdrawn and its event waits, nothing fails. It owns its
+units of work, so no row stays locked while a request is on the wire.
 """
 
 from __future__ import annotations
@@ -20,12 +22,14 @@ from sqlalchemy.orm import Session, sessionmaker
 from campaigns import lifecycle, logs, suppression
 from campaigns.clock import Clock, real_seconds_to_app
 from campaigns.db import unit_of_work
+from campaigns.lifecycle import holds
 from campaigns.settings import Settings
 from campaigns.telephony import (
     DispatchRequest,
     DispatchResult,
     OutcomeUnknown,
     PermanentProviderError,
+    ProviderHeld,
     Providers,
     TransientProviderError,
     request_pool,
@@ -75,13 +79,13 @@ def dispatch_attempts(
         with logs.bind(attempt_id=str(request.attempt_id)):
             try:
                 result = providers.for_channel(request.channel).dispatch(request)
-            except (TransientProviderError, PermanentProviderError, OutcomeUnknown) as exc:
-                return _record_failure(factory, request, exc, clock=clock, settings=settings)
+            except (TransientProviderError, PermanentProviderError, ProviderHeld, OutcomeUnknown) as exc:
+                return _record_failure(factory, request, exc, providers=providers, clock=clock, settings=settings)
             except Exception as exc:
                 # Not a classified answer (a bug, an error nobody expected): the request may have gone out.
                 log.exception("provider request failed unexpectedly", extra={"attempt_id": str(request.attempt_id)})
                 unknown = OutcomeUnknown(f"unexpected error while sending: {exc!r}")
-                return _record_failure(factory, request, unknown, clock=clock, settings=settings)
+                return _record_failure(factory, request, unknown, providers=providers, clock=clock, settings=settings)
             accepted.append((request.attempt_id, result))
             return "sent"
 
@@ -112,25 +116,44 @@ def _settled(send: Callable[[DispatchRequest], str], request: DispatchRequest) -
     return outcome
 
 
+RATE_REFUSALS = frozenset({429, 503})
+"""Refusals that say "too fast" (429: Telnyx 10011 API rate, 90103 dials per second) or "come back later" (503):
+the whole provider backs off (``holds.note_refusal``), not only the refused event."""
+
+
 def _record_failure(
     factory: sessionmaker[Session],
     request: DispatchRequest,
-    exc: TransientProviderError | PermanentProviderError | OutcomeUnknown,
+    exc: TransientProviderError | PermanentProviderError | ProviderHeld | OutcomeUnknown,
     *,
+    providers: Providers,
     clock: Clock,
     settings: Settings,
 ) -> str:
     attempt_id = request.attempt_id
+    provider = providers.for_channel(request.channel).name
+    if isinstance(exc, ProviderHeld):
+        now = clock.now()
+        probe_at = now + real_seconds_to_app(clock, settings.provider_probe_secs)
+        with unit_of_work(factory) as session:
+            hold = holds.open_hold(session, provider, exc, now=now, probe_at=probe_at)
+            holds.record_held(session, attempt_id, hold.detail, now=now)
+        log.warning("provider refused the account, event waits for the hold", extra={"attempt_id": str(attempt_id)})
+        return "held"
     if isinstance(exc, TransientProviderError):
         now = clock.now()
+        retry_at = now + timedelta(seconds=settings.transient_backoff_secs)
         with unit_of_work(factory) as session:
-            lifecycle.record_refused(
-                session,
-                attempt_id,
-                str(exc),
-                now=now,
-                retry_at=now + timedelta(seconds=settings.transient_backoff_secs),
-            )
+            if exc.status_code in RATE_REFUSALS:
+                not_before = holds.note_refusal(
+                    session,
+                    provider,
+                    now=now,
+                    base=real_seconds_to_app(clock, settings.provider_backoff_secs),
+                    cap=real_seconds_to_app(clock, settings.provider_backoff_max_secs),
+                )
+                retry_at = max(retry_at, not_before)
+            lifecycle.record_refused(session, attempt_id, str(exc), now=now, retry_at=retry_at)
         log.warning("provider refused, event back to pending", extra={"attempt_id": str(attempt_id)})
         return "refused"
     if isinstance(exc, PermanentProviderError):

@@ -48,6 +48,8 @@ log = logging.getLogger(__name__)
 OUTCOME_VALUES = frozenset(o.value for o in Outcome)
 
 DEFER_KINDS = ("window", "held", "pacing", "frequency_cap")
+HOLD_REASONS = ("api_key", "connection", "messaging_profile")
+"""``campaigns_provider_blocked{reason}``: as ``telephony.HOLD_REASONS`` (metrics imports no domain package)."""
 SUPPRESS_KINDS = ("do_not_contact",)
 IMPORT_RESULTS = ("accepted", "rejected", "duplicate", "suppressed")
 PROVIDER_ENDPOINTS = ("texml_ai_calls", "calls", "messages")
@@ -322,6 +324,7 @@ class DatabaseSnapshot:
     active_campaigns: int = 0
     campaign_events: dict[tuple[str, str, str], int] = field(default_factory=dict)
     campaign_attempts: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    held_reasons: set[str] = field(default_factory=set)
 
 
 def read_database(session: Session, *, now: datetime, campaign_limit: int) -> DatabaseSnapshot:
@@ -340,6 +343,7 @@ def read_database(session: Session, *, now: datetime, campaign_limit: int) -> Da
     for campaign_id, name, outcome, n in session.execute(CAMPAIGN_ATTEMPTS_SQL, {"limit": campaign_limit}):
         key = (str(campaign_id), str(name)[:64], bounded(outcome, OUTCOME_VALUES))
         snap.campaign_attempts[key] = snap.campaign_attempts.get(key, 0) + int(n)
+    snap.held_reasons = {str(reason) for (reason,) in session.execute(text("SELECT reason FROM provider_holds"))}
     return snap
 
 
@@ -437,9 +441,17 @@ class DatabaseCollector(Collector):
         )
         for (campaign_id, name, outcome), n in sorted(snap.campaign_attempts.items()):
             attempts.add_metric([campaign_id, name, outcome], n)
+        blocked = GaugeMetricFamily(
+            "campaigns_provider_blocked",
+            "1 while the provider refuses the account for this reason (api_key, connection, messaging_profile): "
+            "dispatch through it is held.",
+            labels=["reason"],
+        )
+        for reason in HOLD_REASONS:
+            blocked.add_metric([reason], 1 if reason in snap.held_reasons else 0)
         up.add_metric([], 1)
         duration.add_metric([], time.perf_counter() - started)
-        return [events, due, oldest, expired, active, progress, attempts, up, duration]
+        return [events, due, oldest, expired, active, progress, attempts, blocked, up, duration]
 
 
 class _Forward(Collector):

@@ -158,6 +158,8 @@ class CallAttempt(Base):
         CheckConstraint(f"state IN {ATTEMPT_STATES!r}", name="state"),
         Index("ix_call_attempts_provider_id", "provider_id"),
         Index("ix_call_attempts_recipient_claimed", "recipient", "claimed_at"),
+        Index("ix_call_attempts_claimed_at", "claimed_at"),
+        Index("ix_call_attempts_live", "provider", postgresql_where=text("state <> 'finished'")),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
@@ -281,6 +283,18 @@ class ProviderHold(Base):
     """What the provider answered, for ``deferred_reason`` and the console (``provider rejected the API key (401)``)."""
     opened_at: Mapped[datetime] = mapped_column(TZ)
     next_probe_at: Mapped[datetime] = mapped_column(TZ)
+    updated_at: Mapped[datetime] = mapped_column(TZ)
+
+
+class ProviderBackoff(Base):
+    """The provider refused a request for its rate (429): no new request goes to ``provider`` before
+    ``not_before``, whichever scheduler claims. ``level`` grows while refusals keep coming (revision 0008_q2)."""
+
+    __tablename__ = "provider_backoffs"
+
+    provider: Mapped[str] = mapped_column(String(32), primary_key=True)
+    level: Mapped[int] = mapped_column(Integer)
+    not_before: Mapped[datetime] = mapped_column(TZ)
     updated_at: Mapped[datetime] = mapped_column(TZ)
 
 

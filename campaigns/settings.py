@@ -49,6 +49,17 @@ class Settings(BaseSettings):
     """Real seconds a dispatched call may run without a terminal callback before reconciliation."""
     transient_backoff_secs: float = 15.0
     """App seconds an event waits after the provider refused it before it is tried again."""
+    provider_backoff_secs: float = Field(default=1.0, gt=0)
+    """Real seconds the whole provider waits after it refused a request for its rate (429, 503); doubled for each
+    refusal that follows a wait, up to ``provider_backoff_max_secs``."""
+    provider_backoff_max_secs: float = Field(default=60.0, gt=0)
+    max_concurrent_calls: int | None = Field(default=None, ge=1)
+    """Calls in progress at once across every event and campaign, cluster-wide (unset: no account-wide cap). Set
+    it to the account's channel limit (Telnyx: 2 at sign-up, 10 after level 2 verification)."""
+    max_dials_per_second: float = Field(default=30.0, gt=0)
+    """Dials per second across the cluster, counted as Telnyx counts them: over a rolling 5 s window."""
+    provider_probe_secs: float = Field(default=30.0, gt=0)
+    """Real seconds between two probes of a provider whose account is held (a rejected API key, ...)."""
     scheduler_max_sleep_secs: float = 1.0
     scheduler_tick_secs: float = Field(default=0.025, ge=0, le=1)
     """Real seconds at least between two claims that each found less than a batch due: the events falling due

@@ -31,6 +31,13 @@ def make_celery() -> Celery:
                 "task": "campaigns.reconcile",
                 "schedule": settings.reconcile_interval_secs,
             },
+            "probe-held-providers": {
+                "task": "campaigns.probe_providers",
+                # Often enough that a probe runs within a few seconds of its time (the task is one UPDATE of a
+                # tiny table when nothing is held); each hold is probed every CAMPAIGNS_PROVIDER_PROBE_SECS.
+                "schedule": min(settings.provider_probe_secs, 5.0),
+                "options": {"expires": min(settings.provider_probe_secs, 5.0)},
+            },
             "recurring-tick": {
                 "task": "campaigns.recurring_tick",
                 "schedule": settings.recurring_tick_secs,

@@ -82,7 +82,7 @@ def run_once(
             limit=rt.settings.claim_batch_size,
             lease=real_seconds_to_app(rt.clock, rt.settings.claim_lease_secs),
             providers=rt.providers,
-            checks=checks,
+            checks=lifecycle.default_checks(rt.settings) if checks is None else checks,
         )
     metrics.CLAIM_DURATION.observe(time.perf_counter() - started)
     if claimed:

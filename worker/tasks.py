@@ -46,6 +46,16 @@ def reconcile() -> None:
         log.info("campaigns completed: %d", completed)
 
 
+@app.task(name="campaigns.probe_providers", acks_late=True, ignore_result=True)  # type: ignore[untyped-decorator]
+def probe_providers() -> None:
+    """Probe every held provider account whose probe is due; an accepted probe resumes its dispatch (beat)."""
+    from campaigns.lifecycle import holds
+
+    rt = get_runtime()
+    for report in holds.probe_held(rt.sessions, rt.providers, clock=rt.clock, settings=rt.settings):
+        log.info("probe of provider %s: %s", report.provider, report.answer)
+
+
 @app.task(name="campaigns.import", acks_late=True, ignore_result=True)  # type: ignore[untyped-decorator]
 def import_campaign(campaign_id: str) -> None:
     """Import a stored upload (large files); safe to redeliver."""

@@ -2,7 +2,8 @@
 consumes retry budget. A check answers ``None`` (go on), ``Defer`` (back to ``pending`` until a time) or
 ``Suppress`` (fail without a provider request).
 
-``default_checks`` is the list every claim runs: do-not-contact, calling window, pacing, frequency caps. A new
+``default_checks`` is the list every claim runs: do-not-contact, calling window, provider holds and backoff,
+pacing (the campaign's, then the account's), frequency caps. A new
 check is a callable with the ``ClaimCheck`` signature, added there; it decides and never writes a status (the
 claim applies its answer through ``transitions``).
 """
@@ -10,6 +11,7 @@ claim applies its answer through ``transitions``).
 from __future__ import annotations
 
 import functools
+import math
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -20,9 +22,10 @@ from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from campaigns import windows
-from campaigns.models import CallAttempt, Campaign, ScheduledEvent, Suppression
+from campaigns.models import CallAttempt, Campaign, ProviderBackoff, ProviderHold, ScheduledEvent, Suppression
 from campaigns.phones import e164_or_none
-from campaigns.states import AttemptState, EventStatus
+from campaigns.settings import Settings, get_settings
+from campaigns.states import AttemptState, Channel, EventStatus
 
 
 @dataclass(frozen=True)
@@ -217,6 +220,140 @@ class PacingCheck:
         return None
 
 
+def channel_of(provider: str) -> Channel:
+    """The channel a provider adapter serves: ``messaging`` sends SMS, every other adapter places calls."""
+    return Channel.SMS_CHAT if provider == "messaging" else Channel.PHONE_CALL
+
+
+class ProviderCheck:
+    """Events of a channel whose provider holds the account, or is backing off, stay ``pending`` (no budget).
+
+    A hold (``provider_holds``: a rejected key, a missing connection or messaging profile) parks the event until
+    the hold closes (``holds.close_hold`` makes it due again), with the hold's detail as ``deferred_reason``
+    (kind ``held``). A backoff (``provider_backoffs``, after a 429) defers it to the shared "not before" instant
+    (kind ``pacing``). Both tables hold a row per adapter at most: read once per claim batch.
+    """
+
+    def __init__(self) -> None:
+        self.held: dict[Channel, str] | None = None
+        self.not_before: dict[Channel, datetime] = {}
+
+    def _load(self, session: Session) -> dict[Channel, str]:
+        held: dict[Channel, str] = {}
+        for provider, detail in session.execute(
+            select(ProviderHold.provider, ProviderHold.detail).order_by(ProviderHold.opened_at)
+        ):
+            held.setdefault(channel_of(provider), detail)
+        for provider, not_before in session.execute(select(ProviderBackoff.provider, ProviderBackoff.not_before)):
+            channel = channel_of(provider)
+            if channel not in self.not_before or not_before > self.not_before[channel]:
+                self.not_before[channel] = not_before
+        return held
+
+    def __call__(self, session: Session, event: ScheduledEvent, now: datetime) -> Defer | None:
+        if self.held is None:
+            self.held = self._load(session)
+        channel = Channel(event.telnyx_conversation_channel)
+        detail = self.held.get(channel)
+        if detail is not None:
+            return Defer(windows.HOLD_UNTIL, detail, kind="held")
+        not_before = self.not_before.get(channel)
+        if not_before is not None and not_before > now:
+            return Defer(not_before, "pacing: the provider refused requests for its rate; backing off", kind="pacing")
+        return None
+
+
+DIALS_WINDOW_SECS = 5.0
+"""Telnyx measures the dials-per-second limit over a rolling 5 s: "Telnyx sums the number of dial attempts made
+in the trailing 5-second window and compares that total against 30 x 5 = 150" (default 30 dials per second;
+developers.telnyx.com/docs/voice/programmable-voice/dials-per-second-limit)."""
+
+
+def dial_budget(rate: float) -> tuple[int, float]:
+    """At most ``n`` dials in any ``window`` real seconds for ``rate`` dials per second: ``rate * 5`` per 5 s as
+    Telnyx counts, or, for a rate below one dial per 5 s, one dial per ``1 / rate`` s (never more than the
+    rate: 0.2/s is one dial in any 5 s, 0.1/s one in any 10 s)."""
+    dials = max(1, math.floor(rate * DIALS_WINDOW_SECS + 1e-9))
+    return dials, max(DIALS_WINDOW_SECS, dials / rate)
+
+
+class AccountPacingCheck:
+    """The account-wide caps on calls, across every event and campaign and every scheduler of the cluster:
+    ``CAMPAIGNS_MAX_CONCURRENT_CALLS`` (calls in progress: attempts not finished) and
+    ``CAMPAIGNS_MAX_DIALS_PER_SECOND`` (attempts claimed in the rolling window of :func:`dial_budget`).
+
+    Counted once per claim batch from PostgreSQL (two indexed counts, in one statement), then kept up to date as
+    the batch lets calls through. Near a cap (less room than ten claim batches), an advisory lock held until the
+    claim commits makes schedulers count one after the other, so two of them never both take the last slot:
+    the caps are exact cluster-wide. A scheduler that cannot take the lock defers its calls by a real second
+    rather than wait (as the frequency cap does: a wait inside a claim could deadlock with the holder). Far from
+    every cap no lock is taken, so racing schedulers do not queue behind each other. Over a cap, the event goes
+    back to ``pending`` a real second later (kind ``pacing``), no budget used. Messages are not calls and pass.
+    """
+
+    LOCK_KEY = "campaigns:account-pacing"
+
+    def __init__(self, settings: Settings) -> None:
+        self.max_live = settings.max_concurrent_calls
+        self.max_dials, window = dial_budget(settings.max_dials_per_second)
+        self.window = timedelta(seconds=window * settings.time_warp)  # app seconds, as ``claimed_at`` is
+        self.retry_in = timedelta(seconds=settings.time_warp)  # one real second
+        self.rate = settings.max_dials_per_second
+        self.used: list[int] | None = None
+        self.lock_free_headroom = 10 * settings.claim_batch_size
+
+    def _count(self, session: Session, now: datetime) -> list[int] | None:
+        """Calls in progress and dials in the window; ``None`` when another scheduler is counting near a cap."""
+        used = self._read(session, now)
+        if self._headroom(used) >= self.lock_free_headroom:
+            return used  # far from every cap: schedulers claiming at once cannot reach it together
+        locked = session.execute(
+            text("SELECT pg_try_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": self.LOCK_KEY}
+        ).scalar_one()
+        return self._read(session, now) if locked else None
+
+    def _read(self, session: Session, now: datetime) -> list[int]:
+        finished = AttemptState.FINISHED
+        live, recent = session.execute(
+            text(
+                # Literals, not parameters: ``ix_call_attempts_live`` serves only a predicate naming the same one.
+                f"SELECT count(*) FILTER (WHERE state <> '{finished}' AND provider <> 'messaging'), "
+                "count(*) FILTER (WHERE claimed_at > :since AND provider <> 'messaging') "
+                f"FROM call_attempts WHERE state <> '{finished}' OR claimed_at > :since"
+            ),
+            {"since": now - self.window},
+        ).one()
+        return [int(live), int(recent)]
+
+    def _headroom(self, used: list[int]) -> int:
+        room = self.max_dials - used[1]
+        return min(room, self.max_live - used[0]) if self.max_live is not None else room
+
+    def __call__(self, session: Session, event: ScheduledEvent, now: datetime) -> Defer | None:
+        if event.telnyx_conversation_channel != Channel.PHONE_CALL:
+            return None
+        if self.used is None:
+            self.used = self._count(session, now)
+            if self.used is None:
+                return Defer(now + self.retry_in, "pacing: another scheduler is counting the account's calls", "pacing")
+        live, recent = self.used
+        if self.max_live is not None and live >= self.max_live:
+            return Defer(
+                now + self.retry_in,
+                f"pacing: {self.max_live} calls in progress on the account (CAMPAIGNS_MAX_CONCURRENT_CALLS)",
+                kind="pacing",
+            )
+        if recent >= self.max_dials:
+            return Defer(
+                now + self.retry_in,
+                f"pacing: {self.rate:g} dials per second on the account (CAMPAIGNS_MAX_DIALS_PER_SECOND)",
+                kind="pacing",
+            )
+        self.used[0] += 1
+        self.used[1] += 1
+        return None
+
+
 # --- do-not-contact -----------------------------------------------------------------------------------------
 # The list itself (its entries, files, opt-outs, provider blocks) is ``campaigns.suppression``; the lifecycle only
 # reads its table, here, so that neither package imports the other.
@@ -293,7 +430,16 @@ class DoNotContactCheck:
         return {target: found.get(target, "") for target in targets}
 
 
-def default_checks() -> tuple[ClaimCheck, ...]:
-    """The checks every claim runs, fresh per batch: do-not-contact first, then the calling window, then pacing;
-    the frequency cap last, because it counts the attempt it lets through."""
-    return (DoNotContactCheck(), window_check, PacingCheck(), FrequencyCapCheck())
+def default_checks(settings: Settings | None = None) -> tuple[ClaimCheck, ...]:
+    """The checks every claim runs, fresh per batch: do-not-contact first, then the calling window, then the
+    provider's holds and backoff, then the campaign's pacing; the frequency cap and the account's caps last,
+    because they count the attempt they let through (a call the account's caps then defer was counted once too
+    many by the frequency cap for the rest of this batch only: on the safe side)."""
+    return (
+        DoNotContactCheck(),
+        window_check,
+        ProviderCheck(),
+        PacingCheck(),
+        FrequencyCapCheck(),
+        AccountPacingCheck(settings or get_settings()),
+    )

@@ -28,21 +28,30 @@ from campaigns.telephony.callbacks import (
     parse_json_event,
     parse_texml_status,
 )
-from campaigns.telephony.errors import OutcomeUnknown, PermanentProviderError, ProviderError, TransientProviderError
+from campaigns.telephony.errors import (
+    HOLD_REASONS,
+    OutcomeUnknown,
+    PermanentProviderError,
+    ProviderError,
+    ProviderHeld,
+    TransientProviderError,
+)
 from campaigns.telephony.messaging import TelnyxMessaging
 from campaigns.telephony.protocol import DispatchRequest, DispatchResult, Telephony
-from campaigns.telephony.providers import Providers, providers_from_settings
+from campaigns.telephony.providers import Providers, probe, providers_from_settings
 from campaigns.telephony.texml import TelnyxTexml
 from campaigns.telephony.transport import request_pool, shared_client, tls_context, warm_up
 
 __all__ = [
     "HANGUP_TO_STATUS",
+    "HOLD_REASONS",
     "Callback",
     "DispatchRequest",
     "DispatchResult",
     "OutcomeUnknown",
     "PermanentProviderError",
     "ProviderError",
+    "ProviderHeld",
     "Providers",
     "Telephony",
     "TelnyxCallControl",
@@ -53,6 +62,7 @@ __all__ = [
     "hangup_call_status",
     "parse_json_event",
     "parse_texml_status",
+    "probe",
     "providers_from_settings",
     "request_pool",
     "shared_client",

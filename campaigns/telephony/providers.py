@@ -1,4 +1,4 @@
-"""Which adapter serves which channel, built from the settings."""
+"""Which adapter serves which channel, built from the settings; the probe of a held account."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from campaigns.telephony.call_control import TelnyxCallControl
 from campaigns.telephony.messaging import TelnyxMessaging
 from campaigns.telephony.protocol import Telephony
 from campaigns.telephony.texml import TelnyxTexml
+from campaigns.telephony.transport import HttpAdapter, get_json
 
 
 @dataclass
@@ -40,3 +41,38 @@ def providers_from_settings(settings: Settings, client: httpx.Client | None = No
         else TelnyxTexml(settings, client)
     )
     return Providers(calls=calls, sms=TelnyxMessaging(settings, client))
+
+
+def probe_path(provider: Telephony, reason: str) -> str:
+    """The harmless authenticated GET that tells whether the provider accepts the account again.
+
+    ``GET /balance`` for a key: read-only, needs no product resource, and is what Telnyx itself suggests as the
+    first authentication check (developers.telnyx.com/docs/development/api-fundamentals/first-api-request and
+    .../troubleshooting). For a connection or messaging profile, a GET of that very resource
+    (``/texml_applications/{id}``, ``/call_control_applications/{id}``, ``/messaging_profiles/{id}``: the official
+    SDK's ``resources/texml_applications.py``, ``call_control_applications.py``, ``messaging_profiles``). None of
+    them dials or sends anything.
+    """
+    settings = provider.settings if isinstance(provider, HttpAdapter) else None
+    resource: str | None = None
+    if settings is not None and reason == "connection":
+        if isinstance(provider, TelnyxTexml) and settings.telnyx_texml_app_id:
+            resource = f"texml_applications/{settings.telnyx_texml_app_id}"
+        elif isinstance(provider, TelnyxCallControl) and settings.telnyx_connection_id:
+            resource = f"call_control_applications/{settings.telnyx_connection_id}"
+    elif settings is not None and reason == "messaging_profile" and settings.telnyx_messaging_profile_id:
+        resource = f"messaging_profiles/{settings.telnyx_messaging_profile_id}"
+    return resource or "balance"
+
+
+def probe(provider: Telephony, reason: str) -> None:
+    """One probe through ``provider``; returns when it accepts, raises the typed error it answers otherwise.
+
+    An adapter that is not an HTTP one (a test double) probes through its own ``probe(reason)``, if it has one.
+    """
+    if not isinstance(provider, HttpAdapter):
+        own = getattr(provider, "probe", None)
+        if callable(own):
+            own(reason)
+        return
+    get_json(provider.client, probe_path(provider, reason), missing=reason if reason != "api_key" else None)

@@ -35,7 +35,8 @@ class TelnyxTexml(HttpAdapter):
             body["AIAssistantDynamicVariables"] = dict(request.dynamic_variables)
         if request.sip_region:
             body["SipRegion"] = request.sip_region
-        data = post_json(self.client, f"texml/ai_calls/{connection_id}", body)
+        # A 404 on this path can only mean the connection (the TeXML application) in it: the account is held.
+        data = post_json(self.client, f"texml/ai_calls/{connection_id}", body, missing="connection")
         call_sid = data.get("call_sid")
         if not isinstance(call_sid, str) or not call_sid:
             raise OutcomeUnknown("TeXML answered without a call_sid")

@@ -20,7 +20,13 @@ import httpx
 
 from campaigns import metrics
 from campaigns.settings import Settings, built_once
-from campaigns.telephony.errors import OutcomeUnknown, PermanentProviderError, ProviderError, TransientProviderError
+from campaigns.telephony.errors import (
+    OutcomeUnknown,
+    PermanentProviderError,
+    ProviderError,
+    ProviderHeld,
+    TransientProviderError,
+)
 
 E = TypeVar("E", bound=ProviderError)
 
@@ -94,32 +100,48 @@ class HttpAdapter:
         return self._client if self._client is not None else shared_client(self.settings)
 
 
-def _error_from_response(response: httpx.Response) -> tuple[str, str | None]:
+def _first_error(response: httpx.Response) -> dict[str, Any]:
+    """The first entry of Telnyx's error envelope (``{"errors": [{code, title, detail, source}]}``), or ``{}``."""
     try:
-        body = response.json()
-        first = body["errors"][0]
-        code = str(first.get("code")) if first.get("code") is not None else None
-        parts = [p for p in (first.get("title"), first.get("detail")) if p]
-        return (": ".join(str(p) for p in parts) or response.reason_phrase, code)
-    except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+        first = response.json()["errors"][0]
+    except (ValueError, KeyError, IndexError, TypeError):
+        return {}
+    return first if isinstance(first, dict) else {}
+
+
+def _error_from_response(response: httpx.Response) -> tuple[str, str | None]:
+    first = _first_error(response)
+    if not first:
         return (response.text[:200] or response.reason_phrase, None)
+    code = str(first.get("code")) if first.get("code") is not None else None
+    parts = [p for p in (first.get("title"), first.get("detail")) if p]
+    return (": ".join(str(p) for p in parts) or response.reason_phrase, code)
 
 
 def post_json(
-    client: httpx.Client, path: str, body: dict[str, Any], headers: dict[str, str] | None = None
+    client: httpx.Client,
+    path: str,
+    body: dict[str, Any],
+    headers: dict[str, str] | None = None,
+    *,
+    missing: str | None = None,
 ) -> dict[str, Any]:
-    """POST and classify every failure into the typed errors (and count it by endpoint and result)."""
+    """POST and classify every failure into the typed errors (and count it by endpoint and result).
+
+    ``missing`` names the account resource a 404 on this path can only be about (``connection`` for TeXML
+    ``ai_calls/{connection_id}``, whose path holds nothing else): such a 404 holds the account.
+    """
     endpoint = metrics.provider_endpoint_label(path)
     started = time.perf_counter()
     result = "outcome_unknown"
     try:
-        parsed = _post_json(client, path, body, headers)
+        parsed = _post_json(client, path, body, headers, missing)
         result = "success"
         return parsed
     except TransientProviderError as exc:
         result = "rate_limited" if exc.status_code == 429 else "server_error" if exc.status_code else "connect_error"
         raise
-    except PermanentProviderError:
+    except (PermanentProviderError, ProviderHeld):
         result = "client_error"
         raise
     except OutcomeUnknown as exc:
@@ -142,8 +164,83 @@ def _answered(error: type[E], what: str, response: httpx.Response) -> E:
     return error(f"{what} ({status}{f', code {code}' if code else ''}): {message}", status_code=status, code=code)
 
 
+ACCOUNT_REJECTED = {
+    401: "provider rejected the API key (401)",
+    403: "provider refused the API key access (403)",
+}
+"""401 "Authentication failed" (Telnyx code 10009: the key is invalid or missing) and 403 "Authorization failed"
+(code 10010: the key may not do this) are about the key, never the recipient: developers.telnyx.com/development/
+api-fundamentals/api-errors ("10009 Authentication failed", "10010 Authorization failed")."""
+
+_NAMED_RESOURCES = (
+    ("messaging_profile", ("messaging_profile", "messaging profile")),
+    ("connection", ("connection", "application", "texml_app")),
+)
+"""What a 404/422 names when it is about the account's own configuration. Telnyx answers a missing or invalid
+associated resource with 10005 "Resource not found", 10013 "Missing association" or 10017 "Associated resource
+does not exist" (developers.telnyx.com/development/api-fundamentals/api-errors), with ``source.pointer`` naming
+the field (``/connection_id``, ``/messaging_profile_id``); a recipient's error names ``/to`` instead."""
+
+HELD_DETAIL = {
+    "connection": "provider rejected the connection or TeXML application ({status})",
+    "messaging_profile": "provider rejected the messaging profile ({status})",
+}
+
+_PROVIDER_BLOCK = "40300"
+"""Messaging "Blocked due to STOP message": the recipient's opt-out, never the account's (see dispatch)."""
+
+
+def account_hold(response: httpx.Response, missing: str | None = None) -> ProviderHeld | None:
+    """The hold an error answer stands for, when it is about the account rather than this request."""
+    status = response.status_code
+    first = _first_error(response)
+    message, code = _error_from_response(response)
+    if code == _PROVIDER_BLOCK:
+        return None
+    words = f"{status}{f', code {code}' if code else ''}"
+    if status in ACCOUNT_REJECTED:
+        return ProviderHeld(
+            f"provider rejected the account ({words}): {message}",
+            reason="api_key",
+            detail=ACCOUNT_REJECTED[status],
+            status_code=status,
+            code=code,
+        )
+    if status not in (404, 422):
+        return None
+    source: dict[str, Any] = first["source"] if isinstance(first.get("source"), dict) else {}
+    named = " ".join(
+        str(v) for v in (source.get("pointer"), source.get("parameter"), first.get("title"), first.get("detail")) if v
+    ).lower()
+    reason = next((r for r, tokens in _NAMED_RESOURCES if any(t in named for t in tokens)), None)
+    if reason is None and status == 404 and "/to" not in named:
+        reason = missing
+    if reason is None:
+        return None
+    return ProviderHeld(
+        f"provider rejected the account's {reason} ({words}): {message}",
+        reason=reason,
+        detail=HELD_DETAIL[reason].format(status=status),
+        status_code=status,
+        code=code,
+    )
+
+
+def get_json(client: httpx.Client, path: str, *, missing: str | None = None) -> dict[str, Any]:
+    """GET (a probe: nothing is placed) with the same classification as :func:`post_json`."""
+    try:
+        response = client.get(path)
+    except httpx.HTTPError as exc:
+        raise TransientProviderError(f"could not reach the provider: {exc!r}") from exc
+    return _classified(response, missing)
+
+
 def _post_json(
-    client: httpx.Client, path: str, body: dict[str, Any], headers: dict[str, str] | None = None
+    client: httpx.Client,
+    path: str,
+    body: dict[str, Any],
+    headers: dict[str, str] | None = None,
+    missing: str | None = None,
 ) -> dict[str, Any]:
     try:
         response = client.post(path, json=body, headers=headers)
@@ -155,6 +252,11 @@ def _post_json(
     except httpx.HTTPError as exc:
         # Sent, but the answer could not be read (a body that fails to decode, ...): it may have been acted on.
         raise OutcomeUnknown(f"the provider's answer could not be read: {exc!r}") from exc
+    return _classified(response, missing)
+
+
+def _classified(response: httpx.Response, missing: str | None) -> dict[str, Any]:
+    """The JSON of a 2xx answer, or the typed error of any other."""
     if response.status_code == 429 or response.status_code in REFUSED_5XX:
         raise _answered(TransientProviderError, "provider refused", response)
     if response.status_code >= 500:
@@ -162,6 +264,9 @@ def _post_json(
         # the call before failing. Re-sending could dial the person twice (TeXML has no idempotency key).
         raise _answered(OutcomeUnknown, "provider failed after receiving the request", response)
     if response.status_code >= 400:
+        held = account_hold(response, missing)
+        if held is not None:
+            raise held
         raise _answered(PermanentProviderError, "provider rejected the request", response)
     try:
         parsed = response.json()

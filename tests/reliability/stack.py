@@ -69,6 +69,7 @@ class Stack:
             "CAMPAIGNS_SIMULATOR_PRIVATE_KEY": private_key_b64(key),
             "CAMPAIGNS_TELNYX_PUBLIC_KEY": public_key_b64(key),
             "CAMPAIGNS_TELNYX_API_KEY": "KEY_CHAOS",
+            "CAMPAIGNS_MAX_DIALS_PER_SECOND": "100000",  # the simulator has no dial limit: measure the engine
             "CAMPAIGNS_TELNYX_BASE_URL": f"http://127.0.0.1:{self.sim_port}/v2",
             "CAMPAIGNS_TELNYX_TEXML_APP_ID": "texml-chaos",
             "CAMPAIGNS_PUBLIC_BASE_URL": f"http://127.0.0.1:{self.api_port}",

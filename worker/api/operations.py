@@ -1,4 +1,5 @@
-"""Operations: ``/healthz`` (the app's time), ``/readyz`` (database and Redis reachable), ``/metrics``."""
+"""Operations: ``/healthz`` (the app's time), ``/readyz`` (database and Redis reachable, the provider accepting
+the account), ``/metrics``."""
 
 from __future__ import annotations
 
@@ -28,6 +29,15 @@ def _ping_database(runtime: Runtime) -> None:
         s.execute(text("SELECT 1"))
 
 
+def _provider_holds(runtime: Runtime) -> str:
+    """``ok``, or what the provider refuses (one open hold per adapter at most: a short line)."""
+    from campaigns.lifecycle import holds
+
+    with runtime.sessions() as s:
+        held = holds.open_holds(s)
+    return "; ".join(f"held ({hold.provider}): {hold.detail}" for hold in held) or "ok"
+
+
 def _ping_redis(runtime: Runtime) -> None:
     import redis
 
@@ -42,7 +52,12 @@ def _ping_redis(runtime: Runtime) -> None:
 @router.get(
     "/readyz",
     response_model=Readiness,
-    responses={503: {"model": Readiness, "description": "The database or Redis is unreachable"}},
+    responses={
+        503: {
+            "model": Readiness,
+            "description": "The database or Redis is unreachable",
+        }
+    },
 )
 async def readyz(runtime: RuntimeDep) -> JSONResponse:
     checks: dict[str, str] = {}
@@ -52,7 +67,14 @@ async def readyz(runtime: RuntimeDep) -> JSONResponse:
             checks[name] = "ok"
         except Exception as exc:
             checks[name] = f"unreachable: {type(exc).__name__}"
-    ok = all(v == "ok" for v in checks.values())
+    if checks["database"] == "ok":
+        try:
+            checks["provider"] = await run_in_threadpool(_provider_holds, runtime)
+        except Exception as exc:
+            checks["provider"] = f"unknown: {type(exc).__name__}"
+    # A held provider (a wrong key) is reported, not made "not ready": the api must keep taking the webhooks of the
+    # calls already placed, and an orchestrator would take a not-ready api out of service.
+    ok = checks["database"] == "ok" and checks["redis"] == "ok"
     body: dict[str, Any] = {"status": "ok" if ok else "unavailable", **checks}
     return JSONResponse(Readiness.model_validate(body).model_dump(), status_code=200 if ok else 503)
 

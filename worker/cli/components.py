@@ -132,6 +132,34 @@ def simulator(
     sim.run(host=host, port=port, config=config)
 
 
+def provider_check(settings_overrides: dict[str, str] | None = None) -> str | None:
+    """Probe the provider with the configured key once (``GET /balance``: dials nothing); a rejected key opens the
+    holds, so events wait instead of failing. Returns the one line saying so, or ``None``."""
+    from sqlalchemy.orm import sessionmaker
+
+    from campaigns.clock import clock_from_settings
+    from campaigns.db import make_engine
+    from campaigns.lifecycle import holds
+    from campaigns.settings import Settings
+    from campaigns.telephony import providers_from_settings
+
+    settings = Settings(**(settings_overrides or {}))  # type: ignore[arg-type]  # field names, values validated
+    if not settings.database_url:
+        return None
+    engine = make_engine(settings.database_url, pool_size=1)
+    try:
+        return holds.check_at_start(
+            sessionmaker(engine, expire_on_commit=False),
+            providers_from_settings(settings),
+            clock=clock_from_settings(settings),
+            settings=settings,
+        )
+    except Exception as exc:  # the database may be down at start: dispatch will meet the key and hold
+        return f"could not check the provider's key at start ({type(exc).__name__}); dispatch will"
+    finally:
+        engine.dispose()
+
+
 def up(
     port: Annotated[int, typer.Option(help="API port")] = 8000,
     with_beat: Annotated[bool, typer.Option("--beat/--no-beat", help="Also run beat")] = True,
@@ -160,6 +188,9 @@ def up(
         upgrade(env["CAMPAIGNS_DATABASE_URL"])
         # One metrics directory for the group: the api's /metrics shows every component's counters and gauges.
         env["PROMETHEUS_MULTIPROC_DIR"] = stack.enter_context(group_multiprocess_dir(env))
+        held = provider_check({"database_url": env["CAMPAIGNS_DATABASE_URL"]})
+        if held:
+            typer.echo(f"campaigns up: {held}", err=True)
         # One metrics port per component: the scheduler gets CAMPAIGNS_METRICS_PORT, the worker the next one.
         metrics = env.pop("CAMPAIGNS_METRICS_PORT", None)
         children = [

@@ -34,8 +34,13 @@ MESSAGE_OUTCOMES: Final = frozenset(
     }
 )
 """Final ``to[].status`` values (Telnyx's: the official SDK's ``telnyx/types/outbound_message_payload.py``)."""
-ERROR_OUTCOMES: Final = frozenset({"http_429", "http_500", "http_503", "http_422", "timeout"})
-OUTCOMES: Final = CALL_OUTCOMES | MESSAGE_OUTCOMES | ERROR_OUTCOMES
+ERROR_OUTCOMES: Final = frozenset({"http_401", "http_403", "http_422", "http_429", "http_500", "http_503", "timeout"})
+CHANNEL_LIMIT: Final = "channel_limit"
+"""The account's channel limit: the POST is accepted, then the call fails with SIP 403 "User channel limit
+exceeded" (D1), as Telnyx reports it."""
+ACCOUNT_REJECTIONS: Final = frozenset({"http_401", "http_403"})
+"""As the script's ``default``, the whole account is refused: every authenticated request answers it."""
+OUTCOMES: Final = CALL_OUTCOMES | MESSAGE_OUTCOMES | ERROR_OUTCOMES | {CHANNEL_LIMIT}
 
 
 @dataclass
@@ -121,7 +126,7 @@ def call_status(outcome: str) -> CallStatus:
     """The call status an outcome produces (``timeout`` and ``http_500`` still complete the call)."""
     if outcome in CALL_OUTCOMES:
         return CallStatus(outcome)
-    if outcome in (MessageStatus.DELIVERY_FAILED, MessageStatus.SENDING_FAILED, MessageStatus.EXPIRED):
+    if outcome in (MessageStatus.DELIVERY_FAILED, MessageStatus.SENDING_FAILED, MessageStatus.EXPIRED, CHANNEL_LIMIT):
         return CallStatus.FAILED
     return CallStatus.COMPLETED
 
@@ -132,7 +137,7 @@ def message_status(outcome: str) -> MessageStatus:
         return MessageStatus(outcome)
     if outcome in (CallStatus.BUSY, CallStatus.NO_ANSWER):
         return MessageStatus.DELIVERY_FAILED
-    if outcome in (CallStatus.FAILED, CallStatus.CANCELED):
+    if outcome in (CallStatus.FAILED, CallStatus.CANCELED, CHANNEL_LIMIT):
         return MessageStatus.SENDING_FAILED
     return MessageStatus.DELIVERED
 

@@ -41,6 +41,21 @@ MESSAGE_ERRORS: dict[str, dict[str, str]] = {
     # error-codes, "Delivery errors (40xxx)": they appear in ``message.finalized`` webhooks).
     MessageStatus.EXPIRED: {"code": "40005", "title": "Message expired", "detail": "Simulated expiry before delivery."},
 }
+CHANNEL_LIMIT_TEXML = {
+    "HangupCause": "call_rejected",
+    "HangupSource": "unknown",
+    "SipResponseCode": "403",
+    "ErrorCode": "D1",
+    "ErrorMessage": "User channel limit exceeded",
+}
+"""The ``failed`` callback of a call over the account's channel limit. Telnyx rejects it with SIP "403 User
+channel limit exceeded D1" (developers.telnyx.com/docs/voice/sip-trunking/configuration/concurrent-limits; D1
+in docs/voice/sip-trunking/troubleshooting/response-codes); the TeXML status callbacks carry ``HangupCause``,
+``HangupSource``, ``ErrorCode`` and ``ErrorMessage`` (api-reference/callbacks/texml-call-completed), and the SIP
+status goes in ``SipResponseCode`` (the TeXML/TwiML name for it)."""
+CHANNEL_LIMIT_HANGUP = {"hangup_cause": "call_rejected", "hangup_source": "unknown", "sip_hangup_cause": "403"}
+"""The Call Control ``call.hangup`` of the same refusal: ``sip_hangup_cause`` is "the reason the call was ended
+(SIP response code)" (the official SDK's ``types/call_hangup.py``)."""
 # Telnyx wants a webhook answered within 2 s; be more forgiving so a loaded benchmark box is not punished.
 CALLBACK_TIMEOUT = httpx.Timeout(5.0, pool=None)
 # Callbacks in flight at once, each on its own single-connection client (a "lane"). httpcore scans every pooled
@@ -166,8 +181,11 @@ class Delivery:
 
     # -- what a call or message sends back ------------------------------------------------------------
 
-    async def run_texml_call(self, call: Call, status: CallStatus, url: str | None) -> None:
-        """Form-encoded status callbacks: initiated, ringing, then the outcome (in-progress first if answered)."""
+    async def run_texml_call(
+        self, call: Call, status: CallStatus, url: str | None, *, channel_limit: bool = False
+    ) -> None:
+        """Form-encoded status callbacks: initiated, ringing, then the outcome (in-progress first if answered);
+        over the account's channel limit, initiated then ``failed`` with the D1 fields."""
 
         async def send(call_status: CallStatus, sequence: int, extra: dict[str, str] | None = None) -> None:
             if url is None:
@@ -198,6 +216,10 @@ class Delivery:
             }
 
         await send(CallStatus.INITIATED, 0)
+        if channel_limit:  # refused by Telnyx itself, before any ringing
+            call.hang_up(CallStatus.FAILED, 0)
+            await send(CallStatus.FAILED, 1, {**terminal(), "CallDuration": "0", **CHANNEL_LIMIT_TEXML})
+            return
         await send(CallStatus.RINGING, 1)
         await asyncio.sleep(self.config.ring_delay)
         if status != CallStatus.COMPLETED:
@@ -211,9 +233,10 @@ class Delivery:
         await send(CallStatus.COMPLETED, 3, {"AnsweredTime": answered_at, **terminal()})
 
     async def run_call_control_call(
-        self, call: Call, status: CallStatus, url: str | None, client_state: str | None
+        self, call: Call, status: CallStatus, url: str | None, client_state: str | None, *, channel_limit: bool = False
     ) -> None:
-        """JSON webhooks: call.initiated, call.answered (completed calls only), call.hangup."""
+        """JSON webhooks: call.initiated, call.answered (completed calls only), call.hangup (over the account's
+        channel limit: with the SIP 403 of D1)."""
 
         def payload(state: str) -> dict[str, Any]:
             return {
@@ -241,6 +264,8 @@ class Delivery:
             "start_time": iso(call.started_at),
             "end_time": now_iso(),
         }
+        if channel_limit:
+            hangup |= CHANNEL_LIMIT_HANGUP
         await self.deliver_event(url, "call.hangup", hangup)
 
     async def run_message(self, message: dict[str, Any], status: MessageStatus, url: str | None) -> None:

@@ -77,8 +77,33 @@ def optional_url(body: Mapping[str, Any], key: str) -> str | None:
     return value
 
 
+ACCOUNT_ERRORS: dict[str, ApiError] = {
+    # Telnyx's envelope and codes for a rejected key: 10009 "Authentication failed" (401) and 10010
+    # "Authorization failed" (403), developers.telnyx.com/development/api-fundamentals/api-errors.
+    "http_401": ApiError(
+        401,
+        {
+            "code": "10009",
+            "title": "Authentication failed",
+            "detail": "The required authentication headers were either invalid or not included in the request.",
+        },
+    ),
+    "http_403": ApiError(
+        403,
+        {
+            "code": "10010",
+            "title": "Authorization failed",
+            "detail": "You do not have permission to perform the requested action on the specified resource or "
+            "resources.",
+        },
+    ),
+}
+
+
 def injected_error(outcome: str, pointer: str, *, dial: bool) -> ApiError | None:
     """The provider error an error-injection outcome stands for, if it is one."""
+    if outcome in ACCOUNT_ERRORS:
+        return ACCOUNT_ERRORS[outcome]
     if outcome == "http_429":
         title = "Too many dials per second" if dial else "Too many requests"
         return ApiError(429, {"code": "90103" if dial else "10011", "title": title})

@@ -17,11 +17,18 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from campaigns.states import CallStatus, MessageStatus
-from worker.simulator.config import ScriptError, call_status, message_status, parse_script
+from worker.simulator.config import (
+    ACCOUNT_REJECTIONS,
+    CHANNEL_LIMIT,
+    ScriptError,
+    call_status,
+    message_status,
+    parse_script,
+)
 from worker.simulator.delivery import Delivery
 from worker.simulator.errors import (
+    ACCOUNT_ERRORS,
     ApiError,
-    authorize,
     injected_error,
     invalid,
     json_object,
@@ -30,6 +37,9 @@ from worker.simulator.errors import (
     placed_error,
     required_str,
 )
+from worker.simulator.errors import (
+    authorize as check_bearer,
+)
 from worker.simulator.state import Accepted, Call, SimulatorState, now_iso
 
 _OPT_OUT_KEYWORDS = frozenset({"STOP", "STOPALL", "STOP ALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"})
@@ -37,6 +47,15 @@ _OPT_IN_KEYWORDS = frozenset({"START", "UNSTOP"})
 _IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9_:-]{1,255}$")
 
 router = APIRouter()
+
+
+def authorize(request: Request) -> None:
+    """A bearer token is required; while the script's default is ``http_401`` / ``http_403`` the whole account is
+    refused, every authenticated endpoint included (a rejected or rotated key, as the real network has it)."""
+    check_bearer(request)
+    default = _state(request).script.default
+    if default in ACCOUNT_REJECTIONS:
+        raise ACCOUNT_ERRORS[default]
 
 
 def _state(request: Request) -> SimulatorState:
@@ -103,7 +122,10 @@ async def create_ai_call(connection_id: str, request: Request) -> JSONResponse:
         required_str(body, "AIAssistantId")
         callback = optional_url(body, "StatusCallback")
         outcome, call = _place_call(sim, entry, connection_id, from_, to, "/To")
-        delivery.spawn(delivery.run_texml_call(call, call_status(outcome), callback), "texml call")
+        delivery.spawn(
+            delivery.run_texml_call(call, call_status(outcome), callback, channel_limit=outcome == CHANNEL_LIMIT),
+            "texml call",
+        )
         reply = {"from": from_, "to": to, "status": CallStatus.QUEUED, "call_sid": call.call_control_id}
         if outcome == "timeout":
             await _hold(request, entry)
@@ -151,7 +173,9 @@ async def dial(request: Request) -> JSONResponse:
         if command_id is not None:
             sim.dials_by_command_id[command_id] = Accepted(reply, outcome, call.call_control_id)
         delivery.spawn(
-            delivery.run_call_control_call(call, call_status(outcome), webhook_url, client_state),
+            delivery.run_call_control_call(
+                call, call_status(outcome), webhook_url, client_state, channel_limit=outcome == CHANNEL_LIMIT
+            ),
             "call control call",
         )
         if outcome == "timeout":
@@ -160,6 +184,24 @@ async def dial(request: Request) -> JSONResponse:
         return JSONResponse(reply)
 
     return await _answer(entry, handle())
+
+
+@router.get("/v2/balance")
+async def balance(request: Request) -> JSONResponse:
+    """The account's balance (what the engine probes a held account with: read-only, dials nothing)."""
+    authorize(request)
+    return JSONResponse(
+        {
+            "data": {
+                "record_type": "balance",
+                "balance": "300.00",
+                "pending": "0.00",
+                "credit_limit": "0.00",
+                "available_credit": "300.00",
+                "currency": "USD",
+            }
+        }
+    )
 
 
 @router.get("/v2/calls/{call_control_id}")

@@ -471,4 +471,17 @@ def test_healthz_shows_app_time(client: TestClient) -> None:
 def test_readyz_checks_database_and_redis(client: TestClient) -> None:
     r = client.get("/readyz")
     assert r.status_code == 200, r.text
-    assert r.json() == {"status": "ok", "database": "ok", "redis": "ok"}
+    assert r.json() == {"status": "ok", "database": "ok", "redis": "ok", "provider": "ok"}  # issue 17: the key too
+
+
+def test_readyz_says_the_provider_refuses_the_key(client: TestClient, runtime: Runtime) -> None:
+    from campaigns.lifecycle import holds
+    from campaigns.telephony import ProviderHeld
+
+    held = ProviderHeld("401", reason="api_key", detail="provider rejected the API key (401)")
+    now = runtime.clock.now()
+    with unit_of_work(runtime.sessions) as s:
+        holds.open_hold(s, "texml", held, now=now, probe_at=now)
+    r = client.get("/readyz")
+    assert r.status_code == 200  # reported, not "not ready": the api must keep taking webhooks of placed calls
+    assert r.json()["provider"] == "held (texml): provider rejected the API key (401)"

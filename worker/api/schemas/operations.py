@@ -18,6 +18,10 @@ class Readiness(ResponseBody):
     status: Literal["ok", "unavailable"]
     database: str = Field(description='"ok" or why it is unreachable')
     redis: str = Field(description='"ok" or why it is unreachable')
+    provider: str = Field(
+        default="ok",
+        description='"ok", or why the provider refuses the account and dispatch is held (a rejected API key, ...)',
+    )
 
 
 class WebhookResult(ResponseBody):
