@@ -6,9 +6,9 @@ provider refused one for its rate (HTTP 429, codes 10011 and 90103): one "not be
 and ``ix_call_attempts_live`` the calls in progress (``CAMPAIGNS_MAX_CONCURRENT_CALLS``): both are counted on
 every claim, and without them each count walked the whole attempts table.
 
-Revision ID: 0008_q2
+Revision ID: 0008
 Revises: 0007
-Create Date: 2026-12-02 10:00:00
+Create Date: 2026-12-01 23:00:00
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0008_q2'
+revision = '0008'
 down_revision = '0007'
 branch_labels = None
 depends_on = None
