@@ -15,7 +15,11 @@ refused with error ``40300`` "Blocked due to STOP message". ``/_simulator/block`
 
 Outcomes:
 
-- calls: ``completed``, ``busy``, ``no-answer``, ``failed``, ``canceled``;
+- calls: ``completed``, ``busy``, ``no-answer``, ``failed``, ``canceled``, and ``machine`` (voicemail),
+  ``screened`` (a phone's call-screening assistant), ``fax``: all three ``completed`` on the network, reported as
+  such (TeXML ``AnsweredBy``, Call Control ``call.machine.*`` webhooks) only when the request asked for
+  answering-machine detection; every answered call has a conversation id and a ``call.conversation.ended``
+  webhook;
 - messages: ``delivered``, ``delivery_failed``, ``sending_failed``;
 - provider errors (both): ``http_429`` (429, nothing placed), ``http_500`` (503, nothing placed), ``http_422``
   (422 "Invalid destination", nothing placed) and ``timeout`` (placed and completed/delivered, but the HTTP

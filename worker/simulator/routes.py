@@ -17,8 +17,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from campaigns.states import CallStatus, MessageStatus
-from worker.simulator.config import ScriptError, call_status, message_status, parse_script
-from worker.simulator.delivery import Delivery
+from worker.simulator.config import ANSWERED_BY_OUTCOMES, ScriptError, call_status, message_status, parse_script
+from worker.simulator.delivery import Delivery, TexmlAmd
 from worker.simulator.errors import (
     ApiError,
     authorize,
@@ -77,6 +77,11 @@ def _place_call(
     return outcome, call
 
 
+def answerer(outcome: str) -> str:
+    """Who picks up a call with this outcome: a machine, a call-screening assistant, a fax, else a person."""
+    return outcome if outcome in ANSWERED_BY_OUTCOMES else "human"
+
+
 # -- Telnyx surface ------------------------------------------------------------------------------
 
 
@@ -95,7 +100,16 @@ async def create_ai_call(connection_id: str, request: Request) -> JSONResponse:
         required_str(body, "AIAssistantId")
         callback = optional_url(body, "StatusCallback")
         outcome, call = _place_call(sim, entry, connection_id, from_, to, "/To")
-        delivery.spawn(delivery.run_texml_call(call, call_status(outcome), callback), "texml call")
+        amd = None
+        if isinstance(body.get("MachineDetection"), str):
+            amd = TexmlAmd(
+                str(body["MachineDetection"]),
+                str(body["DetectionMode"]) if isinstance(body.get("DetectionMode"), str) else None,
+                optional_url(body, "AsyncAmdStatusCallback") if body.get("AsyncAmd") in (True, "true") else None,
+            )
+        delivery.spawn(
+            delivery.run_texml_call(call, call_status(outcome), callback, answerer(outcome), amd), "texml call"
+        )
         reply = {"from": from_, "to": to, "status": CallStatus.QUEUED, "call_sid": call.call_control_id}
         if outcome == "timeout":
             await _hold(request, entry)
@@ -142,7 +156,14 @@ async def dial(request: Request) -> JSONResponse:
         if command_id is not None:
             sim.dials_by_command_id[command_id] = Accepted(reply, outcome, call.call_control_id)
         delivery.spawn(
-            delivery.run_call_control_call(call, call_status(outcome), webhook_url, client_state),
+            delivery.run_call_control_call(
+                call,
+                call_status(outcome),
+                webhook_url,
+                client_state,
+                answerer(outcome),
+                optional_str(body, "answering_machine_detection"),
+            ),
             "call control call",
         )
         if outcome == "timeout":
