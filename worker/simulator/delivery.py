@@ -85,6 +85,7 @@ def call_control_detection(amd: str | None, answerer: str) -> list[tuple[str, st
     return [("call.machine.detection.ended", result)]
 
 
+TEXML_STATUS_PATH = "/webhooks/telnyx/call-status"
 CALLBACK_TIMEOUT = httpx.Timeout(5.0, pool=None)
 # Callbacks in flight at once, each on its own single-connection client (a "lane"). httpcore scans every pooled
 # connection (and polls its socket) for every request, and every queued request on each change, so one shared
@@ -270,8 +271,10 @@ class Delivery:
         await asyncio.sleep(self.config.talk_delay)
         call.hang_up(status, self.config.call_duration_secs)
         await send(CallStatus.COMPLETED, 3, {"AnsweredTime": answered_at, **inline, **terminal()})
-        if url is not None:
-            json_url = url.replace("/webhooks/telnyx/call-status", "/webhooks/telnyx", 1)
+        if url is not None and TEXML_STATUS_PATH in url:
+            # Telnyx sends the conversation's events as JSON webhooks; the engine's JSON receiver sits next to its
+            # TeXML status callback. A status callback elsewhere (a test's receiver) gets none.
+            json_url = url.replace(TEXML_STATUS_PATH, "/webhooks/telnyx", 1)
             await self.deliver_event(json_url, "call.conversation.ended", self.conversation_ended(call, None))
 
     def conversation_ended(self, call: Call, client_state: str | None) -> dict[str, Any]:
