@@ -18,12 +18,14 @@ from campaigns.errors import Conflict, FieldError, NotFound, ValidationFailed
 from campaigns.events import (
     MAX_INT32,
     MAX_STRING,
+    check_outcome_settings,
     check_retry_policy,
     is_int,
     is_target,
     notify_due,
     nul_characters,
     parse_datetime,
+    retry_policy_value,
 )
 from campaigns.models import CallAttempt, Campaign, ScheduledEvent
 from campaigns.paging import Page
@@ -36,6 +38,8 @@ from campaigns.states import (
     Channel,
     EventStatus,
     ImportStatus,
+    MachineDetection,
+    VoicemailAction,
 )
 
 SETTINGS_FIELDS = frozenset(
@@ -57,6 +61,9 @@ SETTINGS_FIELDS = frozenset(
         "custom_windows",
         "cap_max_attempts",
         "cap_window_secs",
+        "answering_machine_detection",
+        "voicemail_action",
+        "retry_policy",
     }
 )
 
@@ -80,6 +87,9 @@ class CampaignSettings:
     custom_windows: dict[str, Any] | None = None
     cap_max_attempts: int | None = None
     cap_window_secs: int | None = None
+    answering_machine_detection: str = MachineDetection.DETECT
+    voicemail_action: str = VoicemailAction.RETRY
+    retry_policy: dict[str, dict[str, int]] | None = None
 
 
 def validate_settings(body: object, *, now: datetime) -> CampaignSettings:
@@ -111,6 +121,9 @@ def validate_settings(body: object, *, now: datetime) -> CampaignSettings:
     retries = body.get("max_retries_client_errors")
     interval = body.get("retry_interval_secs")
     check_retry_policy(channel, retries, interval, bad)
+    outcome_errors: list[FieldError] = []
+    check_outcome_settings(body, channel, bad, outcome_errors)
+    errors.extend(FieldError(f"/campaign{e.pointer}", e.detail) for e in outcome_errors)
     start_raw = body.get("start_at")
     start_at = now if start_raw is None else parse_datetime(start_raw)
     if start_at is None:
@@ -176,6 +189,9 @@ def validate_settings(body: object, *, now: datetime) -> CampaignSettings:
         custom_windows=dict(custom) if isinstance(custom, dict) else None,
         cap_max_attempts=int(cap_attempts) if cap_attempts is not None else None,
         cap_window_secs=int(cap_window) if cap_window is not None else (86400 if cap_attempts is not None else None),
+        answering_machine_detection=str(body.get("answering_machine_detection") or MachineDetection.DETECT),
+        voicemail_action=str(body.get("voicemail_action") or VoicemailAction.RETRY),
+        retry_policy=retry_policy_value(body.get("retry_policy")),
     )
 
 
@@ -199,6 +215,9 @@ def create_campaign(session: Session, settings: CampaignSettings, *, now: dateti
         custom_windows=settings.custom_windows,
         cap_max_attempts=settings.cap_max_attempts,
         cap_window_secs=settings.cap_window_secs,
+        answering_machine_detection=settings.answering_machine_detection,
+        voicemail_action=settings.voicemail_action,
+        retry_policy=settings.retry_policy,
         status=CampaignStatus.ACTIVE,
         created_at=now,
         updated_at=now,
@@ -370,6 +389,9 @@ def serialize_campaign(session: Session, campaign: Campaign, *, with_counts: boo
         "custom_windows": campaign.custom_windows,
         "cap_max_attempts": campaign.cap_max_attempts,
         "cap_window_secs": campaign.cap_window_secs,
+        "answering_machine_detection": campaign.answering_machine_detection,
+        "voicemail_action": campaign.voicemail_action,
+        "retry_policy": campaign.retry_policy,
         "created_at": iso(campaign.created_at),
         "recurring_run_id": str(campaign.recurring_run_id) if campaign.recurring_run_id else None,
         "import": {

@@ -18,6 +18,7 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from campaigns import lifecycle, suppression
+from campaigns.lifecycle import outcomes
 from campaigns.models import CallAttempt, ScheduledEvent
 from campaigns.states import PROGRESS_CALL_STATUSES, CallStatus, Channel
 from campaigns.telephony.callbacks import Callback, hangup_call_status
@@ -29,7 +30,13 @@ def _moves_attempt(cb: Callback) -> bool:
     Non-terminal call statuses other than the progress ones (``PROGRESS_CALL_STATUSES``) are ignored."""
     if cb.kind == "message.received" or cb.status is None:
         return False
+    if cb.status in (DETECTION, CONVERSATION):
+        return True
     return cb.channel == Channel.SMS_CHAT or cb.terminal or cb.status in PROGRESS_CALL_STATUSES
+
+
+DETECTION, CONVERSATION = "amd", "conversation"
+"""The ``Callback.status`` of a detection result and of a conversation event (``telephony.callbacks``)."""
 
 
 def _resolve_attempts(session: Session, callbacks: Sequence[Callback]) -> list[tuple[uuid.UUID, uuid.UUID] | None]:
@@ -207,9 +214,24 @@ def _apply(
     attempt, event = locked
     if cb.channel == Channel.SMS_CHAT:
         return lifecycle.apply_sms_outcome_locked(attempt, event, cb.status, now=now, provider_id=cb.provider_id).reason
+    if cb.status == DETECTION and cb.answered_by is not None:
+        return outcomes.record_detection_locked(attempt, cb.answered_by).reason
+    if cb.status == CONVERSATION:
+        return outcomes.record_conversation_locked(
+            attempt, event, conversation_id=cb.conversation_id, insights=cb.insights
+        ).reason
+    if cb.conversation_id:
+        outcomes.record_conversation_locked(attempt, event, conversation_id=cb.conversation_id, insights=None)
     if not cb.terminal:
         return lifecycle.apply_progress_locked(
-            attempt, event, cb.status, sequence=cb.sequence, answered=cb.answered, now=now, provider_id=cb.provider_id
+            attempt,
+            event,
+            cb.status,
+            sequence=cb.sequence,
+            answered=cb.answered,
+            now=now,
+            provider_id=cb.provider_id,
+            answered_by=cb.answered_by,
         ).reason
     status, duration = cb.status, cb.duration
     if cb.kind == "call.hangup":
@@ -225,4 +247,6 @@ def _apply(
         now=now,
         sequence=cb.sequence,
         provider_id=cb.provider_id,
+        answered_by=cb.answered_by,
+        channel_limited=cb.channel_limited,
     ).reason

@@ -59,6 +59,11 @@ def create_event(
         campaign_id=campaign_id,
         ruleset=new.ruleset,
         timezone=new.timezone,
+        answering_machine_detection=new.answering_machine_detection,
+        voicemail_action=new.voicemail_action,
+        retry_policy=new.retry_policy,
+        outcome_retries={},
+        free_attempts=0,
         timezone_candidates=windows.candidate_zones(phone=new.end_user_target, timezone=new.timezone),
         attempts=[],
     )

@@ -11,7 +11,15 @@ from typing import Any, TypeGuard
 from campaigns import windows
 from campaigns.errors import FieldError, ValidationFailed
 from campaigns.phones import E164
-from campaigns.states import CHANNELS, Channel
+from campaigns.states import (
+    CHANNELS,
+    MACHINE_DETECTION_MODES,
+    RETRY_POLICY_OUTCOMES,
+    VOICEMAIL_ACTIONS,
+    Channel,
+    MachineDetection,
+    VoicemailAction,
+)
 
 SIP_URI = re.compile(r"^sips?:[^@\s]+@[^\s@]+$", re.IGNORECASE)
 SIP_REGIONS = ("US", "Europe", "Canada", "Australia", "Middle East")
@@ -31,6 +39,9 @@ KNOWN_FIELDS = frozenset(
         # Extensions.
         "ruleset",
         "timezone",
+        "answering_machine_detection",
+        "voicemail_action",
+        "retry_policy",
     }
 )
 
@@ -51,6 +62,9 @@ class NewEvent:
     call_settings: dict[str, Any] | None
     ruleset: str
     timezone: str | None
+    answering_machine_detection: str = MachineDetection.DISABLED
+    voicemail_action: str = VoicemailAction.RETRY
+    retry_policy: dict[str, dict[str, int]] | None = None
 
 
 def parse_datetime(value: object) -> datetime | None:
@@ -180,6 +194,8 @@ def validate_create(
     interval = body.get("retry_interval_secs")
     check_retry_policy(channel, retries, interval, bad)
 
+    check_outcome_settings(body, channel, bad, errors)
+
     call_settings = body.get("call_settings")
     if call_settings is not None:
         if channel == Channel.SMS_CHAT:
@@ -218,6 +234,9 @@ def validate_create(
         call_settings=dict(call_settings) if isinstance(call_settings, dict) else None,
         ruleset=str(ruleset),
         timezone=timezone if isinstance(timezone, str) else None,
+        answering_machine_detection=str(body.get("answering_machine_detection") or MachineDetection.DISABLED),
+        voicemail_action=str(body.get("voicemail_action") or VoicemailAction.RETRY),
+        retry_policy=retry_policy_value(body.get("retry_policy")),
     )
 
 
@@ -239,6 +258,73 @@ def check_retry_policy(channel: object, retries: object, interval: object, bad: 
         bad("retry_interval_secs", "is required when max_retries_client_errors is greater than 0")
     if interval not in (None, 0) and not has_retries and retries in (None, 0):
         bad("retry_interval_secs", "is only allowed together with max_retries_client_errors greater than 0")
+
+
+def check_outcome_settings(
+    body: dict[str, Any], channel: object, bad: Callable[[str, str], None], errors: list[FieldError]
+) -> None:
+    """The outcome settings (extension fields, DESIGN.md §2.5), shared by events and campaigns: the detection mode,
+    ``voicemail_action`` and a ``retry_policy`` whose entries follow Telnyx's retry rules (0-10 retries,
+    60-86400 s); none of them on SMS. Errors name the field (``/retry_policy/busy/max_retries``)."""
+    sms = channel == Channel.SMS_CHAT
+    for name, allowed in (
+        ("answering_machine_detection", MACHINE_DETECTION_MODES),
+        ("voicemail_action", VOICEMAIL_ACTIONS),
+    ):
+        value = body.get(name)
+        if value is None:
+            continue
+        if sms:
+            bad(name, "applies to phone_call only; omit it for sms_chat")
+        elif value not in allowed:
+            bad(name, f"must be one of {', '.join(allowed)}")
+    policy = body.get("retry_policy")
+    if policy is None:
+        return
+    if sms:
+        bad("retry_policy", "retries apply to phone_call only; omit it for sms_chat")
+        return
+    if not isinstance(policy, dict):
+        bad("retry_policy", f"must be an object whose keys are outcomes: {', '.join(RETRY_POLICY_OUTCOMES)}")
+        return
+    for outcome, entry in policy.items():
+        pointer = f"/retry_policy/{outcome}"
+        if outcome not in RETRY_POLICY_OUTCOMES:
+            errors.append(
+                FieldError(pointer, f"is not an outcome a policy may name ({', '.join(RETRY_POLICY_OUTCOMES)})")
+            )
+            continue
+        if not isinstance(entry, dict):
+            errors.append(FieldError(pointer, "must be an object with max_retries and retry_interval_secs"))
+            continue
+        retries, interval = entry.get("max_retries"), entry.get("retry_interval_secs")
+        for key in sorted(set(entry) - {"max_retries", "retry_interval_secs"}):
+            errors.append(FieldError(f"{pointer}/{key}", "is not a known field"))
+        if retries is None:
+            errors.append(FieldError(f"{pointer}/max_retries", "is required"))
+        elif not is_int(retries) or not 0 <= retries <= 10:
+            errors.append(FieldError(f"{pointer}/max_retries", "must be an integer from 0 to 10"))
+        if interval is None:
+            if is_int(retries) and retries > 0:
+                errors.append(
+                    FieldError(f"{pointer}/retry_interval_secs", "is required when max_retries is greater than 0")
+                )
+        elif not is_int(interval) or not 60 <= interval <= 86400:
+            errors.append(FieldError(f"{pointer}/retry_interval_secs", "must be an integer from 60 to 86400"))
+
+
+def retry_policy_value(policy: object) -> dict[str, dict[str, int]] | None:
+    """A validated ``retry_policy`` as stored (``None`` when absent or empty)."""
+    if not isinstance(policy, dict) or not policy:
+        return None
+    return {
+        str(outcome): {
+            "max_retries": int(entry["max_retries"]),
+            "retry_interval_secs": int(entry.get("retry_interval_secs") or 60),
+        }
+        for outcome, entry in policy.items()
+        if isinstance(entry, dict)
+    }
 
 
 def check_assistant_id(assistant_id: str) -> None:

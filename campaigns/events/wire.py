@@ -41,9 +41,11 @@ def _attempt(attempt: CallAttempt) -> dict[str, Any]:
         "call_status": telnyx_call_status(engine_status),
         "call_duration": attempt.call_duration,
         "telnyx_call_control_id": attempt.provider_id,
-        # Extension: the engine's own word for the attempt (Telnyx's call_status cannot say queued, initiated or
-        # unknown); the outcomes issue refines it (answered, voicemail, …).
-        "outcome": engine_status,
+        # Extensions: the engine's classification (campaigns.states.Outcome: answered, voicemail, screened, busy,
+        # …; null while the attempt runs), who answered where detection ran, and the conversation.
+        "outcome": attempt.outcome,
+        "answered_by": attempt.answered_by,
+        "conversation_id": attempt.conversation_id,
     }
 
 
@@ -84,6 +86,12 @@ def _wire(event: ScheduledEvent, status: str, errors: list[str]) -> dict[str, An
             "max_retries_client_errors": event.max_retries_client_errors,
             "retry_interval_secs": event.retry_interval_secs,
             "retry_attempts": len(attempted),
+            # Extensions (DESIGN.md §2.5).
+            "answering_machine_detection": event.answering_machine_detection,
+            "voicemail_action": event.voicemail_action,
+            "retry_policy": event.retry_policy,
+            "outcome_retries": event.outcome_retries,
+            "free_attempts": event.free_attempts,
         }
     )
     return body

@@ -21,12 +21,17 @@ RESULT_COLUMNS = [
     "status",
     "attempts",
     "last_call_status",
+    "outcome",
+    "answered_by",
+    "attempt_outcomes",
     "call_duration",
     "first_attempt_at",
     "last_attempt_at",
     "errors",
     "deferred_reason",
     "deferred_until",
+    "conversation_id",
+    "insights",
     "source_row",
     "event_id",
 ]
@@ -39,6 +44,28 @@ def neutralize(value: object) -> str:
         return ""
     raw = value if isinstance(value, str) else str(value)
     return "'" + raw if raw.startswith(FORMULA_PREFIXES) else raw
+
+
+INSIGHT_SUMMARY_CHARS = 500
+
+
+def insights_summary(attempts: list[CallAttempt]) -> str:
+    """The last conversation's insight results (``call.conversation_insights.generated``) as one cell:
+    ``result; result`` (a structured result as ``key=value`` pairs), cut at 500 characters."""
+    for attempt in reversed(attempts):
+        results = (attempt.insights or {}).get("results")
+        if not results:
+            continue
+        parts = []
+        for item in results:
+            result = item.get("result") if isinstance(item, dict) else None
+            if isinstance(result, dict):
+                parts.append(", ".join(f"{k}={v}" for k, v in result.items()))
+            elif result is not None:
+                parts.append(str(result))
+        summary = "; ".join(p for p in parts if p)
+        return summary[:INSIGHT_SUMMARY_CHARS]
+    return ""
 
 
 def _line(values: list[object]) -> str:
@@ -69,12 +96,17 @@ def export_results(session: Session, campaign: Campaign) -> Iterator[str]:
                     event.status,
                     len(attempts),
                     attempts[-1].call_status or attempts[-1].last_status if attempts else "",
+                    attempts[-1].outcome or "" if attempts else "",
+                    attempts[-1].answered_by or "" if attempts else "",
+                    ";".join(a.outcome or "" for a in attempts),
                     event.call_duration if event.call_duration is not None else "",
                     iso(attempts[0].attempted_at) or "" if attempts else "",
                     iso(attempts[-1].attempted_at) or "" if attempts else "",
                     "; ".join(event.errors),
                     event.deferred_reason or "" if event.status == EventStatus.PENDING else "",
                     iso(event.deferred_until) or "" if event.status == EventStatus.PENDING else "",
+                    event.conversation_id or "",
+                    insights_summary(attempts),
                     event.source_row or "",
                     event.id,
                     *[values.get(c, "") for c in variable_columns],

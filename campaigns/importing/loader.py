@@ -296,11 +296,13 @@ def load_rows(
                        id, assistant_id, telnyx_conversation_channel, telnyx_end_user_target, telnyx_agent_target,
                        scheduled_at_fixed_datetime, status, conversation_metadata, dynamic_variables, text,
                        created_at, updated_at, errors, max_retries_client_errors, retry_interval_secs, retry_count,
-                       cancel_requested, campaign_id, source_row, state, ruleset, timezone, connection_id)
+                       cancel_requested, campaign_id, source_row, state, ruleset, timezone, connection_id,
+                       answering_machine_detection, voicemail_action, retry_policy)
                    SELECT id, %(assistant)s, %(channel)s, phone, %(agent)s,
                           coalesce(scheduled_at, %(start)s), %(pending)s, metadata, variables, body,
                           %(now)s, %(now)s, '[]'::jsonb, %(retries)s, %(interval)s, 0,
-                          false, %(campaign)s, row_number, state, %(ruleset)s, timezone, %(connection)s
+                          false, %(campaign)s, row_number, state, %(ruleset)s, timezone, %(connection)s,
+                          %(amd)s, %(voicemail)s, %(policy)s::jsonb
                    FROM import_staging
                    ON CONFLICT (campaign_id, telnyx_end_user_target) WHERE campaign_id IS NOT NULL DO NOTHING""",
                 {
@@ -315,6 +317,10 @@ def load_rows(
                     "campaign": campaign.id,
                     "ruleset": campaign.ruleset,
                     "connection": campaign.connection_id,
+                    # The campaign's outcome settings, copied onto each event (SMS events ignore them).
+                    "amd": campaign.answering_machine_detection,
+                    "voicemail": campaign.voicemail_action,
+                    "policy": json.dumps(campaign.retry_policy) if campaign.retry_policy else None,
                 },
             )
             report.rows_accepted = cur.rowcount

@@ -1,5 +1,6 @@
 """Claiming due events (DESIGN.md §2.1): ``pending`` with ``scheduled_at <= now`` → ``in_progress`` with a lease,
-and an attempt row ``attempt_number = retry_count + 1`` created in the same transaction, before any network call.
+and an attempt row ``attempt_number = retry_count + free_attempts + 1`` created in the same transaction, before
+any network call.
 The claim-time checks (``checks``) run on each claimed event first.
 """
 
@@ -97,7 +98,7 @@ def claim_due_events(
             {
                 "id": attempt_id,
                 "event_id": event.id,
-                "attempt_number": event.retry_count + 1,
+                "attempt_number": transitions.current_attempt_number(event),
                 "state": AttemptState.CLAIMED,
                 "provider": providers.for_channel(event.telnyx_conversation_channel).name,
                 "claimed_at": now,

@@ -77,6 +77,7 @@ def _begin(
         text=event.text,
         connection_id=event.connection_id,
         sip_region=(event.call_settings or {}).get("sip_region"),
+        answering_machine_detection=event.answering_machine_detection,
     )
 
 

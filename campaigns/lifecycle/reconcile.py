@@ -133,7 +133,7 @@ def _settle_expired(
             .join(ScheduledEvent, CallAttempt.event_id == ScheduledEvent.id)
             .where(
                 ScheduledEvent.id.in_([event.id for event in events]),
-                CallAttempt.attempt_number == ScheduledEvent.retry_count + 1,
+                CallAttempt.attempt_number == ScheduledEvent.retry_count + ScheduledEvent.free_attempts + 1,
             )
         )
     }

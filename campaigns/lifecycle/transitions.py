@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 
 from campaigns import logs, metrics
 from campaigns.models import CallAttempt, ScheduledEvent
-from campaigns.states import AttemptState, CallStatus, Channel, EventStatus
+from campaigns.states import AttemptState, CallStatus, Channel, EventStatus, Outcome
 
 log = logging.getLogger(__name__)
 
@@ -75,12 +75,51 @@ def release(event: ScheduledEvent, at: datetime, *, now: datetime, reason: str |
         back_to_pending(event, at, now=now, reason=reason)
 
 
-def retry_later(event: ScheduledEvent, at: datetime, *, now: datetime, call_status: str) -> None:
-    """A retryable call status within budget: one more attempt, at ``at``."""
+def retry_later(
+    event: ScheduledEvent, at: datetime, *, now: datetime, call_status: str, outcome: str | None = None
+) -> None:
+    """A retryable call status within budget: one more attempt, at ``at``; ``outcome`` spends its own budget
+    (``outcome_retries``), ``retry_count`` counts every retry spent."""
     event.retry_count += 1
+    if outcome is not None:
+        spent = dict(event.outcome_retries or {})  # a new dict: JSONB changes are seen on assignment only
+        spent[outcome] = spent.get(outcome, 0) + 1
+        event.outcome_retries = spent
     back_to_pending(event, at, now=now)
     metrics.RETRIES_SCHEDULED.labels(call_status).inc()
     log.info("retry scheduled", extra={**logs.event_fields(event), "at": at.isoformat()})
+
+
+def retry_free(event: ScheduledEvent, at: datetime, *, now: datetime, reason: str) -> None:
+    """An attempt that was the account's doing (``channel_limited``): another attempt at ``at`` that spends no
+    budget (``free_attempts`` keeps the attempt numbers apart), with ``deferred_reason`` saying why."""
+    event.free_attempts += 1
+    back_to_pending(event, at, now=now, reason=reason)
+    metrics.DEFERRALS.labels("pacing").inc()
+    log.info("event refused for the channel limit", extra={**logs.event_fields(event), "at": at.isoformat()})
+
+
+def current_attempt_number(event: ScheduledEvent) -> int:
+    """The number of the event's current (or next) attempt: every budgeted retry and every free attempt before it."""
+    return event.retry_count + event.free_attempts + 1
+
+
+def reopen_unknown(attempt: CallAttempt, event: ScheduledEvent, now: datetime) -> bool:
+    """A real result arrived for an attempt closed as ``unknown`` (late truth wins): when the event is still where
+    that attempt left it (failed closed, no later attempt), take back the failure so the result can decide.
+    ``False`` when the event has moved on."""
+    if event.status != EventStatus.FAILED or attempt.attempt_number != current_attempt_number(event):
+        return False
+    marker = f"attempt {attempt.attempt_number}: outcome unknown"
+    if not any(e.startswith(marker) for e in event.errors):
+        return False
+    event.errors = [e for e in event.errors if not e.startswith(marker)]
+    event.status = EventStatus.IN_PROGRESS
+    event.updated_at = now
+    attempt.call_status = None
+    attempt.state = AttemptState.SENT
+    log.info("late result replaces an unknown outcome", extra=logs.event_fields(event))
+    return True
 
 
 def suppress(event: ScheduledEvent, reason: str, kind: str, *, now: datetime) -> None:
@@ -92,7 +131,7 @@ def suppress(event: ScheduledEvent, reason: str, kind: str, *, now: datetime) ->
 
 def current_attempt_matches(event: ScheduledEvent, attempt: CallAttempt) -> bool:
     """Only the event's current attempt may move the event; an older one is stale."""
-    return event.status == EventStatus.IN_PROGRESS and attempt.attempt_number == event.retry_count + 1
+    return event.status == EventStatus.IN_PROGRESS and attempt.attempt_number == current_attempt_number(event)
 
 
 # --- attempts ---------------------------------------------------------------------------------------------
@@ -132,7 +171,9 @@ def reject(attempt: CallAttempt, event: ScheduledEvent, reason: str, now: dateti
     finish_attempt(attempt, CallStatus.FAILED, now)
     attempt.error = reason
     if event.telnyx_conversation_channel == Channel.PHONE_CALL:
+        attempt.outcome = Outcome.FAILED
         metrics.CALL_ATTEMPTS.labels(CallStatus.FAILED).inc()
+        metrics.count_outcome(Channel.PHONE_CALL, Outcome.FAILED, None)
     event.call_status = CallStatus.FAILED if event.telnyx_conversation_channel == Channel.PHONE_CALL else None
     finish(event, EventStatus.FAILED, now, reason)
 
@@ -141,7 +182,9 @@ def fail_unknown(attempt: CallAttempt, event: ScheduledEvent, now: datetime, why
     """Close the attempt as unknown and fail the event closed: it may have rung, so it is never re-dialled."""
     finish_attempt(attempt, CallStatus.UNKNOWN, now)
     if event.telnyx_conversation_channel == Channel.PHONE_CALL:
+        attempt.outcome = Outcome.UNKNOWN
         metrics.CALL_ATTEMPTS.labels(CallStatus.UNKNOWN).inc()
+        metrics.count_outcome(Channel.PHONE_CALL, Outcome.UNKNOWN, attempt.answered_by)
     attempt.error = attempt.error or why
     finish(
         event,

@@ -5,11 +5,12 @@ ask whether a call is still up."""
 from __future__ import annotations
 
 import base64
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Final
 
 import httpx
 
-from campaigns.states import CallStatus
+from campaigns.states import CallStatus, MachineDetection
 from campaigns.telephony.errors import OutcomeUnknown, PermanentProviderError
 from campaigns.telephony.protocol import DispatchRequest, DispatchResult
 from campaigns.telephony.transport import HttpAdapter, callback_url, post_json
@@ -34,6 +35,17 @@ def call_control_is_alive(client: httpx.Client, call_control_id: str) -> bool | 
     except (ValueError, KeyError, TypeError):
         return None
     return bool(alive)
+
+
+CALL_CONTROL_DETECTION: Final[Mapping[str, str]] = {
+    MachineDetection.DETECT: "detect",
+    MachineDetection.DETECT_PREMIUM: "premium_ios_call_screening_detection",
+}
+"""Dial's ``answering_machine_detection`` per mode (the official SDK's ``telnyx/types/call_dial_params.py``,
+4.189.0: ``premium``, ``premium_ios_call_screening_detection``, ``detect``, …, ``disabled``). ``detect`` sends
+``call.machine.detection.ended``; the premium mode with call screening sends
+``call.machine.premium.detection.ended`` and, for Apple's call screening,
+``call.machine.premium.call_screening.detected``. ``disabled`` sends nothing (Telnyx's default)."""
 
 
 class TelnyxCallControl(HttpAdapter):
@@ -61,6 +73,8 @@ class TelnyxCallControl(HttpAdapter):
             # (developers.telnyx.com/api-reference/call-commands/dial). The same values as TeXML's ``SipRegion``,
             # which the scheduled event's ``call_settings.sip_region`` is documented to match.
             body["sip_region"] = request.sip_region
+        if request.answering_machine_detection in CALL_CONTROL_DETECTION:
+            body["answering_machine_detection"] = CALL_CONTROL_DETECTION[request.answering_machine_detection]
         data = post_json(self.client, "calls", body).get("data") or {}
         call_control_id = data.get("call_control_id") if isinstance(data, dict) else None
         if not isinstance(call_control_id, str) or not call_control_id:

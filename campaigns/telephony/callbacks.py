@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
-from campaigns.states import TERMINAL_CALL_STATUSES, CallStatus, Channel
+from campaigns.states import TERMINAL_CALL_STATUSES, AnsweredBy, CallStatus, Channel
 
 # Call Control hangup causes before an answer → TeXML-style statuses (telnyx-api.md §2, an inference).
 HANGUP_TO_STATUS: Final[Mapping[str, CallStatus]] = {
@@ -36,6 +36,71 @@ HANGUP_TO_STATUS: Final[Mapping[str, CallStatus]] = {
 def hangup_call_status(cause: str, *, answered: bool) -> CallStatus:
     """The call status a ``call.hangup`` stands for: ``completed`` once the call was answered, else its cause's."""
     return CallStatus.COMPLETED if answered else HANGUP_TO_STATUS.get(cause, CallStatus.FAILED)
+
+
+# TeXML ``AnsweredBy`` (status callbacks and ``AsyncAmdStatusCallback``) → ``AnsweredBy``. TeXML follows the
+# TwiML values with ``MachineDetection=DetectMessageEnd`` (``machine_start``, ``machine_end_beep``,
+# ``machine_end_silence``, ``machine_end_other``, ``human``, ``fax``, ``unknown``); the official SDK's TeXML call
+# resource (``telnyx/types/texml/accounts/call_resource.py``, 4.189.0) types ``answered_by`` as ``human | machine |
+# not_sure``. Telnyx documents no TeXML value for the PremiumCallScreening result (developers.telnyx.com/docs/voice/
+# programmable-voice/texml-answering-machine): ``screening`` / ``call_screening`` are read as screening, the Call
+# Control result's word.
+TEXML_ANSWERED_BY: Final[Mapping[str, AnsweredBy]] = {
+    "human": AnsweredBy.HUMAN,
+    "machine": AnsweredBy.MACHINE,
+    "machine_start": AnsweredBy.MACHINE,
+    "machine_end_beep": AnsweredBy.MACHINE,
+    "machine_end_silence": AnsweredBy.MACHINE,
+    "machine_end_other": AnsweredBy.MACHINE,
+    "fax": AnsweredBy.FAX,
+    "screening": AnsweredBy.SCREENING,
+    "call_screening": AnsweredBy.SCREENING,
+    "not_sure": AnsweredBy.UNKNOWN,
+    "unknown": AnsweredBy.UNKNOWN,
+}
+# Call Control detection results → ``AnsweredBy``: ``call.machine.detection.ended`` ``payload.result`` ∈ human |
+# machine | not_sure; ``call.machine.premium.detection.ended`` ∈ human_residence | human_business | machine |
+# silence | fax_detected | not_sure; ``call.machine.premium.call_screening.detected`` = screening (the official SDK's
+# ``telnyx/types/call_machine_detection_ended.py``, ``call_machine_premium_detection_ended.py``,
+# ``call_machine_premium_call_screening_detected_webhook_event.py``, 4.189.0).
+CALL_CONTROL_ANSWERED_BY: Final[Mapping[str, AnsweredBy]] = {
+    "human": AnsweredBy.HUMAN,
+    "human_residence": AnsweredBy.HUMAN,
+    "human_business": AnsweredBy.HUMAN,
+    "machine": AnsweredBy.MACHINE,
+    "fax_detected": AnsweredBy.FAX,
+    "screening": AnsweredBy.SCREENING,
+    "silence": AnsweredBy.UNKNOWN,
+    "not_sure": AnsweredBy.UNKNOWN,
+}
+DETECTION_EVENTS: Final = frozenset(
+    {
+        "call.machine.detection.ended",
+        "call.machine.premium.detection.ended",
+        "call.machine.premium.call_screening.detected",
+    }
+)
+CONVERSATION_EVENTS: Final = frozenset({"call.conversation.ended", "call.conversation_insights.generated"})
+
+CHANNEL_LIMIT_CODES: Final = frozenset({"D1", "D2", "D3", "D22"})
+"""Telnyx's SIP 403 codes for a concurrent-call limit of the account, its outbound profile, its connection or a
+channel allocation (developers.telnyx.com/docs/voice/sip-trunking/troubleshooting/response-codes: "D1 403
+Concurrent outbound calls exceed global limit")."""
+
+
+def is_channel_limit(*fields: object) -> bool:
+    """Whether a failed call's error fields (TeXML ``ErrorCode`` / ``ErrorMessage`` / ``HangupCause`` /
+    ``SipResponseCode``, Call Control ``hangup_cause`` / ``sip_hangup_cause``) say the account's channel limit
+    refused it: a D-code of ``CHANNEL_LIMIT_CODES``, or the reason phrase "User channel limit exceeded"."""
+    for value in fields:
+        if not isinstance(value, str | int) or isinstance(value, bool):
+            continue
+        text = str(value).strip()
+        if text.upper() in CHANNEL_LIMIT_CODES or "channel limit" in text.lower():
+            return True
+        if any(token.strip("()[],;:.").upper() in CHANNEL_LIMIT_CODES for token in text.split()):
+            return True
+    return False
 
 
 class WebhookRejected(Exception):
@@ -66,6 +131,14 @@ class Callback:
     elapsed: int | None = None
     """Call Control ``call.hangup``: whole seconds from ``payload.start_time`` to the hangup. Telnyx reports no
     duration on this webhook; this is the call's duration when it was answered."""
+    answered_by: str | None = None
+    """What answering-machine detection said (``campaigns.states.AnsweredBy``), where this callback says it."""
+    channel_limited: bool = False
+    """A failed call refused for the account's own channel limit (``is_channel_limit``), not the recipient's doing."""
+    conversation_id: str | None = None
+    """``call.conversation.ended`` ``payload.conversation_id`` (TeXML: a ``ConversationId`` field where sent)."""
+    insights: dict[str, Any] | None = None
+    """``call.conversation_insights.generated``: ``{"insight_group_id", "results": [{"insight_id", "result"}]}``."""
 
 
 def _parse_uuid(value: object) -> uuid.UUID | None:
@@ -114,11 +187,30 @@ def parse_texml_status(form: Mapping[str, str], attempt_hint: str | None) -> Cal
     """A form-encoded TeXML status callback."""
     call_sid = form.get("CallSid") or form.get("CallControlId")
     status = form.get("CallStatus")
+    raw_answered_by = form.get("AnsweredBy")
+    answered_by = (
+        TEXML_ANSWERED_BY.get(raw_answered_by.strip().lower(), AnsweredBy.UNKNOWN) if raw_answered_by else None
+    )
+    if call_sid and not status and answered_by is not None:
+        # The AsyncAmdStatusCallback: CallSid and AnsweredBy, no CallStatus.
+        return Callback(
+            provider_key=f"texml:{call_sid}:amd:{raw_answered_by}",
+            kind="texml.amd",
+            attempt_id=_parse_uuid(attempt_hint),
+            provider_id=call_sid,
+            status="amd",
+            terminal=False,
+            answered_by=answered_by,
+        )
     if not call_sid or not status:
         raise WebhookRejected("CallSid and CallStatus are required")
     sequence = _int(form.get("SequenceNumber"))
     key = f"texml:{call_sid}:{status}:{sequence if sequence is not None else ''}"
     terminal = status in TERMINAL_CALL_STATUSES
+    limited = status == CallStatus.FAILED and is_channel_limit(
+        form.get("ErrorCode"), form.get("ErrorMessage"), form.get("HangupCause"), form.get("SipResponseCode"),
+        form.get("SipHangupCause"),
+    )  # fmt: skip
     return Callback(
         provider_key=key,
         kind=f"texml.{status}",
@@ -129,6 +221,9 @@ def parse_texml_status(form: Mapping[str, str], attempt_hint: str | None) -> Cal
         sequence=sequence,
         duration=_int(form.get("CallDuration")) if terminal else None,
         answered=status == CallStatus.IN_PROGRESS,
+        answered_by=answered_by,
+        channel_limited=limited,
+        conversation_id=form.get("ConversationId") or None,
     )
 
 
@@ -188,6 +283,38 @@ def parse_json_event(body: Mapping[str, Any], attempt_hint: str | None) -> Callb
                 terminal=True,
                 duration=_int(payload.get("call_duration")),
                 elapsed=_hangup_elapsed(data, payload),
+                # payload.sip_hangup_cause: "the reason the call was ended (SIP response code)" (SDK call_hangup.py).
+                channel_limited=is_channel_limit(payload.get("sip_hangup_cause")),
+            )
+        if event_type in DETECTION_EVENTS:
+            result = payload.get("result")
+            return Callback(
+                provider_key=key,
+                kind=event_type,
+                attempt_id=attempt_id,
+                provider_id=provider_id,
+                status="amd",
+                terminal=False,
+                answered_by=CALL_CONTROL_ANSWERED_BY.get(str(result), AnsweredBy.UNKNOWN),
+            )
+        if event_type in CONVERSATION_EVENTS:
+            conversation_id = payload.get("conversation_id")
+            insights = None
+            if event_type == "call.conversation_insights.generated":
+                results = payload.get("results")
+                insights = {
+                    "insight_group_id": payload.get("insight_group_id"),
+                    "results": [r for r in results if isinstance(r, dict)] if isinstance(results, list) else [],
+                }
+            return Callback(
+                provider_key=key,
+                kind=event_type,
+                attempt_id=attempt_id,
+                provider_id=provider_id,
+                status="conversation",
+                terminal=False,
+                conversation_id=conversation_id if isinstance(conversation_id, str) and conversation_id else None,
+                insights=insights,
             )
         return Callback(
             provider_key=key,

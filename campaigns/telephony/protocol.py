@@ -6,7 +6,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from campaigns.states import Channel
+from campaigns.states import Channel, MachineDetection
 
 
 @dataclass(frozen=True)
@@ -23,6 +23,8 @@ class DispatchRequest:
     connection_id: str | None = None
     sip_region: str | None = None
     """``call_settings.sip_region`` of the event (``US``, ``Europe``, …); the provider's default when ``None``."""
+    answering_machine_detection: str = MachineDetection.DISABLED
+    """``campaigns.states.MachineDetection``: whether (and how) to ask the provider who answers."""
 
 
 @dataclass(frozen=True)

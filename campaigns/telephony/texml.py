@@ -7,11 +7,32 @@ from __future__ import annotations
 
 from typing import Any
 
-from campaigns.states import CallStatus
+from campaigns.states import CallStatus, MachineDetection
 from campaigns.telephony.call_control import call_control_is_alive
 from campaigns.telephony.errors import OutcomeUnknown, PermanentProviderError
 from campaigns.telephony.protocol import DispatchRequest, DispatchResult
 from campaigns.telephony.transport import HttpAdapter, callback_url, post_json
+
+
+def texml_detection(mode: str, status_callback: str) -> dict[str, Any]:
+    """The ``ai_calls`` parameters that request answering-machine detection (none when ``disabled``).
+
+    ``MachineDetection`` ``Enable | Disable | DetectMessageEnd``, ``DetectionMode`` ``Regular | Premium |
+    PremiumCallScreening``, ``AsyncAmd``, ``AsyncAmdStatusCallback(Method)``: the official SDK's
+    ``telnyx/types/texml_initiate_ai_call_params.py`` (4.189.0); the modes in developers.telnyx.com/docs/voice/
+    programmable-voice/texml-answering-machine. ``DetectMessageEnd`` waits for the greeting's end, so a machine
+    is reported once the beep has passed (``machine_end_beep``); asynchronous, so the assistant is never held back
+    while detection runs, and its result comes to the status callback URL with the attempt's id.
+    """
+    if mode not in (MachineDetection.DETECT, MachineDetection.DETECT_PREMIUM):
+        return {}
+    return {
+        "MachineDetection": "DetectMessageEnd",
+        "DetectionMode": "PremiumCallScreening" if mode == MachineDetection.DETECT_PREMIUM else "Regular",
+        "AsyncAmd": True,
+        "AsyncAmdStatusCallback": status_callback,
+        "AsyncAmdStatusCallbackMethod": "POST",
+    }
 
 
 class TelnyxTexml(HttpAdapter):
@@ -35,6 +56,7 @@ class TelnyxTexml(HttpAdapter):
             body["AIAssistantDynamicVariables"] = dict(request.dynamic_variables)
         if request.sip_region:
             body["SipRegion"] = request.sip_region
+        body.update(texml_detection(request.answering_machine_detection, body["StatusCallback"]))
         # A 404 on this path can only mean the connection (the TeXML application) in it: the account is held.
         data = post_json(self.client, f"texml/ai_calls/{connection_id}", body, missing="connection")
         call_sid = data.get("call_sid")

@@ -15,10 +15,15 @@ refused with error ``40300`` "Blocked due to STOP message". ``/_simulator/block`
 
 Outcomes:
 
-- calls: ``completed``, ``busy``, ``no-answer``, ``failed``, ``canceled``;
+- calls: ``completed``, ``busy``, ``no-answer``, ``failed``, ``canceled``, and ``machine`` (voicemail),
+  ``screened`` (a phone's call-screening assistant), ``fax``: all three ``completed`` on the network, reported as
+  such (TeXML ``AnsweredBy``, Call Control ``call.machine.*`` webhooks) only when the request asked for
+  answering-machine detection; every answered call has a conversation id and a ``call.conversation.ended``
+  webhook; ``channel_limit`` (accepted, then ``failed`` with the SIP 403 "User channel limit exceeded" D1);
 - messages (the final ``to[0].status`` of ``message.finalized``): ``delivered``, ``delivery_failed``,
   ``sending_failed``, ``expired`` (error 40005), ``delivery_unconfirmed``;
-- provider errors (both): ``http_429`` (429, nothing placed), ``http_503`` (503, nothing placed), ``http_500``
+- provider errors (both): ``http_401`` / ``http_403`` (the account refused; as the script's ``default``, every
+  authenticated request), ``http_429`` (429, nothing placed), ``http_503`` (503, nothing placed), ``http_500``
   (placed: logged with its provider id and its callbacks sent, then answered with a real 500), ``http_422``
   (422 "Invalid destination", nothing placed) and ``timeout`` (placed and completed/delivered, but the HTTP
   answer is held for ``response_delay_on_timeout`` seconds so the client times out).

@@ -22,8 +22,11 @@ from campaigns.telephony.signatures import private_key_from_b64
 
 PRIVATE_KEY_ENV = "CAMPAIGNS_SIMULATOR_PRIVATE_KEY"
 
-CALL_OUTCOMES: Final = TERMINAL_CALL_STATUSES
-"""Every terminal status Telnyx reports for a call."""
+ANSWERED_BY_OUTCOMES: Final = frozenset({"machine", "screened", "fax"})
+"""Calls answered by voicemail, by a phone's call-screening assistant, by a fax machine: ``completed`` on the
+network; only answering-machine detection, where the request asked for it, tells them apart."""
+CALL_OUTCOMES: Final = TERMINAL_CALL_STATUSES | ANSWERED_BY_OUTCOMES
+"""Every terminal status Telnyx reports for a call, and who may have answered it."""
 MESSAGE_OUTCOMES: Final = frozenset(
     {
         MessageStatus.DELIVERED,
@@ -123,7 +126,10 @@ def load_private_key(seed_b64: str | None) -> Ed25519PrivateKey:
 
 
 def call_status(outcome: str) -> CallStatus:
-    """The call status an outcome produces (``timeout`` and ``http_500`` still complete the call)."""
+    """The call status an outcome produces (``timeout`` and ``http_500`` still complete the call; so does a
+    machine's answer)."""
+    if outcome in ANSWERED_BY_OUTCOMES:
+        return CallStatus.COMPLETED
     if outcome in CALL_OUTCOMES:
         return CallStatus(outcome)
     if outcome in (MessageStatus.DELIVERY_FAILED, MessageStatus.SENDING_FAILED, MessageStatus.EXPIRED, CHANNEL_LIMIT):

@@ -12,6 +12,7 @@ import json
 import logging
 import uuid
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
@@ -56,7 +57,53 @@ status goes in ``SipResponseCode`` (the TeXML/TwiML name for it)."""
 CHANNEL_LIMIT_HANGUP = {"hangup_cause": "call_rejected", "hangup_source": "unknown", "sip_hangup_cause": "403"}
 """The Call Control ``call.hangup`` of the same refusal: ``sip_hangup_cause`` is "the reason the call was ended
 (SIP response code)" (the official SDK's ``types/call_hangup.py``)."""
+
+
 # Telnyx wants a webhook answered within 2 s; be more forgiving so a loaded benchmark box is not punished.
+@dataclass(frozen=True)
+class TexmlAmd:
+    """What an ``ai_calls`` request asked of answering-machine detection (``MachineDetection``, ``DetectionMode``,
+    ``AsyncAmd`` + ``AsyncAmdStatusCallback``)."""
+
+    machine_detection: str
+    detection_mode: str | None
+    async_callback: str | None
+
+    def answered_by(self, answerer: str) -> str | None:
+        """The ``AnsweredBy`` Telnyx reports for who answered (TwiML-style values, as TeXML uses them): a machine
+        is ``machine_end_beep`` once the greeting's end is awaited (``DetectMessageEnd``), else
+        ``machine_start``; call screening is told apart only by ``PremiumCallScreening`` (else it is a machine)."""
+        if self.machine_detection not in ("Enable", "DetectMessageEnd"):
+            return None
+        machine = "machine_end_beep" if self.machine_detection == "DetectMessageEnd" else "machine_start"
+        if answerer == "machine":
+            return machine
+        if answerer == "screened":
+            return "screening" if self.detection_mode == "PremiumCallScreening" else machine
+        if answerer == "fax":
+            return "fax"
+        return "human"
+
+
+def call_control_detection(amd: str | None, answerer: str) -> list[tuple[str, str]]:
+    """The detection webhooks a Call Control dial with ``answering_machine_detection = amd`` gets: standard
+    detection sends ``call.machine.detection.ended`` (human | machine | not_sure), premium sends
+    ``call.machine.premium.detection.ended`` (human_residence | machine | fax_detected | …) and, with iOS call
+    screening, ``call.machine.premium.call_screening.detected`` (``screening``) after a ``machine`` result
+    (the official SDK's ``call_dial_params.py``, 4.189.0)."""
+    if amd is None or amd == "disabled":
+        return []
+    if amd.startswith("premium"):
+        result = {"machine": "machine", "screened": "machine", "fax": "fax_detected"}.get(answerer, "human_residence")
+        events = [("call.machine.premium.detection.ended", result)]
+        if answerer == "screened" and amd == "premium_ios_call_screening_detection":
+            events.append(("call.machine.premium.call_screening.detected", "screening"))
+        return events
+    result = {"machine": "machine", "screened": "machine", "fax": "not_sure"}.get(answerer, "human")
+    return [("call.machine.detection.ended", result)]
+
+
+TEXML_STATUS_PATH = "/webhooks/telnyx/call-status"
 CALLBACK_TIMEOUT = httpx.Timeout(5.0, pool=None)
 # Callbacks in flight at once, each on its own single-connection client (a "lane"). httpcore scans every pooled
 # connection (and polls its socket) for every request, and every queued request on each change, so one shared
@@ -182,10 +229,22 @@ class Delivery:
     # -- what a call or message sends back ------------------------------------------------------------
 
     async def run_texml_call(
-        self, call: Call, status: CallStatus, url: str | None, *, channel_limit: bool = False
+        self,
+        call: Call,
+        status: CallStatus,
+        url: str | None,
+        answerer: str = "human",
+        amd: TexmlAmd | None = None,
+        *,
+        channel_limit: bool = False,
     ) -> None:
         """Form-encoded status callbacks: initiated, ringing, then the outcome (in-progress first if answered);
-        over the account's channel limit, initiated then ``failed`` with the D1 fields."""
+        over the account's channel limit, initiated then ``failed`` with the D1 fields.
+
+        With detection requested (``amd``), an answered call reports ``AnsweredBy``: to ``AsyncAmdStatusCallback``
+        on its own (``AsyncAmd``), else on the answered and completed callbacks. An answered call then has a
+        conversation, and ``call.conversation.ended`` goes to the JSON webhook next to the status callback.
+        """
 
         async def send(call_status: CallStatus, sequence: int, extra: dict[str, str] | None = None) -> None:
             if url is None:
@@ -227,16 +286,56 @@ class Delivery:
             await send(status, 2, terminal())
             return
         answered_at = now_iso()
-        await send(CallStatus.IN_PROGRESS, 2, {"AnsweredTime": answered_at})
+        detected = amd.answered_by(answerer) if amd is not None else None
+        inline = {"AnsweredBy": detected} if detected and (amd is None or not amd.async_callback) else {}
+        await send(CallStatus.IN_PROGRESS, 2, {"AnsweredTime": answered_at, **inline})
+        if detected and amd is not None and amd.async_callback:
+            fields = {
+                "AccountSid": self.account_sid,
+                "CallSid": call.call_control_id,
+                "AnsweredBy": detected,
+                "MachineDetectionDuration": "1800",
+            }
+            amd_body = urlencode(fields).encode()
+            await self.deliver(amd.async_callback, "application/x-www-form-urlencoded", lambda _attempt: amd_body)
         await asyncio.sleep(self.config.talk_delay)
         call.hang_up(status, self.config.call_duration_secs)
-        await send(CallStatus.COMPLETED, 3, {"AnsweredTime": answered_at, **terminal()})
+        await send(CallStatus.COMPLETED, 3, {"AnsweredTime": answered_at, **inline, **terminal()})
+        if url is not None and TEXML_STATUS_PATH in url:
+            # Telnyx sends the conversation's events as JSON webhooks; the engine's JSON receiver sits next to its
+            # TeXML status callback. A status callback elsewhere (a test's receiver) gets none.
+            json_url = url.replace(TEXML_STATUS_PATH, "/webhooks/telnyx", 1)
+            await self.deliver_event(json_url, "call.conversation.ended", self.conversation_ended(call, None))
+
+    def conversation_ended(self, call: Call, client_state: str | None) -> dict[str, Any]:
+        """``call.conversation.ended``'s payload (the official SDK's ``telnyx/types/call_conversation_ended.py``)."""
+        return {
+            "call_control_id": call.call_control_id,
+            "call_leg_id": call.call_leg_id,
+            "call_session_id": call.call_session_id,
+            "connection_id": call.connection_id,
+            "client_state": client_state,
+            "conversation_id": call.conversation_id,
+            "duration_sec": call.call_duration or 0,
+            "from": call.from_,
+            "to": call.to,
+            "calling_party_type": "pstn",
+        }
 
     async def run_call_control_call(
-        self, call: Call, status: CallStatus, url: str | None, client_state: str | None, *, channel_limit: bool = False
+        self,
+        call: Call,
+        status: CallStatus,
+        url: str | None,
+        client_state: str | None,
+        answerer: str = "human",
+        amd: str | None = None,
+        *,
+        channel_limit: bool = False,
     ) -> None:
-        """JSON webhooks: call.initiated, call.answered (completed calls only), call.hangup (over the account's
-        channel limit: with the SIP 403 of D1)."""
+        """JSON webhooks: call.initiated, call.answered (completed calls only), the detection result where dial
+        asked for one (``amd``: its ``answering_machine_detection``), call.hangup (over the account's channel
+        limit: with the SIP 403 of D1), then for an answered call call.conversation.ended."""
 
         def payload(state: str) -> dict[str, Any]:
             return {
@@ -255,6 +354,8 @@ class Delivery:
         await asyncio.sleep(self.config.ring_delay)
         if status == CallStatus.COMPLETED:
             await self.deliver_event(url, "call.answered", payload("answered"))
+            for event_type, result in call_control_detection(amd, answerer):
+                await self.deliver_event(url, event_type, payload("answered") | {"result": result})
             await asyncio.sleep(self.config.talk_delay)
         call.hang_up(status, self.config.call_duration_secs)
         cause, source = HANGUP[status]
@@ -267,6 +368,8 @@ class Delivery:
         if channel_limit:
             hangup |= CHANNEL_LIMIT_HANGUP
         await self.deliver_event(url, "call.hangup", hangup)
+        if status == CallStatus.COMPLETED:
+            await self.deliver_event(url, "call.conversation.ended", self.conversation_ended(call, client_state))
 
     async def run_message(self, message: dict[str, Any], status: MessageStatus, url: str | None) -> None:
         """JSON webhooks: message.sent, then message.finalized with the final ``to[0].status``."""

@@ -19,13 +19,14 @@ from fastapi.responses import JSONResponse
 from campaigns.states import CallStatus, MessageStatus
 from worker.simulator.config import (
     ACCOUNT_REJECTIONS,
+    ANSWERED_BY_OUTCOMES,
     CHANNEL_LIMIT,
     ScriptError,
     call_status,
     message_status,
     parse_script,
 )
-from worker.simulator.delivery import Delivery
+from worker.simulator.delivery import Delivery, TexmlAmd
 from worker.simulator.errors import (
     ACCOUNT_ERRORS,
     ApiError,
@@ -104,6 +105,11 @@ def _place_call(
     return outcome, call
 
 
+def answerer(outcome: str) -> str:
+    """Who picks up a call with this outcome: a machine, a call-screening assistant, a fax, else a person."""
+    return outcome if outcome in ANSWERED_BY_OUTCOMES else "human"
+
+
 # -- Telnyx surface ------------------------------------------------------------------------------
 
 
@@ -122,8 +128,17 @@ async def create_ai_call(connection_id: str, request: Request) -> JSONResponse:
         required_str(body, "AIAssistantId")
         callback = optional_url(body, "StatusCallback")
         outcome, call = _place_call(sim, entry, connection_id, from_, to, "/To")
+        amd = None
+        if isinstance(body.get("MachineDetection"), str):
+            amd = TexmlAmd(
+                str(body["MachineDetection"]),
+                str(body["DetectionMode"]) if isinstance(body.get("DetectionMode"), str) else None,
+                optional_url(body, "AsyncAmdStatusCallback") if body.get("AsyncAmd") in (True, "true") else None,
+            )
         delivery.spawn(
-            delivery.run_texml_call(call, call_status(outcome), callback, channel_limit=outcome == CHANNEL_LIMIT),
+            delivery.run_texml_call(
+                call, call_status(outcome), callback, answerer(outcome), amd, channel_limit=outcome == CHANNEL_LIMIT
+            ),
             "texml call",
         )
         reply = {"from": from_, "to": to, "status": CallStatus.QUEUED, "call_sid": call.call_control_id}
@@ -174,7 +189,13 @@ async def dial(request: Request) -> JSONResponse:
             sim.dials_by_command_id[command_id] = Accepted(reply, outcome, call.call_control_id)
         delivery.spawn(
             delivery.run_call_control_call(
-                call, call_status(outcome), webhook_url, client_state, channel_limit=outcome == CHANNEL_LIMIT
+                call,
+                call_status(outcome),
+                webhook_url,
+                client_state,
+                answerer(outcome),
+                optional_str(body, "answering_machine_detection"),
+                channel_limit=outcome == CHANNEL_LIMIT,
             ),
             "call control call",
         )

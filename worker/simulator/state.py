@@ -11,7 +11,7 @@ import json
 import random
 import secrets
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -46,6 +46,8 @@ class Call:
     started_at: datetime
     is_alive: bool = True
     call_duration: int | None = None
+    conversation_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    """The conversation an answered call has with the assistant (``call.conversation.ended``)."""
 
     def hang_up(self, status: str, completed_duration_secs: int) -> None:
         self.is_alive = False

@@ -594,6 +594,8 @@ def test_call_control_hangup_busy_schedules_a_retry(cc: Harness, cc_call: Dispat
             "call_duration": None,
             "telnyx_call_control_id": "v3:cc",
             "outcome": "busy",
+            "answered_by": None,
+            "conversation_id": None,
         }
     ]
     assert cc.receipts() == sorted([(initiated, cc_call.attempt_id), (hangup, cc_call.attempt_id)])

@@ -51,7 +51,8 @@ async def test_callbacks_beyond_the_in_flight_limit_wait_and_all_arrive() -> Non
         async with simulator(fast_config(ring_delay=0.0, talk_delay=0.0)) as client:
             dials = [client.post("/v2/calls", json=dial_body(f"+1555100{i:04d}", url)) for i in range(calls)]
             assert {r.status_code for r in await asyncio.gather(*dials)} == {200}
-            await eventually(lambda: seen["total"] == calls * 3, timeout=30)
+            # initiated, answered, hangup, conversation.ended per call
+            await eventually(lambda: seen["total"] == calls * 4, timeout=30)
     finally:
         server.shutdown()
         server.server_close()

@@ -132,13 +132,14 @@ async def test_call_control_command_id_dedupes(receiver: Receiver) -> None:
         assert data["record_type"] == "call"
         assert data["call_control_id"].startswith("v3:")
 
-        await eventually(lambda: any(r.json()["data"]["event_type"] == "call.hangup" for r in receiver.on("/cc")))
-        # A later, unrelated dial acts as a barrier: once its hangup arrived, nothing else is in flight.
+        ended = "call.conversation.ended"  # an answered call's conversation (issue 17), after the hangup
+        await eventually(lambda: any(r.json()["data"]["event_type"] == ended for r in receiver.on("/cc")))
+        # A later, unrelated dial acts as a barrier: once its last webhook arrived, nothing else is in flight.
         await client.post("/v2/calls", json=dial_body("+15550009999", f"{receiver.url}/barrier"))
-        await eventually(lambda: len(receiver.on("/barrier")) == 3)
+        await eventually(lambda: len(receiver.on("/barrier")) == 4)
 
         events = [r.json() for r in receiver.on("/cc")]
-        assert [e["data"]["event_type"] for e in events] == ["call.initiated", "call.answered", "call.hangup"]
+        assert [e["data"]["event_type"] for e in events] == ["call.initiated", "call.answered", "call.hangup", ended]
         for request in receiver.on("/cc"):
             assert request.headers["content-type"] == "application/json"
             assert_signed(request)
@@ -175,13 +176,14 @@ async def test_webhook_retried_after_error(receiver: Receiver) -> None:
     receiver.fail_next = 1
     async with simulator() as client:
         await client.post("/v2/calls", json=dial_body("+15550005555", f"{receiver.url}/retry"))
-        await eventually(lambda: len(receiver.on("/retry")) == 4)
+        await eventually(lambda: len(receiver.on("/retry")) == 5)
         events = [r.json() for r in receiver.on("/retry")]
         assert [(e["data"]["event_type"], e["meta"]["attempt"]) for e in events] == [
             ("call.initiated", 1),
             ("call.initiated", 2),
             ("call.answered", 1),
             ("call.hangup", 1),
+            ("call.conversation.ended", 1),
         ]
         assert events[0]["data"]["id"] == events[1]["data"]["id"]
         for request in receiver.on("/retry"):

@@ -8,6 +8,7 @@ from pydantic import Field
 
 from campaigns.states import CampaignStatus, Channel, ImportStatus
 from worker.api.schemas.common import PageMeta, ResponseBody, Timestamp, Uuid
+from worker.api.schemas.events import DetectionMode, OutcomeRetry, PolicyOutcome, VoicemailActionValue
 
 
 class ImportProgress(ResponseBody):
@@ -50,6 +51,9 @@ class Campaign(ResponseBody):
     custom_windows: dict[str, Any] | None
     cap_max_attempts: int | None
     cap_window_secs: int | None
+    answering_machine_detection: DetectionMode = Field(description="disabled, detect (default), detect_premium")
+    voicemail_action: VoicemailActionValue = Field(description="retry (default) or complete")
+    retry_policy: dict[PolicyOutcome, OutcomeRetry] | None = Field(description="A retry budget per outcome")
     created_at: Timestamp
     recurring_run_id: Uuid | None
     import_: ImportProgress = Field(alias="import")

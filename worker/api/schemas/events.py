@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
-from campaigns.states import CallStatus, Channel, EventStatus
+from campaigns.states import AnsweredBy, CallStatus, Channel, EventStatus, MachineDetection, VoicemailAction
 from worker.api.schemas.common import PageMeta, RequestBody, ResponseBody, Timestamp, Uuid
 
 TelnyxEventStatus = Literal[EventStatus.PENDING, EventStatus.IN_PROGRESS, EventStatus.COMPLETED, EventStatus.FAILED]
@@ -22,6 +22,13 @@ TelnyxCallStatus = Literal[
     CallStatus.IN_PROGRESS,
 ]
 """Telnyx's ``call_status`` values (``campaigns.events.TELNYX_CALL_STATUSES``; the SDK's ``CallAttempt``)."""
+AnsweredByValue = Literal[
+    AnsweredBy.HUMAN, AnsweredBy.MACHINE, AnsweredBy.FAX, AnsweredBy.SCREENING, AnsweredBy.UNKNOWN
+]
+DetectionMode = Literal[MachineDetection.DISABLED, MachineDetection.DETECT, MachineDetection.DETECT_PREMIUM]
+VoicemailActionValue = Literal[VoicemailAction.RETRY, VoicemailAction.COMPLETE]
+PolicyOutcome = Literal["busy", "no-answer", "voicemail", "screened", "failed", "canceled"]
+"""``campaigns.states.RETRY_POLICY_OUTCOMES``."""
 SipRegion = Literal["US", "Europe", "Canada", "Australia", "Middle East"]
 MetadataValue = StrictStr | StrictInt | StrictBool
 
@@ -34,11 +41,22 @@ class CallAttempt(ResponseBody):
     call_status: TelnyxCallStatus
     call_duration: int | None = Field(description="Duration of the call in seconds")
     telnyx_call_control_id: str | None
-    outcome: str = Field(
-        description="Extension: the engine's own status of the attempt. Telnyx's call_status where it has one, "
-        "else queued or initiated (call_status ringing) or unknown (call_status failed: nobody reported the "
-        "outcome, so the call is never re-dialled)."
+    outcome: str | None = Field(
+        description="Extension: the engine's classification of the finished attempt (answered, voicemail, "
+        "screened, busy, no-answer, failed, canceled, channel_limited, provider_rejected, unknown: nobody "
+        "reported the outcome, so the call is never re-dialled); null while the attempt runs."
     )
+    answered_by: AnsweredByValue | None = Field(
+        description="Extension: who answered, as answering-machine detection reported it; null when it did not run"
+    )
+    conversation_id: str | None = Field(description="Extension: the Telnyx conversation of this call")
+
+
+class OutcomeRetry(RequestBody):
+    """One outcome's retry budget in a ``retry_policy``: Telnyx's rules (0-10 retries, 60-86400 s)."""
+
+    max_retries: int = Field(ge=0, le=10)
+    retry_interval_secs: int | None = Field(None, ge=60, le=86400)
 
 
 class _Event(ResponseBody):
@@ -70,6 +88,11 @@ class _PhoneCall(_Event):
     max_retries_client_errors: int
     retry_interval_secs: int | None
     retry_attempts: int
+    answering_machine_detection: DetectionMode = Field(description="Extension: answering-machine detection")
+    voicemail_action: VoicemailActionValue = Field(description="Extension: what a voicemail leads to")
+    retry_policy: dict[PolicyOutcome, OutcomeRetry] | None = Field(description="Extension: per-outcome retries")
+    outcome_retries: dict[str, int] = Field(description="Extension: retries spent so far, per outcome")
+    free_attempts: int = Field(description="Extension: attempts that spent no budget (the account's channel limit)")
 
 
 class _Sms(_Event):
@@ -134,3 +157,14 @@ class ScheduledEventCreate(RequestBody):
     call_settings: CallSettings | None = None
     ruleset: str = Field("none", description="Extension: the calling-window ruleset (CAMPAIGNS_DEFAULT_RULESET)")
     timezone: str | None = Field(None, description="Extension: the recipient's IANA time zone")
+    answering_machine_detection: DetectionMode | None = Field(
+        None, description="Extension, phone_call only: disabled (default, Telnyx's behaviour), detect, detect_premium"
+    )
+    voicemail_action: VoicemailActionValue | None = Field(
+        None, description="Extension, phone_call only: retry (default) or complete (a voicemail counts as reached)"
+    )
+    retry_policy: dict[PolicyOutcome, OutcomeRetry] | None = Field(
+        None,
+        description="Extension, phone_call only: a retry budget per outcome; outcomes not named use "
+        "max_retries_client_errors / retry_interval_secs",
+    )
