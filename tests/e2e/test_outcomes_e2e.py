@@ -4,6 +4,7 @@
   ``answered_by=machine``, ``outcome=voicemail``; with ``voicemail_action=complete`` it completes on attempt 1;
 - without detection requested, a ``machine`` looks like ``completed`` (as on the real network);
 - busy twice with a busy budget of 1 fails naming busy;
+- a ``channel_limit`` then ``completed`` contact with no retries configured completes (no budget consumed);
 - every answered call has the conversation id of the simulator's ``call.conversation.ended``.
 """
 
@@ -28,6 +29,7 @@ def test_machines_and_budgets_through_the_stack(stack: dict[str, Any]) -> None:
         "+15550003002": ["machine", "completed"],
         "+15550003003": ["machine"],
         "+15550003004": ["busy", "busy", "completed"],
+        "+15550003005": ["channel_limit", "completed"],
     }
     assert sim.post("/_simulator/script", json={"targets": scripted, "default": "completed"}).status_code == 200
     at = in_app_minutes(api, 3).isoformat()
@@ -47,6 +49,12 @@ def test_machines_and_budgets_through_the_stack(stack: dict[str, Any]) -> None:
             "telnyx_end_user_target": "+15550003004",
             "max_retries_client_errors": 3,
             "retry_policy": {"busy": {"max_retries": 1, "retry_interval_secs": 60}},
+        },
+        # No retries at all: the account's channel limit is not the recipient's doing, so it spends no budget.
+        "channel_limit": {
+            **{k: v for k, v in common.items() if k != "retry_interval_secs"},
+            "telnyx_end_user_target": "+15550003005",
+            "max_retries_client_errors": 0,
         },
     }
     ids = {}
@@ -74,6 +82,11 @@ def test_machines_and_budgets_through_the_stack(stack: dict[str, Any]) -> None:
     assert busy["status"] == "failed", busy
     assert history(busy) == [(1, "busy", "busy", None), (2, "busy", "busy", None)]
     assert "outcome busy" in busy["errors"][-1]
+
+    limited = finished(api, ids["channel_limit"], stack, timeout=90)
+    assert limited["status"] == "completed", limited
+    assert history(limited) == [(1, "failed", "channel_limited", None), (2, "completed", "answered", None)]
+    assert limited["retry_count"] == 0
 
     def conversations_known() -> bool:
         events = [api.get(f"{EVENTS}/{ids[n]}").json() for n in ("retry", "complete", "undetected")]

@@ -23,7 +23,9 @@ SPREAD = 0.03
 
 def test_kill9_workers_and_schedulers(stack: Stack) -> None:
     rng = random.Random(20261121)
-    stack.start_simulator("completed=0.5,busy=0.25,no-answer=0.25")
+    # channel_limit: calls refused for the account's channel limit spend no budget; machine without detection
+    # requested looks like completed (as on the real network).
+    stack.start_simulator("completed=0.45,busy=0.2,no-answer=0.2,channel_limit=0.1,machine=0.05")
     # Due over time (about 30 calls/s): a steady campaign, not one burst that saturates the webhook path.
     stack.insert_events(EVENTS, retries=RETRIES, spread_secs=SPREAD)
     for name in ("api", "beat", "worker", "scheduler"):
