@@ -116,6 +116,9 @@ def simulator(
     mix: Annotated[str | None, typer.Option(help="Random outcomes, e.g. completed=0.6,busy=0.2,no-answer=0.2")] = None,
     ring_delay: Annotated[float, typer.Option(help="Real seconds before the outcome")] = 0.2,
     talk_delay: Annotated[float, typer.Option(help="Real seconds a completed call lasts")] = 0.5,
+    late_callback_delay: Annotated[
+        float, typer.Option(help="Real seconds the terminal callback of a completed_late call is held back")
+    ] = 5.0,
     seed: Annotated[int | None, typer.Option()] = None,
     callbacks: Annotated[bool, typer.Option("--callbacks/--no-callbacks", help="Send status callbacks")] = True,
 ) -> None:
@@ -125,6 +128,7 @@ def simulator(
     config = sim.SimulatorConfig(
         ring_delay=ring_delay,
         talk_delay=talk_delay,
+        late_callback_delay=late_callback_delay,
         mix=sim.parse_mix(mix) if mix else None,
         seed=seed,
         callbacks=callbacks,

@@ -20,6 +20,10 @@ Outcomes:
   such (TeXML ``AnsweredBy``, Call Control ``call.machine.*`` webhooks) only when the request asked for
   answering-machine detection; every answered call has a conversation id and a ``call.conversation.ended``
   webhook; ``channel_limit`` (accepted, then ``failed`` with the SIP 403 "User channel limit exceeded" D1);
+  ``completed_late`` (answered and ended like ``completed``, and a status query says it is over, but its
+  terminal callback, TeXML ``completed`` / Call Control ``call.hangup``, and ``call.conversation.ended`` are held
+  back for ``late_callback_delay`` seconds: a reconciler that closed the attempt as unknown meanwhile gets the
+  late truth);
 - messages (the final ``to[0].status`` of ``message.finalized``): ``delivered``, ``delivery_failed``,
   ``sending_failed``, ``expired`` (error 40005), ``delivery_unconfirmed``;
 - provider errors (both): ``http_401`` / ``http_403`` (the account refused; as the script's ``default``, every
@@ -29,8 +33,9 @@ Outcomes:
   answer is held for ``response_delay_on_timeout`` seconds so the client times out).
 
 A call outcome given to a message, or the reverse, is translated: ``completed`` means delivered, ``busy`` and
-``no-answer`` mean ``delivery_failed``, ``failed`` and ``canceled`` mean ``sending_failed``;
-``delivered`` and ``delivery_unconfirmed`` mean ``completed`` and the three message failures mean ``failed``.
+``no-answer`` mean ``delivery_failed``, ``failed`` and ``canceled`` mean ``sending_failed``, ``completed_late``
+means delivered (on time); ``delivered`` and ``delivery_unconfirmed`` mean ``completed`` and the three message
+failures mean ``failed``.
 
 Concurrency: the server runs on one asyncio event loop. Every read-modify-write of the shared state (dedupe
 tables, script queues, logs) happens in plain synchronous methods with no ``await`` inside, so no other

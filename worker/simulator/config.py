@@ -41,9 +41,15 @@ ERROR_OUTCOMES: Final = frozenset({"http_401", "http_403", "http_422", "http_429
 CHANNEL_LIMIT: Final = "channel_limit"
 """The account's channel limit: the POST is accepted, then the call fails with SIP 403 "User channel limit
 exceeded" (D1), as Telnyx reports it."""
+COMPLETED_LATE: Final = "completed_late"
+"""A call answered and ended like ``completed`` (a status query reports it over: ``is_alive`` false), whose
+terminal status callback (TeXML ``completed``, Call Control ``call.hangup``) and ``call.conversation.ended`` are
+held back for ``late_callback_delay`` seconds: with a short call lease, the engine's reconciler closes the
+attempt as unknown first, and the late result must then complete the event (late truth wins). A message given
+it is delivered as usual."""
 ACCOUNT_REJECTIONS: Final = frozenset({"http_401", "http_403"})
 """As the script's ``default``, the whole account is refused: every authenticated request answers it."""
-OUTCOMES: Final = CALL_OUTCOMES | MESSAGE_OUTCOMES | ERROR_OUTCOMES | {CHANNEL_LIMIT}
+OUTCOMES: Final = CALL_OUTCOMES | MESSAGE_OUTCOMES | ERROR_OUTCOMES | {CHANNEL_LIMIT, COMPLETED_LATE}
 
 
 @dataclass
@@ -64,6 +70,8 @@ class SimulatorConfig:
     """Base64 32-byte Ed25519 seed; ``None`` reads ``CAMPAIGNS_SIMULATOR_PRIVATE_KEY``, else one is generated."""
     response_delay_on_timeout: float = 30.0
     """Real seconds the HTTP answer is held back for the ``timeout`` outcome."""
+    late_callback_delay: float = 5.0
+    """Real seconds the terminal callback of a ``completed_late`` call is held back after the call ended."""
     webhook_retries: int = 3
     """Delivery tries per callback (like Telnyx's "up to 3 times per URL"), on connection errors or non-2xx."""
     callbacks: bool = True
@@ -126,8 +134,8 @@ def load_private_key(seed_b64: str | None) -> Ed25519PrivateKey:
 
 
 def call_status(outcome: str) -> CallStatus:
-    """The call status an outcome produces (``timeout`` and ``http_500`` still complete the call; so does a
-    machine's answer)."""
+    """The call status an outcome produces (``timeout``, ``http_500`` and ``completed_late`` still complete the
+    call; so does a machine's answer)."""
     if outcome in ANSWERED_BY_OUTCOMES:
         return CallStatus.COMPLETED
     if outcome in CALL_OUTCOMES:
@@ -138,7 +146,8 @@ def call_status(outcome: str) -> CallStatus:
 
 
 def message_status(outcome: str) -> MessageStatus:
-    """The final ``to[0].status`` an outcome produces (``timeout`` and ``http_500`` still deliver the message)."""
+    """The final ``to[0].status`` an outcome produces (``timeout``, ``http_500`` and ``completed_late`` still
+    deliver the message)."""
     if outcome in MESSAGE_OUTCOMES:
         return MessageStatus(outcome)
     if outcome in (CallStatus.BUSY, CallStatus.NO_ANSWER):

@@ -237,9 +237,12 @@ class Delivery:
         amd: TexmlAmd | None = None,
         *,
         channel_limit: bool = False,
+        late: bool = False,
     ) -> None:
         """Form-encoded status callbacks: initiated, ringing, then the outcome (in-progress first if answered);
-        over the account's channel limit, initiated then ``failed`` with the D1 fields.
+        over the account's channel limit, initiated then ``failed`` with the D1 fields. ``late``
+        (``completed_late``): the call ends on time (a status query says so) but its terminal callback waits
+        ``late_callback_delay`` seconds more.
 
         With detection requested (``amd``), an answered call reports ``AnsweredBy``: to ``AsyncAmdStatusCallback``
         on its own (``AsyncAmd``), else on the answered and completed callbacks. An answered call then has a
@@ -300,7 +303,10 @@ class Delivery:
             await self.deliver(amd.async_callback, "application/x-www-form-urlencoded", lambda _attempt: amd_body)
         await asyncio.sleep(self.config.talk_delay)
         call.hang_up(status, self.config.call_duration_secs)
-        await send(CallStatus.COMPLETED, 3, {"AnsweredTime": answered_at, **inline, **terminal()})
+        ended = terminal()  # the real end time, even when the callback saying so comes late
+        if late:
+            await asyncio.sleep(self.config.late_callback_delay)
+        await send(CallStatus.COMPLETED, 3, {"AnsweredTime": answered_at, **inline, **ended})
         if url is not None and TEXML_STATUS_PATH in url:
             # Telnyx sends the conversation's events as JSON webhooks; the engine's JSON receiver sits next to its
             # TeXML status callback. A status callback elsewhere (a test's receiver) gets none.
@@ -332,10 +338,13 @@ class Delivery:
         amd: str | None = None,
         *,
         channel_limit: bool = False,
+        late: bool = False,
     ) -> None:
         """JSON webhooks: call.initiated, call.answered (completed calls only), the detection result where dial
         asked for one (``amd``: its ``answering_machine_detection``), call.hangup (over the account's channel
-        limit: with the SIP 403 of D1), then for an answered call call.conversation.ended."""
+        limit: with the SIP 403 of D1), then for an answered call call.conversation.ended. ``late``
+        (``completed_late``): the call ends on time (``GET /v2/calls/{id}`` says so) but call.hangup waits
+        ``late_callback_delay`` seconds more."""
 
         def payload(state: str) -> dict[str, Any]:
             return {
@@ -367,6 +376,8 @@ class Delivery:
         }
         if channel_limit:
             hangup |= CHANNEL_LIMIT_HANGUP
+        if late:
+            await asyncio.sleep(self.config.late_callback_delay)
         await self.deliver_event(url, "call.hangup", hangup)
         if status == CallStatus.COMPLETED:
             await self.deliver_event(url, "call.conversation.ended", self.conversation_ended(call, client_state))

@@ -21,6 +21,7 @@ from worker.simulator.config import (
     ACCOUNT_REJECTIONS,
     ANSWERED_BY_OUTCOMES,
     CHANNEL_LIMIT,
+    COMPLETED_LATE,
     ScriptError,
     call_status,
     message_status,
@@ -137,7 +138,13 @@ async def create_ai_call(connection_id: str, request: Request) -> JSONResponse:
             )
         delivery.spawn(
             delivery.run_texml_call(
-                call, call_status(outcome), callback, answerer(outcome), amd, channel_limit=outcome == CHANNEL_LIMIT
+                call,
+                call_status(outcome),
+                callback,
+                answerer(outcome),
+                amd,
+                channel_limit=outcome == CHANNEL_LIMIT,
+                late=outcome == COMPLETED_LATE,
             ),
             "texml call",
         )
@@ -196,6 +203,7 @@ async def dial(request: Request) -> JSONResponse:
                 answerer(outcome),
                 optional_str(body, "answering_machine_detection"),
                 channel_limit=outcome == CHANNEL_LIMIT,
+                late=outcome == COMPLETED_LATE,
             ),
             "call control call",
         )
@@ -227,7 +235,8 @@ async def balance(request: Request) -> JSONResponse:
 
 @router.get("/v2/calls/{call_control_id}")
 async def retrieve_call(call_control_id: str, request: Request) -> JSONResponse:
-    """Call status: ``is_alive`` until the terminal callback, then the duration."""
+    """Call status: ``is_alive`` until the call ends (its terminal callback goes out then, or for
+    ``completed_late`` later), then the duration."""
     authorize(request)
     call = _state(request).calls.get(call_control_id)
     if call is None:
