@@ -117,6 +117,8 @@ def reopen_unknown(attempt: CallAttempt, event: ScheduledEvent, now: datetime) -
     event.status = EventStatus.IN_PROGRESS
     event.updated_at = now
     attempt.call_status = None
+    attempt.outcome = None
+    attempt.error = None  # the reconciler's "no terminal status arrived" is no longer true
     attempt.state = AttemptState.SENT
     log.info("late result replaces an unknown outcome", extra=logs.event_fields(event))
     return True

@@ -125,12 +125,13 @@ class Stack:
             return dict(conn.execute("SELECT status, count(*) FROM scheduled_events GROUP BY 1").fetchall())
 
     def settled(self) -> bool:
-        """Every event terminal, or pending only with a recorded reason."""
+        """Every event terminal, or pending only with a recorded reason that holds it (a channel-limit retry,
+        seconds away, is work still to do)."""
         try:
             with psycopg.connect(self.dsn(), connect_timeout=3) as conn:
                 row = conn.execute(
                     "SELECT count(*) FROM scheduled_events WHERE status = 'in_progress' "
-                    "OR (status = 'pending' AND deferred_reason IS NULL)"
+                    "OR (status = 'pending' AND (deferred_reason IS NULL OR deferred_reason LIKE '%channel limit%'))"
                 ).fetchone()
         except psycopg.OperationalError:
             return False

@@ -186,6 +186,7 @@ def test_late_truth_completes_an_event_failed_closed(runtime: Runtime, clock: Fr
     event = load(runtime.sessions, event_id)
     assert event.status == "completed" and event.errors == [] and event.call_status == "completed"
     assert [(a.call_status, a.outcome) for a in event.attempts] == [("completed", "answered")]
+    assert event.attempts[0].error is None  # the reconciler's "outcome unknown" no longer stands
 
 
 @respx.mock
