@@ -27,6 +27,7 @@ from campaigns.events import (
     parse_datetime,
     retry_policy_value,
 )
+from campaigns.lifecycle import holds
 from campaigns.models import CallAttempt, Campaign, ScheduledEvent
 from campaigns.paging import Page
 from campaigns.states import (
@@ -367,6 +368,17 @@ def effective_status(session: Session, campaign: Campaign, counts: dict[str, int
     return CampaignStatus.COMPLETED if live == 0 else CampaignStatus.ACTIVE
 
 
+def provider_holds(session: Session, channel: str) -> list[dict[str, Any]]:
+    """The open provider holds that stop this channel's dispatch (a rejected key, a missing connection or
+    profile): the campaign's events wait for them, and nobody is failed for them (``lifecycle.holds``)."""
+    adapters = ("messaging",) if channel == Channel.SMS_CHAT else ("texml", "call_control")
+    return [
+        {"provider": h.provider, "reason": h.reason, "detail": h.detail, "since": iso(h.opened_at)}
+        for h in holds.open_holds(session)
+        if h.provider in adapters
+    ]
+
+
 def serialize_campaign(session: Session, campaign: Campaign, *, with_counts: bool = True) -> dict[str, Any]:
     counts = event_counts(session, campaign.id) if with_counts else None
     body: dict[str, Any] = {
@@ -408,6 +420,7 @@ def serialize_campaign(session: Session, campaign: Campaign, *, with_counts: boo
         body["counts"] = counts
         body["attempts"] = attempt_counts(session, campaign.id)
         body["held"] = held_count(session, campaign.id)
+        body["provider_holds"] = provider_holds(session, campaign.telnyx_conversation_channel)
     return body
 
 

@@ -262,3 +262,26 @@ def test_a_conflict_is_not_telnyxs_missing_association(client: TestClient) -> No
             }
         ]
     }
+
+
+def test_a_held_provider_shows_on_the_campaigns_it_stops(client: TestClient, runtime: Runtime) -> None:
+    """Issue 17: a rejected key holds dispatch; the campaigns say so (their events wait, none fails)."""
+    from campaigns.db import unit_of_work
+    from campaigns.lifecycle import holds
+    from campaigns.telephony import ProviderHeld
+
+    calls = upload(client, b"phone\n+12125550147\n").json()
+    sms = {"telnyx_conversation_channel": "sms_chat", "text": "Hi", "max_retries_client_errors": None,
+           "retry_interval_secs": None}  # fmt: skip
+    texts = upload(client, b"phone\n+12125550148\n", **sms).json()
+    assert calls["provider_holds"] == [] and texts["provider_holds"] == []
+    held = ProviderHeld("401", reason="api_key", detail="provider rejected the API key (401)")
+    now = runtime.clock.now()
+    with unit_of_work(runtime.sessions) as s:
+        holds.open_hold(s, "texml", held, now=now, probe_at=now)
+    shown = client.get(f"/v1/campaigns/{calls['id']}").json()["provider_holds"]
+    assert shown == [
+        {"provider": "texml", "reason": "api_key", "detail": "provider rejected the API key (401)",
+         "since": now.isoformat().replace("+00:00", "Z")}
+    ]  # fmt: skip
+    assert client.get(f"/v1/campaigns/{texts['id']}").json()["provider_holds"] == []  # messaging is not held

@@ -31,6 +31,13 @@ class EventCounts(ResponseBody):
     canceled: int
 
 
+class ProviderHoldView(ResponseBody):
+    provider: str = Field(description="The adapter held: texml, call_control or messaging")
+    reason: str = Field(description="api_key, connection or messaging_profile")
+    detail: str = Field(description="What the provider answered, e.g. 'provider rejected the API key (401)'")
+    since: Timestamp
+
+
 class Campaign(ResponseBody):
     id: Uuid
     name: str
@@ -60,6 +67,10 @@ class Campaign(ResponseBody):
     counts: EventCounts
     attempts: dict[str, int] = Field(description="Attempts by call status")
     held: int = Field(description="Pending events that wait for someone to fix them (time zone unknown, no opening)")
+    provider_holds: list[ProviderHoldView] = Field(
+        description="Open provider holds stopping this channel's dispatch (a rejected API key, a missing connection"
+        " or messaging profile): its events wait, none fails"
+    )
 
 
 class CampaignPage(ResponseBody):
