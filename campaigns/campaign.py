@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -28,7 +29,7 @@ from campaigns.events import (
     retry_policy_value,
 )
 from campaigns.lifecycle import holds
-from campaigns.models import CallAttempt, Campaign, ScheduledEvent
+from campaigns.models import CallAttempt, Campaign, ProviderHold, ScheduledEvent
 from campaigns.paging import Page
 from campaigns.states import (
     CHANNELS,
@@ -368,18 +369,25 @@ def effective_status(session: Session, campaign: Campaign, counts: dict[str, int
     return CampaignStatus.COMPLETED if live == 0 else CampaignStatus.ACTIVE
 
 
-def provider_holds(session: Session, channel: str) -> list[dict[str, Any]]:
-    """The open provider holds that stop this channel's dispatch (a rejected key, a missing connection or
-    profile): the campaign's events wait for them, and nobody is failed for them (``lifecycle.holds``)."""
+def provider_holds(open_holds: Sequence[ProviderHold], channel: str) -> list[dict[str, Any]]:
+    """Of ``open_holds`` (``lifecycle.holds.open_holds``), those that stop this channel's dispatch (a rejected
+    key, a missing connection or profile): the campaign's events wait for them, and nobody is failed for them."""
     adapters = ("messaging",) if channel == Channel.SMS_CHAT else ("texml", "call_control")
     return [
         {"provider": h.provider, "reason": h.reason, "detail": h.detail, "since": iso(h.opened_at)}
-        for h in holds.open_holds(session)
+        for h in open_holds
         if h.provider in adapters
     ]
 
 
-def serialize_campaign(session: Session, campaign: Campaign, *, with_counts: bool = True) -> dict[str, Any]:
+def serialize_campaign(
+    session: Session,
+    campaign: Campaign,
+    *,
+    with_counts: bool = True,
+    open_holds: Sequence[ProviderHold] | None = None,
+) -> dict[str, Any]:
+    """The campaign as the API returns it. A list passes ``open_holds``, read once for all its rows."""
     counts = event_counts(session, campaign.id) if with_counts else None
     body: dict[str, Any] = {
         "id": str(campaign.id),
@@ -420,7 +428,8 @@ def serialize_campaign(session: Session, campaign: Campaign, *, with_counts: boo
         body["counts"] = counts
         body["attempts"] = attempt_counts(session, campaign.id)
         body["held"] = held_count(session, campaign.id)
-        body["provider_holds"] = provider_holds(session, campaign.telnyx_conversation_channel)
+        held = holds.open_holds(session) if open_holds is None else open_holds
+        body["provider_holds"] = provider_holds(held, campaign.telnyx_conversation_channel)
     return body
 
 

@@ -17,6 +17,7 @@ from campaigns import campaign as campaign_service
 from campaigns import events, importing
 from campaigns.db import unit_of_work
 from campaigns.errors import FieldError, ValidationFailed
+from campaigns.lifecycle import holds
 from campaigns.paging import page_envelope
 from campaigns.states import EVENT_STATUSES
 from worker.api.deps import Auth, EnqueueDep, EnqueueImport, PageDep, RuntimeDep, SessionDep, spool, upload_chunks
@@ -78,7 +79,9 @@ async def create_campaign(
 def list_campaigns(session: SessionDep, page: PageDep) -> dict[str, Any]:
     """Campaigns, newest first."""
     rows, total = campaign_service.list_campaigns(session, page)
-    return page_envelope([campaign_service.serialize_campaign(session, c) for c in rows], total, page)
+    held = holds.open_holds(session)  # once for the page, not once per row
+    body = [campaign_service.serialize_campaign(session, c, open_holds=held) for c in rows]
+    return page_envelope(body, total, page)
 
 
 @router.get("/{campaign_id}", response_model=Campaign, responses=responses(404))
