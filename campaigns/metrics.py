@@ -89,6 +89,12 @@ EVENTS_FINISHED = Counter(
     "campaigns_events_finished_total", "Events reaching a terminal status (completed, failed, canceled), by channel.",
     ["channel", "status"],
 )  # fmt: skip
+EVENTS_REOPENED = Counter(
+    "campaigns_events_reopened_total",
+    "Events taken back from a terminal status (failed closed, outcome unknown) because the true result arrived late;"
+    " finished minus reopened is the net count by status.",
+    ["channel", "status"],
+)  # fmt: skip
 CALL_ATTEMPTS = Counter(
     "campaigns_call_attempts_total", "Call attempts finished, by terminal call status (unknown = settled blind).",
     ["call_status"],
@@ -166,6 +172,7 @@ def _initialise_label_sets() -> None:
             EVENTS_CREATED.labels(channel, source)
         for status in TERMINAL_EVENT_STATUSES:
             EVENTS_FINISHED.labels(channel, status)
+            EVENTS_REOPENED.labels(channel, status)
         DISPATCH_LAG.labels(channel)
     for call_status in RECORDED_CALL_STATUSES:
         CALL_ATTEMPTS.labels(call_status)
@@ -235,6 +242,10 @@ def count_outcome(channel: str, outcome: str, answered_by: str | None) -> None:
 
 def count_finished(channel: str, status: str) -> None:
     EVENTS_FINISHED.labels(bounded(channel, CHANNELS), bounded(status, TERMINAL_EVENT_STATUSES)).inc()
+
+
+def count_reopened(channel: str, status: str) -> None:
+    EVENTS_REOPENED.labels(bounded(channel, CHANNELS), bounded(status, TERMINAL_EVENT_STATUSES)).inc()
 
 
 def count_import(accepted: int, rejected: int, duplicate: int, suppressed: int) -> None:

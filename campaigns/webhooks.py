@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from campaigns import lifecycle, suppression
 from campaigns.lifecycle import outcomes
+from campaigns.lifecycle.holds import RateBackoff
 from campaigns.models import CallAttempt, ScheduledEvent
 from campaigns.states import PROGRESS_CALL_STATUSES, CallStatus, Channel
 from campaigns.telephony.callbacks import Callback, hangup_call_status
@@ -72,9 +73,11 @@ def _resolve_attempts(session: Session, callbacks: Sequence[Callback]) -> list[t
     return resolved
 
 
-def record_and_apply(session: Session, callback: Callback, raw_body: bytes, *, now: datetime) -> str:
+def record_and_apply(
+    session: Session, callback: Callback, raw_body: bytes, *, now: datetime, backoff: RateBackoff | None = None
+) -> str:
     """Store the receipt (a duplicate stops here) and apply it. Returns what happened, for logs and metrics."""
-    return record_and_apply_many(session, [Received(callback, raw_body, now)])[0]
+    return record_and_apply_many(session, [Received(callback, raw_body, now)], backoff=backoff)[0]
 
 
 @dataclass(frozen=True)
@@ -86,7 +89,9 @@ class Received:
     now: datetime
 
 
-def record_and_apply_many(session: Session, items: Sequence[Received]) -> list[str]:
+def record_and_apply_many(
+    session: Session, items: Sequence[Received], *, backoff: RateBackoff | None = None
+) -> list[str]:
     """``record_and_apply`` for a batch in one transaction (group commit); results in the order of ``items``.
 
     Set-based where the outcome allows it: the attempts are resolved with one or two queries, the receipts are
@@ -98,6 +103,10 @@ def record_and_apply_many(session: Session, items: Sequence[Received]) -> list[s
     order, as one callback at a time would; the batch flushes once. As before, attempts are resolved once, up
     front: a callback matched only by a provider id that an earlier callback of the same batch stores is
     unmatched.
+
+    A call refused for the account's channel limit (the D1 403, ``Callback.channel_limited``) is the provider
+    saying "too many at once", as a 429 is: with ``backoff`` given, the whole call provider backs off
+    (``holds.note_refusal``), not only the refused event (DESIGN.md §2.3).
     """
     resolved = _resolve_attempts(session, [item.callback for item in items])
     receipts = _insert_receipts(session, items, resolved)
@@ -122,6 +131,9 @@ def record_and_apply_many(session: Session, items: Sequence[Received]) -> list[s
             locked.get(pair[0]) if pair is not None else None,
             now=item.now,
         )
+    limited = [items[i].now for i in fresh if items[i].callback.channel_limited and items[i].callback.terminal]
+    if backoff is not None and limited:
+        backoff.note(session, now=max(limited))
     session.flush()
     _store_results(session, [(receipt, results[i][:64]) for i, receipt in enumerate(receipts) if receipt is not None])
     return results
@@ -215,7 +227,7 @@ def _apply(
     if cb.channel == Channel.SMS_CHAT:
         return lifecycle.apply_sms_outcome_locked(attempt, event, cb.status, now=now, provider_id=cb.provider_id).reason
     if cb.status == DETECTION and cb.answered_by is not None:
-        return outcomes.record_detection_locked(attempt, cb.answered_by).reason
+        return outcomes.record_detection_locked(session, attempt, event, cb.answered_by, now=now).reason
     if cb.status == CONVERSATION:
         return outcomes.record_conversation_locked(
             attempt, event, conversation_id=cb.conversation_id, insights=cb.insights

@@ -7,7 +7,7 @@ from typing import Any, Final
 
 from campaigns.clock import iso
 from campaigns.models import CallAttempt, ScheduledEvent
-from campaigns.states import TERMINAL_CALL_STATUSES, CallStatus, Channel, EventStatus
+from campaigns.states import TERMINAL_CALL_STATUSES, AttemptState, CallStatus, Channel, EventStatus
 
 TELNYX_CALL_STATUSES: Final = frozenset(
     {
@@ -34,7 +34,9 @@ def telnyx_call_status(value: str) -> str:
 
 
 def _attempt(attempt: CallAttempt) -> dict[str, Any]:
-    engine_status = attempt.call_status or attempt.last_status or CallStatus.QUEUED
+    # A finished attempt with no call status created no call (``provider_rejected``): ``failed`` in Telnyx's terms.
+    unplaced = CallStatus.FAILED if attempt.state == AttemptState.FINISHED else CallStatus.QUEUED
+    engine_status = attempt.call_status or attempt.last_status or unplaced
     return {
         "attempt_number": attempt.attempt_number,
         "attempted_at": iso(attempt.attempted_at),

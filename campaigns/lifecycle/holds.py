@@ -2,12 +2,14 @@
 backoff after the provider refused requests for its rate.
 
 - **Holds** (``provider_holds``): a 401/403, or a 404/422 naming the connection or messaging profile
-  (``telephony.ProviderHeld``), is about the account, not the recipient. The attempt that met it is withdrawn,
-  its event parked ``pending`` with ``deferred_reason`` = the hold's detail, and the claim check
-  (``checks.ProviderCheck``) parks every due event of that channel the same way, so nothing fails. A probe
-  (:func:`probe_held`, beat's ``campaigns.probe_providers``) makes one harmless request through the adapter every
-  ``CAMPAIGNS_PROVIDER_PROBE_SECS``; once accepted, the hold closes and the parked events are due again.
-- **Backoff** (``provider_backoffs``): after a 429 (Telnyx 10011 API rate, 90103 dials per second) or a 503, no
+  (``telephony.ProviderHeld``), is about the account, not the recipient. The attempt that met it is kept with
+  outcome ``provider_rejected`` (no budget spent), its event parked ``pending`` with ``deferred_reason`` = the
+  hold's detail, and the claim check (``checks.ProviderCheck``) parks every due event of that channel the same
+  way, so nothing fails. A probe (:func:`probe_held`, beat's ``campaigns.probe_providers``) makes one harmless
+  request through the adapter every ``CAMPAIGNS_PROVIDER_PROBE_SECS``; once accepted, the hold closes and the
+  parked events are due again.
+- **Backoff** (``provider_backoffs``): after a 429 (Telnyx 10011 API rate, 90103 dials per second), a 503, or a
+  call refused for the account's channel limit (the D1 403 callback, ``RateBackoff``), no
   new request goes to that provider before a shared "not before" instant: 1 s, then doubling for each refusal
   that follows a wait, capped; Telnyx asks for exactly this ("Implement exponential backoff when receiving 429
   responses": developers.telnyx.com/development/api-fundamentals/reliability/rate-limiting; and for the channel
@@ -87,13 +89,14 @@ def open_hold(
 
 
 def record_held(session: Session, attempt_id: uuid.UUID, detail: str, *, now: datetime) -> None:
-    """The provider refused the account for this attempt: withdraw it (no budget), park the event with the
-    hold's detail until the hold closes (or cancel it, when a cancel was requested meanwhile)."""
+    """The provider refused the account for this attempt: it stays on the record as ``provider_rejected`` (no
+    budget spent), and the event is parked with the hold's detail until the hold closes (or canceled, when a
+    cancel was requested meanwhile)."""
     locked = lock_attempt(session, attempt_id)
     if locked is None or locked[0].state != AttemptState.SENDING:
         return
     attempt, event = locked
-    transitions.withdraw_attempt(session, attempt, event)
+    transitions.provider_refused(attempt, event, detail, now)
     if event.cancel_requested:
         transitions.release(event, now, now=now)
     else:
@@ -211,6 +214,27 @@ def backoff_delay(level: int, *, base: timedelta, cap: timedelta) -> timedelta:
     """``base`` doubled for each level above the first, at most ``cap``."""
     doubled: timedelta = base * (2 ** max(0, min(level, 30) - 1))
     return min(cap, doubled)
+
+
+@dataclass(frozen=True)
+class RateBackoff:
+    """Which provider backs off after a refusal for its rate, and by how much (``Settings.provider_backoff_*`` in
+    app time): what a path that learns of a refusal outside dispatch (a D1 channel-limit callback) needs."""
+
+    provider: str
+    base: timedelta
+    cap: timedelta
+
+    @classmethod
+    def for_calls(cls, settings: Settings, providers: Providers, clock: Clock) -> RateBackoff:
+        return cls(
+            providers.calls.name,
+            real_seconds_to_app(clock, settings.provider_backoff_secs),
+            real_seconds_to_app(clock, settings.provider_backoff_max_secs),
+        )
+
+    def note(self, session: Session, *, now: datetime) -> datetime:
+        return note_refusal(session, self.provider, now=now, base=self.base, cap=self.cap)
 
 
 def note_refusal(session: Session, provider: str, *, now: datetime, base: timedelta, cap: timedelta) -> datetime:

@@ -84,7 +84,7 @@ def apply_progress_locked(
         return OutcomeResult(False, "attempt already finished")
     transitions.placed(attempt, provider_id)
     if answered_by is not None:
-        record_detection_locked(attempt, answered_by)  # TeXML's synchronous AMD: AnsweredBy on the answered callback
+        note_detection(attempt, answered_by)  # TeXML's synchronous AMD: AnsweredBy on the answered callback
     if sequence is not None and attempt.last_sequence is not None and sequence <= attempt.last_sequence:
         return OutcomeResult(False, "stale")
     attempt.last_status = status
@@ -242,14 +242,19 @@ def apply_call_outcome_locked(
     return OutcomeResult(True, f"late truth: {call_status}" if late_truth else call_status)
 
 
+def reaches(outcome: str, event: ScheduledEvent) -> bool:
+    """Whether the outcome counts as the recipient reached: an answer, or a voicemail / screening assistant when the
+    event says so (``voicemail_action=complete``)."""
+    return outcome == Outcome.ANSWERED or (
+        outcome in (Outcome.VOICEMAIL, Outcome.SCREENED) and event.voicemail_action == VoicemailAction.COMPLETE
+    )
+
+
 def _decide(
     session: Session, attempt: CallAttempt, event: ScheduledEvent, outcome: Outcome, call_status: str, now: datetime
 ) -> None:
     """What the outcome does to the event: complete, cancel, a free retry, a budgeted retry, or fail."""
-    reached = outcome == Outcome.ANSWERED or (
-        outcome in (Outcome.VOICEMAIL, Outcome.SCREENED) and event.voicemail_action == VoicemailAction.COMPLETE
-    )
-    if reached:
+    if reaches(outcome, event):
         transitions.finish(event, EventStatus.COMPLETED, now)
         return
     if event.cancel_requested:
@@ -277,14 +282,43 @@ def _decide(
     transitions.finish(event, EventStatus.FAILED, now, error)
 
 
-def record_detection_locked(attempt: CallAttempt, answered_by: str) -> OutcomeResult:
+def note_detection(attempt: CallAttempt, answered_by: str) -> bool:
+    """Keep what detection said on the attempt; a definite answer is not overwritten by a later ``unknown``
+    (premium detection may send two results). ``False`` when the earlier result stays."""
+    if attempt.answered_by not in (None, AnsweredBy.UNKNOWN) and answered_by == AnsweredBy.UNKNOWN:
+        return False
+    attempt.answered_by = answered_by
+    return True
+
+
+def record_detection_locked(
+    session: Session, attempt: CallAttempt, event: ScheduledEvent, answered_by: str, *, now: datetime
+) -> OutcomeResult:
     """What answering-machine detection said (``AnsweredBy`` / ``call.machine.*``), kept for the terminal status.
 
-    A definite answer is not overwritten by a later ``unknown`` (premium detection may send two results)."""
-    if attempt.answered_by not in (None, AnsweredBy.UNKNOWN) and answered_by == AnsweredBy.UNKNOWN:
+    Webhooks arrive out of order: when the terminal status came first and was taken for an answer, the
+    detection result reclassifies the attempt, and an event it had completed takes the decision the true outcome
+    calls for (a voicemail retried under ``voicemail_action=retry``), as long as no later attempt exists. The
+    reverse (an event already retried for a voicemail that detection now calls human) is left as decided: its
+    retry is already scheduled, and a second contact is what the policy asked for on the first answer.
+    """
+    if not note_detection(attempt, answered_by):
         return OutcomeResult(False, "detection: kept earlier result")
-    attempt.answered_by = answered_by
-    return OutcomeResult(True, f"detection: {answered_by}")
+    if attempt.call_status != CallStatus.COMPLETED or attempt.outcome != Outcome.ANSWERED:
+        return OutcomeResult(True, f"detection: {answered_by}")
+    outcome = classify_call(CallStatus.COMPLETED, answered_by)
+    if outcome == Outcome.ANSWERED:
+        return OutcomeResult(True, f"detection: {answered_by}")
+    attempt.outcome = outcome
+    if (
+        event.status != EventStatus.COMPLETED
+        or attempt.attempt_number != transitions.current_attempt_number(event)
+        or reaches(outcome, event)
+    ):
+        return OutcomeResult(True, f"detection after the end: {outcome}")
+    transitions.reopen_completed(event, now)
+    _decide(session, attempt, event, outcome, CallStatus.COMPLETED, now)
+    return OutcomeResult(True, f"detection after the end: {outcome}, event {event.status}")
 
 
 def record_conversation_locked(

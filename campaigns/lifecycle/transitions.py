@@ -114,6 +114,7 @@ def reopen_unknown(attempt: CallAttempt, event: ScheduledEvent, now: datetime) -
     if not any(e.startswith(marker) for e in event.errors):
         return False
     event.errors = [e for e in event.errors if not e.startswith(marker)]
+    metrics.count_reopened(event.telnyx_conversation_channel, event.status)  # it was counted finished
     event.status = EventStatus.IN_PROGRESS
     event.updated_at = now
     attempt.call_status = None
@@ -122,6 +123,15 @@ def reopen_unknown(attempt: CallAttempt, event: ScheduledEvent, now: datetime) -
     attempt.state = AttemptState.SENT
     log.info("late result replaces an unknown outcome", extra=logs.event_fields(event))
     return True
+
+
+def reopen_completed(event: ScheduledEvent, now: datetime) -> None:
+    """A detection result that arrived after the hangup says the "answer" was a machine: take back the completion
+    so the true outcome can decide (``outcomes.record_detection_locked`` checked the attempt is the current one)."""
+    metrics.count_reopened(event.telnyx_conversation_channel, event.status)
+    event.status = EventStatus.IN_PROGRESS
+    event.updated_at = now
+    log.info("late detection result reopens a completed event", extra=logs.event_fields(event))
 
 
 def suppress(event: ScheduledEvent, reason: str, kind: str, *, now: datetime) -> None:
@@ -178,6 +188,19 @@ def reject(attempt: CallAttempt, event: ScheduledEvent, reason: str, now: dateti
         metrics.count_outcome(Channel.PHONE_CALL, Outcome.FAILED, None)
     event.call_status = CallStatus.FAILED if event.telnyx_conversation_channel == Channel.PHONE_CALL else None
     finish(event, EventStatus.FAILED, now, reason)
+
+
+def provider_refused(attempt: CallAttempt, event: ScheduledEvent, detail: str, now: datetime) -> None:
+    """The provider refused the account, not the recipient (a rejected key, a missing connection or profile):
+    the attempt stays on the record with outcome ``provider_rejected`` and no call status (no call or message
+    was created), and spends no budget (``free_attempts``, as a channel-limited attempt); the caller parks the
+    event until the hold closes."""
+    attempt.state = AttemptState.FINISHED
+    attempt.finished_at = now
+    attempt.error = detail
+    attempt.outcome = Outcome.PROVIDER_REJECTED
+    metrics.count_outcome(event.telnyx_conversation_channel, Outcome.PROVIDER_REJECTED, None)
+    event.free_attempts += 1
 
 
 def fail_unknown(attempt: CallAttempt, event: ScheduledEvent, now: datetime, why: str) -> None:

@@ -8,22 +8,27 @@ import uuid
 from datetime import timedelta
 
 import respx
+from prometheus_client import REGISTRY
 
 from campaigns import telephony, webhooks
 from campaigns.clock import FrozenClock
 from campaigns.db import unit_of_work
 from campaigns.lifecycle import transitions
+from campaigns.lifecycle.holds import RateBackoff
 from campaigns.lifecycle.locking import lock_attempt
+from campaigns.models import ProviderBackoff
 from tests.campaigns.lifecycle.harness import TEXML, claim, create, dispatch, load, texml_ok
 from tests.factories import call_body
 from worker.runtime import Runtime
 
 
-def send(rt: Runtime, attempt_id: uuid.UUID, status: str, seq: int, **extra: str) -> str:
+def send(
+    rt: Runtime, attempt_id: uuid.UUID, status: str, seq: int, backoff: RateBackoff | None = None, **extra: str
+) -> str:
     form = {"CallSid": f"v3:{attempt_id}", "CallStatus": status, "SequenceNumber": str(seq), **extra}
     cb = telephony.parse_texml_status(form, str(attempt_id))
     with unit_of_work(rt.sessions) as s:
-        return webhooks.record_and_apply(s, cb, repr(form).encode(), now=rt.clock.now())
+        return webhooks.record_and_apply(s, cb, repr(form).encode(), now=rt.clock.now(), backoff=backoff)
 
 
 def start(rt: Runtime, clock: FrozenClock, event_id: uuid.UUID) -> uuid.UUID:
@@ -97,6 +102,46 @@ def test_async_amd_callback_is_recorded_before_the_terminal_status(runtime: Runt
 
 
 @respx.mock
+def test_a_detection_result_after_the_hangup_reclassifies_the_call(runtime: Runtime, clock: FrozenClock) -> None:
+    """Out of order: the terminal status first (taken for an answer, the event completed), then AMD says machine.
+    Under ``voicemail_action=retry`` the voicemail is retried, as it would have been in order."""
+    respx.post(TEXML).mock(side_effect=texml_ok)
+    body = {**call_body(clock.now(), max_retries_client_errors=1, retry_interval_secs=600)}
+    event_id = create(runtime, {**body, "answering_machine_detection": "detect"})
+    attempt_id = start(runtime, clock, event_id)
+    send(runtime, attempt_id, "completed", 3, CallDuration="20")
+    assert load(runtime.sessions, event_id).status == "completed"
+    form = {"CallSid": f"v3:{attempt_id}", "AnsweredBy": "machine_end_beep"}
+    with unit_of_work(runtime.sessions) as s:
+        cb = telephony.parse_texml_status(form, str(attempt_id))
+        result = webhooks.record_and_apply(s, cb, b"amd-late", now=clock.now())
+    assert result == "detection after the end: voicemail, event pending"
+    event = load(runtime.sessions, event_id)
+    assert (event.status, event.retry_count, event.outcome_retries) == ("pending", 1, {"voicemail": 1})
+    assert [(a.outcome, a.answered_by) for a in event.attempts] == [("voicemail", "machine")]
+
+
+@respx.mock
+def test_a_late_voicemail_result_leaves_a_completed_event_when_voicemail_completes(
+    runtime: Runtime, clock: FrozenClock
+) -> None:
+    respx.post(TEXML).mock(side_effect=texml_ok)
+    body = {
+        **call_body(clock.now(), max_retries_client_errors=1, retry_interval_secs=600),
+        "voicemail_action": "complete",
+    }
+    event_id = create(runtime, {**body, "answering_machine_detection": "detect"})
+    attempt_id = start(runtime, clock, event_id)
+    send(runtime, attempt_id, "completed", 3, CallDuration="20")
+    form = {"CallSid": f"v3:{attempt_id}", "AnsweredBy": "machine_end_beep"}
+    with unit_of_work(runtime.sessions) as s:
+        cb = telephony.parse_texml_status(form, str(attempt_id))
+        assert webhooks.record_and_apply(s, cb, b"amd-late", now=clock.now()) == "detection after the end: voicemail"
+    event = load(runtime.sessions, event_id)
+    assert event.status == "completed" and [a.outcome for a in event.attempts] == ["voicemail"]
+
+
+@respx.mock
 def test_each_outcome_spends_its_own_budget(runtime: Runtime, clock: FrozenClock) -> None:
     respx.post(TEXML).mock(side_effect=texml_ok)
     policy = {"busy": {"max_retries": 1, "retry_interval_secs": 60}}
@@ -159,6 +204,30 @@ def test_channel_limited_attempts_spend_no_budget(runtime: Runtime, clock: Froze
 
 
 @respx.mock
+def test_a_channel_limit_refusal_backs_the_whole_call_provider_off(runtime: Runtime, clock: FrozenClock) -> None:
+    """The D1 403 arrives as a callback, not as a 429 at dispatch: it still means "too many at once" for the
+    account, so every call waits out the shared backoff, not only the refused one (issue 17)."""
+    respx.post(TEXML).mock(side_effect=texml_ok)
+    refused = create(runtime, call_body(clock.now()))
+    other = create(runtime, call_body(clock.now() + timedelta(minutes=1), telnyx_end_user_target="+15551234568"))
+    attempt_id = start(runtime, clock, refused)
+    other_due = load(runtime.sessions, other).scheduled_at_fixed_datetime
+    backoff = RateBackoff.for_calls(runtime.settings, runtime.providers, runtime.clock)
+    limit = {"ErrorCode": "D1", "ErrorMessage": "User channel limit exceeded", "SipResponseCode": "403"}
+    clock.set(other_due - backoff.base / 2)
+    send(runtime, attempt_id, "failed", 3, backoff, **limit)
+    with runtime.sessions() as s:
+        row = s.get(ProviderBackoff, runtime.providers.calls.name)
+        assert row is not None and row.level == 1 and row.not_before == clock.now() + backoff.base
+    clock.set(other_due)
+    assert claim(runtime) == []  # the other call, due now, waits for the backoff
+    event = load(runtime.sessions, other)
+    assert event.status == "pending" and event.deferred_reason is not None and "backing off" in event.deferred_reason
+    clock.advance(backoff.base.total_seconds())
+    assert len(claim(runtime)) == 1
+
+
+@respx.mock
 def test_a_recipient_failure_is_not_a_channel_limit(runtime: Runtime, clock: FrozenClock) -> None:
     respx.post(TEXML).mock(side_effect=texml_ok)
     event_id = create(runtime, call_body(clock.now()))
@@ -182,7 +251,11 @@ def test_late_truth_completes_an_event_failed_closed(runtime: Runtime, clock: Fr
     attempt_id = start(runtime, clock, event_id)
     fail_closed(runtime, attempt_id)
     assert load(runtime.sessions, event_id).status == "failed"
+    reopened = {"channel": "phone_call", "status": "failed"}
+    before = REGISTRY.get_sample_value("campaigns_events_reopened_total", reopened) or 0.0
     assert send(runtime, attempt_id, "completed", 3, CallDuration="42") == "late truth: completed"
+    # it was counted failed; now it is counted completed too, and reopened once so the net stays true
+    assert REGISTRY.get_sample_value("campaigns_events_reopened_total", reopened) == before + 1
     event = load(runtime.sessions, event_id)
     assert event.status == "completed" and event.errors == [] and event.call_status == "completed"
     assert [(a.call_status, a.outcome) for a in event.attempts] == [("completed", "answered")]

@@ -14,6 +14,7 @@ import respx
 from campaigns import lifecycle
 from campaigns.clock import FrozenClock
 from campaigns.db import unit_of_work
+from campaigns.events.wire import serialize_telnyx_event
 from campaigns.lifecycle import holds
 from campaigns.lifecycle.checks import dial_budget
 from campaigns.models import CallAttempt, ProviderBackoff, ProviderHold
@@ -141,11 +142,22 @@ def test_an_account_refusal_holds_dispatch_and_fails_nothing(
         assert (hold.provider, hold.reason) == ("texml", reason)
     ids += [create(runtime, due_in(clock, 0.5, f"+1555040{n:04d}")) for n in (1, 2)]
     clock.advance(1)
-    assert claim_with(runtime, runtime.settings) == []  # the others wait as well, and the first (withdrawn)
+    assert claim_with(runtime, runtime.settings) == []  # the others wait as well, and the first
     for event_id in ids:
         event = load(runtime.sessions, event_id)
         assert (event.status, event.retry_count, event.errors) == ("pending", 0, [])
     assert route.call_count == 1
+    refused = load(runtime.sessions, ids[0])  # the attempt that met the refusal stays on the record, for free
+    ((attempt),) = refused.attempts
+    assert (attempt.outcome, attempt.call_status, attempt.state, refused.free_attempts) == (
+        "provider_rejected",
+        None,
+        "finished",
+        1,
+    )
+    assert attempt.error is not None and attempt.error == refused.deferred_reason
+    (wire,) = serialize_telnyx_event(refused)["call_attempts"]  # no call was created: "failed" in Telnyx's terms
+    assert (wire["call_status"], wire["outcome"]) == ("failed", "provider_rejected")
 
     respx.get(BALANCE).mock(return_value=UNAUTHORIZED)
     respx.get(f"{TEST_TELNYX_BASE_URL}/texml_applications/texml-app-1").mock(return_value=response)
@@ -163,6 +175,7 @@ def test_an_account_refusal_holds_dispatch_and_fails_nothing(
     (report,) = holds.probe_held(runtime.sessions, runtime.providers, clock=clock, settings=runtime.settings)
     assert report.accepted
     assert len(claim_with(runtime, runtime.settings)) == 3  # due again, by themselves
+    assert [a.attempt_number for a in load(runtime.sessions, ids[0]).attempts] == [1, 2]
     assert all(load(runtime.sessions, i).deferred_reason is None for i in ids)
 
 
