@@ -67,6 +67,11 @@ def _begin(
     metrics.DISPATCH_LAG.labels(event.telnyx_conversation_channel).observe(
         max(0.0, (now - event.scheduled_at_fixed_datetime).total_seconds())
     )
+    return dispatch_request(attempt, event)
+
+
+def dispatch_request(attempt: CallAttempt, event: ScheduledEvent) -> DispatchRequest:
+    """What to send for ``attempt`` of ``event`` (the same request each time: a repeat carries the same id)."""
     return DispatchRequest(
         attempt_id=attempt.id,
         channel=event.telnyx_conversation_channel,
