@@ -59,26 +59,31 @@ def dispatch_attempts(
     clock: Clock,
     settings: Settings,
 ) -> list[str]:
-    """Dispatch a batch, each attempt at most once, with two commits for the whole batch on the happy path.
+    """Dispatch a batch, each attempt at most once.
 
-    One transaction marks every attempt ``sending`` (committed before any request, as for a single attempt);
-    the requests go out concurrently; one transaction records the provider ids of the accepted ones. A refusal,
-    rejection or unknown outcome is recorded on its own right away, exactly as ``dispatch_attempt`` does.
-    Returns one short word per attempt that was sent or tried.
+    One transaction re-checks the batch (``lifecycle.begin_dispatch_many``); the requests go out concurrently,
+    each marked ``sending`` in its own short transaction right before it leaves (``lifecycle.mark_sending``, which
+    also re-checks cancels and provider holds), so a worker killed mid-batch leaves unknown only the requests
+    actually on the wire, and the rest ``claimed`` (withdrawn with no budget spent, or sent by the redelivered
+    task). One transaction records the provider ids of the accepted ones. A refusal, rejection or unknown outcome
+    is recorded on its own right away. Returns one short word per attempt that was sent or tried.
     """
     with unit_of_work(factory) as session:
-        requests = lifecycle.begin_dispatch_many(
-            session,
-            attempt_ids,
-            now=clock.now(),
-            dispatch_lease=real_seconds_to_app(clock, settings.claim_lease_secs),
-        )
+        requests = lifecycle.begin_dispatch_many(session, attempt_ids, now=clock.now())
     accepted: list[tuple[uuid.UUID, DispatchResult]] = []
+    dispatch_lease = real_seconds_to_app(clock, settings.claim_lease_secs)
 
     def send(request: DispatchRequest) -> str:
         with logs.bind(attempt_id=str(request.attempt_id)):
+            adapter = providers.for_channel(request.channel)
+            with unit_of_work(factory) as session:
+                go = lifecycle.mark_sending(
+                    session, request.attempt_id, provider=adapter.name, now=clock.now(), dispatch_lease=dispatch_lease
+                )
+            if not go:
+                return "skipped"
             try:
-                result = providers.for_channel(request.channel).dispatch(request)
+                result = adapter.dispatch(request)
             except (TransientProviderError, PermanentProviderError, ProviderHeld, OutcomeUnknown) as exc:
                 return _record_failure(factory, request, exc, providers=providers, clock=clock, settings=settings)
             except Exception as exc:
@@ -89,8 +94,8 @@ def dispatch_attempts(
             accepted.append((request.attempt_id, result))
             return "sent"
 
-    # All at once: every attempt committed ``sending`` is on the wire within one round trip, so a worker killed
-    # mid-batch leaves few attempts that never left (those fail closed: nobody can tell they were not sent).
+    # All at once: a batch's requests do not wait for each other, and each is committed ``sending`` only by the
+    # thread about to send it.
     if len(requests) > 1:
         sends = [request_pool("dispatch", 64).submit(send, request) for request in requests]
         wait(sends)

@@ -9,6 +9,7 @@ from campaigns import campaign, dispatch, lifecycle, logs, metrics
 from campaigns import importing as importer
 from campaigns.clock import real_seconds_to_app
 from campaigns.db import unit_of_work
+from campaigns.telephony import RESEND_WINDOW_SECS
 from worker.celery_app import app
 from worker.runtime import get_runtime
 
@@ -34,11 +35,12 @@ def reconcile() -> None:
         now=rt.clock.now(),
         providers=rt.providers,
         call_lease=real_seconds_to_app(rt.clock, rt.settings.call_lease_secs),
+        resend_within=real_seconds_to_app(rt.clock, RESEND_WINDOW_SECS),
     )
     for action in metrics.RECONCILE_ACTIONS:
         if getattr(report, action):
             metrics.RECONCILED.labels(action).inc(getattr(report, action))
-    if report.withdrawn or report.failed_unknown or report.extended or report.completed_sms:
+    if report.withdrawn or report.failed_unknown or report.extended or report.completed_sms or report.resent:
         log.info("reconciled expired leases: %s", report)
     with unit_of_work(rt.sessions) as session:  # finished campaigns stop counting as active
         completed = campaign.complete_finished_campaigns(session, now=rt.clock.now())

@@ -39,6 +39,7 @@ from campaigns.lifecycle.claim import Claimed, claim_due_events, next_due_at
 from campaigns.lifecycle.dispatch import (
     begin_dispatch,
     begin_dispatch_many,
+    mark_sending,
     record_dispatched_many,
     record_outcome_unknown,
     record_refused,
@@ -78,6 +79,7 @@ __all__ = [
     "claim_due_events",
     "default_checks",
     "lock_attempts",
+    "mark_sending",
     "next_due_at",
     "next_retry_time",
     "reconcile_expired_leases",

@@ -1,9 +1,9 @@
-"""Dispatch bookkeeping (DESIGN.md §2.3): mark claimed attempts ``sending`` and say what to send, then record
-what the provider answered (accepted, refused, rejected, or nobody knows).
+"""Dispatch bookkeeping (DESIGN.md §2.3): say what to send, mark each attempt ``sending`` right before its
+request leaves, then record what the provider answered (accepted, refused, rejected, or nobody knows).
 
-Every function takes the caller's session and only flushes. ``campaigns.dispatch`` commits ``begin_dispatch_many``
-*before* it calls the provider, which is what makes dialing at-most-once per attempt: a redelivered task finds the
-attempt already past ``claimed`` and gets nothing to send.
+Every function takes the caller's session and only flushes. ``campaigns.dispatch`` commits ``mark_sending`` for
+each attempt *before* it calls the provider, which is what makes dialing at-most-once per attempt: a redelivered
+task finds the attempt already past ``claimed`` and sends nothing.
 """
 
 from __future__ import annotations
@@ -15,15 +15,15 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
-from sqlalchemy.orm.attributes import set_committed_value
 
 import campaigns.lifecycle.transitions as transitions
 from campaigns import logs, metrics
 from campaigns.lifecycle.checks import suppressed_error, suppressed_targets, window_check
 from campaigns.lifecycle.locking import lock_attempt, lock_attempts_by_id
-from campaigns.models import CallAttempt, ScheduledEvent
+from campaigns.models import CallAttempt, ProviderHold, ScheduledEvent
 from campaigns.states import AttemptState, EventStatus
 from campaigns.telephony import DispatchRequest, DispatchResult
+from campaigns.windows import HOLD_UNTIL
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +67,11 @@ def _begin(
     metrics.DISPATCH_LAG.labels(event.telnyx_conversation_channel).observe(
         max(0.0, (now - event.scheduled_at_fixed_datetime).total_seconds())
     )
+    return dispatch_request(attempt, event)
+
+
+def dispatch_request(attempt: CallAttempt, event: ScheduledEvent) -> DispatchRequest:
+    """What to send for ``attempt`` of ``event`` (the same request each time: a repeat carries the same id)."""
     return DispatchRequest(
         attempt_id=attempt.id,
         channel=event.telnyx_conversation_channel,
@@ -82,34 +87,34 @@ def _begin(
 
 
 def begin_dispatch(
-    session: Session, attempt_id: uuid.UUID, *, now: datetime, dispatch_lease: timedelta
+    session: Session, attempt_id: uuid.UUID, *, provider: str, now: datetime, dispatch_lease: timedelta
 ) -> DispatchRequest | None:
-    """Mark the attempt ``sending`` and return what to send; ``None`` when there is nothing to do.
+    """``begin_dispatch_many`` then ``mark_sending`` for one attempt: what to send, already marked ``sending``
+    (the caller commits before calling the provider); ``None`` when there is nothing to do."""
+    requests = begin_dispatch_many(session, [attempt_id], now=now)
+    if not requests or not mark_sending(session, attempt_id, provider=provider, now=now, dispatch_lease=dispatch_lease):
+        return None
+    return requests[0]
 
-    The caller commits before calling the provider. A redelivered task finds the attempt already past
-    ``claimed`` and returns ``None``: that is the at-most-once guard.
-    """
-    requests = begin_dispatch_many(session, [attempt_id], now=now, dispatch_lease=dispatch_lease)
-    return requests[0] if requests else None
 
+def begin_dispatch_many(session: Session, attempt_ids: Sequence[uuid.UUID], *, now: datetime) -> list[DispatchRequest]:
+    """The claim-time checks once more for a batch (a cancel, a STOP, a window that closed), in one transaction;
+    what to send comes back in the order of ``attempt_ids``, still ``claimed``.
 
-def begin_dispatch_many(
-    session: Session, attempt_ids: Sequence[uuid.UUID], *, now: datetime, dispatch_lease: timedelta
-) -> list[DispatchRequest]:
-    """``begin_dispatch`` for a batch in one transaction: one commit (one WAL flush) instead of one per attempt.
-
-    Same guard per attempt; what to send comes back in the order of ``attempt_ids``.
+    Nothing is marked ``sending`` here: each request is, in its own short transaction, right before it leaves
+    (``mark_sending``). Marking the whole batch ahead of its requests left every request of the batch that had
+    not left yet unknown when the worker died (failed closed: nobody could tell it was never sent); an attempt
+    still ``claimed`` when its worker dies goes back to ``pending`` with its budget intact (the reconciler
+    withdraws it when its claim lease expires, or a redelivered task sends it).
     """
     pairs = lock_attempts_by_id(session, attempt_ids)
     suppressed = _suppressed(session, pairs)
     requests = []
-    sending: list[tuple[CallAttempt, ScheduledEvent]] = []
     for attempt, event in pairs:
         before = (attempt.state, event.status)
         request = _begin(session, attempt, event, now, suppressed)
         if request is not None:
             requests.append(request)
-            sending.append((attempt, event))
         else:  # a redelivery, a cancel, a suppression or a closed window: say which, per attempt
             log.info(
                 "attempt %s not sent: it was %s, its event %s (now %s)",
@@ -124,28 +129,66 @@ def begin_dispatch_many(
         missing = [str(a) for a in attempt_ids if a not in found]
         log.warning("attempts to dispatch not found (withdrawn before the task ran?): %s", ", ".join(missing))
     session.flush()  # the exceptions above (withdrawn, deferred, finished), and zones resolved by the window check
-    if sending:
-        # The common case as two set-based statements rather than one UPDATE per row through the unit of work;
-        # the loaded objects are brought in line without becoming dirty.
-        lease_until = now + dispatch_lease
-        session.execute(
-            text(f"UPDATE call_attempts SET state = '{SENDING}', attempted_at = :now WHERE id = ANY(:ids)"),
-            {"now": now, "ids": [attempt.id for attempt, _ in sending]},
-        )
-        session.execute(
-            text(
-                "UPDATE scheduled_events SET dispatched_at = :now, lease_expires_at = :lease_until, updated_at = :now"
-                " WHERE id = ANY(:ids)"
-            ),
-            {"now": now, "lease_until": lease_until, "ids": [event.id for _, event in sending]},
-        )
-        for attempt, event in sending:
-            set_committed_value(attempt, "state", SENDING)
-            set_committed_value(attempt, "attempted_at", now)
-            set_committed_value(event, "dispatched_at", now)
-            set_committed_value(event, "lease_expires_at", lease_until)
-            set_committed_value(event, "updated_at", now)
     return requests
+
+
+_MARK_SENDING = text(
+    f"""
+    WITH e AS (
+        SELECT e.id FROM scheduled_events e JOIN call_attempts a ON a.event_id = e.id
+        WHERE a.id = :id AND a.state = '{AttemptState.CLAIMED}' AND e.status = '{EventStatus.IN_PROGRESS}'
+            AND NOT e.cancel_requested
+            AND NOT EXISTS (SELECT 1 FROM provider_holds h WHERE h.provider = :provider)
+        FOR UPDATE OF e
+    ),
+    a AS (
+        UPDATE call_attempts SET state = '{SENDING}', attempted_at = :now
+        WHERE id = :id AND state = '{AttemptState.CLAIMED}' AND event_id IN (SELECT id FROM e)
+        RETURNING event_id
+    )
+    UPDATE scheduled_events AS s SET dispatched_at = :now, lease_expires_at = :lease_until, updated_at = :now
+    FROM a WHERE s.id = a.event_id
+    RETURNING s.id
+    """
+)
+"""One round trip: the event locked first (the lock order of ``locking``), the attempt moved from ``claimed``
+only while its event is live, not canceled, and its provider holds no dispatch; then the event's lease."""
+
+
+def mark_sending(
+    session: Session, attempt_id: uuid.UUID, *, provider: str, now: datetime, dispatch_lease: timedelta
+) -> bool:
+    """Mark one claimed attempt ``sending`` right before its request leaves; ``False``: do not send it.
+
+    The caller commits, then sends. This is the at-most-once guard: only one caller moves the attempt from
+    ``claimed`` (a redelivered task, or a second worker, finds it past that and sends nothing). It also re-checks
+    what may have changed since the claim and since ``begin_dispatch_many``: a cancel (the event is canceled now)
+    and an open provider hold (``holds``: the attempt is withdrawn and the event waits for the hold, budget
+    intact), so attempts claimed before a hold opened do not go out.
+    """
+    marked = session.execute(
+        _MARK_SENDING,
+        {"id": attempt_id, "provider": provider, "now": now, "lease_until": now + dispatch_lease},
+    ).first()
+    if marked is not None:
+        return True
+    locked = lock_attempt(session, attempt_id)
+    if locked is None:
+        return False
+    attempt, event = locked
+    if attempt.state != AttemptState.CLAIMED or event.status != EventStatus.IN_PROGRESS:
+        return False  # a redelivery, or settled meanwhile
+    if event.cancel_requested:
+        transitions.withdraw_attempt(session, attempt, event)
+        transitions.finish(event, EventStatus.CANCELED, now, transitions.CANCELED_BEFORE_DISPATCH)
+    else:
+        hold = session.get(ProviderHold, provider)
+        if hold is not None:
+            log.info("attempt %s not sent: provider %s holds dispatch", attempt_id, provider)
+            transitions.withdraw_attempt(session, attempt, event)
+            transitions.defer(event, HOLD_UNTIL, hold.detail, "held", now=now)
+    session.flush()
+    return False
 
 
 _RECORD_DISPATCHED = text(

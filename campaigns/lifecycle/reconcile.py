@@ -16,10 +16,11 @@ from sqlalchemy.orm import Session, sessionmaker
 import campaigns.lifecycle.transitions as transitions
 from campaigns import metrics
 from campaigns.db import unit_of_work
+from campaigns.lifecycle.dispatch import dispatch_request, record_dispatched_many
 from campaigns.lifecycle.locking import WITHOUT_ATTEMPTS, lock_attempts_by_id
 from campaigns.models import CallAttempt, ScheduledEvent
 from campaigns.states import AttemptState, Channel, EventStatus, MessageStatus, Outcome
-from campaigns.telephony import Providers, request_pool
+from campaigns.telephony import DispatchRequest, DispatchResult, Providers, request_pool
 
 RECONCILE_CONCURRENCY = 16
 """How many "is this call still up?" questions one reconcile pass has in flight at once."""
@@ -42,6 +43,9 @@ class ReconcileReport:
     completed_sms: int = 0
     undetermined: int = 0
     """Of ``extended``: calls the provider could not tell about (their lease is bounded by ``LONGEST_CALL``)."""
+    resent: int = 0
+    """Unknown attempts sent again, with the same id, to a provider that ignores repeats (Call Control's
+    ``command_id``) and accepted: the call exists exactly once, and its callbacks settle it."""
 
 
 @dataclass(frozen=True)
@@ -53,8 +57,22 @@ class _LiveCheck:
     provider_id: str
 
 
+@dataclass(frozen=True)
+class _Resend:
+    """An attempt whose request may or may not have reached a provider that ignores repeats: sent again."""
+
+    provider: str
+    request: DispatchRequest
+
+
 def reconcile_expired_leases(
-    sessions: sessionmaker[Session], *, now: datetime, providers: Providers, call_lease: timedelta, limit: int = 500
+    sessions: sessionmaker[Session],
+    *,
+    now: datetime,
+    providers: Providers,
+    call_lease: timedelta,
+    limit: int = 500,
+    resend_within: timedelta | None = None,
 ) -> ReconcileReport:
     """Settle ``in_progress`` events whose lease expired without a terminal outcome.
 
@@ -63,6 +81,9 @@ def reconcile_expired_leases(
     - sent and the provider cannot tell (``call_is_alive`` is ``None``: a 404, a 5xx, a timeout): lease extended,
       never past the longest the call could last (``LONGEST_CALL`` from its request); past that, closed as unknown;
     - an SMS the provider accepted (``sent``) with no final receipt: completed, as Telnyx would report it;
+    - a request whose outcome is unknown (``sending``: the worker died; ``unknown``: it timed out) to a provider
+      that ignores repeats (``dedupes_repeats``: Call Control's ``command_id``), no more than ``resend_within``
+      after it left: sent again with the same id; accepted, the attempt is ``sent`` (one call either way);
     - otherwise the attempt is closed as unknown and the event fails closed. It is never re-dialled.
 
     Three short transactions, so no event stays locked while the provider is asked about a call: a webhook for
@@ -72,8 +93,13 @@ def reconcile_expired_leases(
     lease expires); then the provider is asked; the last re-locks those events and fails closed the ones whose
     call is over and whose attempt is still the one asked about.
     """
+    dedupes = {p.name for p in (providers.calls, providers.sms) if p.dedupes_repeats}
     with unit_of_work(sessions) as session:
-        report, checks = _settle_expired(session, now=now, call_lease=call_lease, limit=limit)
+        report, checks, resends = _settle_expired(
+            session, now=now, call_lease=call_lease, limit=limit, dedupes=dedupes, resend_within=resend_within
+        )
+    if resends:
+        _resend(sessions, resends, providers=providers, now=now, call_lease=call_lease, report=report)
     if not checks:
         return report
 
@@ -110,12 +136,55 @@ def reconcile_expired_leases(
     return report
 
 
+def _resend(
+    sessions: sessionmaker[Session],
+    resends: list[_Resend],
+    *,
+    providers: Providers,
+    now: datetime,
+    call_lease: timedelta,
+    report: ReconcileReport,
+) -> None:
+    """Send each again with no lock held; record the accepted, fail closed the rest (nobody can tell)."""
+
+    def send(resend: _Resend) -> tuple[uuid.UUID, DispatchResult | str]:
+        try:
+            return resend.request.attempt_id, providers.by_name(resend.provider).dispatch(resend.request)
+        except Exception as exc:  # any answer but an acceptance: the first request may still have placed it
+            return resend.request.attempt_id, f"{type(exc).__name__}: {exc}"
+
+    answers = dict(request_pool("reconcile", RECONCILE_CONCURRENCY).map(send, resends))
+    accepted = [(a, answer) for a, answer in answers.items() if isinstance(answer, DispatchResult)]
+    with unit_of_work(sessions) as session:
+        record_dispatched_many(session, accepted, now=now, call_lease=call_lease)
+        report.resent += len(accepted)
+        refused = [a for a, answer in answers.items() if not isinstance(answer, DispatchResult)]
+        for attempt, event in lock_attempts_by_id(session, refused):
+            if attempt.state not in (AttemptState.SENDING, AttemptState.UNKNOWN):
+                continue  # a callback proved it placed meanwhile
+            if not transitions.current_attempt_matches(event, attempt):
+                continue
+            transitions.fail_unknown(
+                attempt, event, now, f"the provider request timed out after sending; sent again: {answers[attempt.id]}"
+            )
+            report.failed_unknown += 1
+        session.flush()
+
+
 def _settle_expired(
-    session: Session, *, now: datetime, call_lease: timedelta, limit: int
-) -> tuple[ReconcileReport, list[_LiveCheck]]:
-    """Everything a reconcile pass can decide without the provider; the sent calls to ask about come back."""
+    session: Session,
+    *,
+    now: datetime,
+    call_lease: timedelta,
+    limit: int,
+    dedupes: set[str],
+    resend_within: timedelta | None,
+) -> tuple[ReconcileReport, list[_LiveCheck], list[_Resend]]:
+    """Everything a reconcile pass can decide without the provider; the sent calls to ask about, and the
+    unknown requests to send again, come back."""
     report = ReconcileReport()
     checks: list[_LiveCheck] = []
+    resends: list[_Resend] = []
     events = session.scalars(
         select(ScheduledEvent)
         .where(ScheduledEvent.status == EventStatus.IN_PROGRESS, ScheduledEvent.lease_expires_at < now)
@@ -125,7 +194,7 @@ def _settle_expired(
         .with_for_update(skip_locked=True)
     ).all()
     if not events:
-        return report, checks
+        return report, checks, resends
     current = {  # each event's current attempt, one query for the batch
         attempt.event_id: attempt
         for attempt in session.scalars(
@@ -166,9 +235,20 @@ def _settle_expired(
                 event.lease_expires_at = now + call_lease
                 checks.append(_LiveCheck(attempt.id, attempt.provider, attempt.provider_id))
                 continue
+        unsent = attempt.state in (AttemptState.SENDING, AttemptState.UNKNOWN)
+        if (
+            unsent
+            and attempt.provider in dedupes
+            and resend_within is not None
+            and attempt.attempted_at is not None
+            and now - attempt.attempted_at < resend_within
+        ):
+            event.lease_expires_at = now + call_lease  # a concurrent pass leaves it alone
+            resends.append(_Resend(attempt.provider, dispatch_request(attempt, event)))
+            continue
         why = (
             "the provider request timed out after sending"
-            if attempt.state in (AttemptState.SENDING, AttemptState.UNKNOWN)
+            if unsent
             else "no terminal status arrived before the lease expired"
         )
         transitions.fail_unknown(attempt, event, now, why)
@@ -176,4 +256,4 @@ def _settle_expired(
     if withdrawn:
         session.execute(delete(CallAttempt).where(CallAttempt.id.in_(withdrawn)))
     session.flush()
-    return report, checks
+    return report, checks, resends

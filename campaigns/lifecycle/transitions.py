@@ -9,7 +9,7 @@ where they are, and are listed here so this module remains the map of every tran
 
 - ``claim.claim_due_events``: events ``pending → in_progress`` for a whole claim batch (one ``UPDATE … FOR UPDATE
   SKIP LOCKED``), before the checks move some of them on through the functions below;
-- ``dispatch.begin_dispatch_many``: attempts ``claimed → sending`` for a batch (one ``UPDATE``);
+- ``dispatch.mark_sending``: one attempt ``claimed → sending`` right before its request leaves (``_MARK_SENDING``);
 - ``dispatch.record_dispatched_many``: attempts ``sending | unknown → sent`` for a batch (``_RECORD_DISPATCHED``);
 - ``reconcile._settle_expired``: attempts that never left withdrawn for a batch (one ``DELETE``, as
   ``withdraw_attempt`` does for one);

@@ -40,11 +40,12 @@ from campaigns.telephony.messaging import TelnyxMessaging
 from campaigns.telephony.protocol import DispatchRequest, DispatchResult, Telephony
 from campaigns.telephony.providers import Providers, probe, providers_from_settings
 from campaigns.telephony.texml import TelnyxTexml
-from campaigns.telephony.transport import request_pool, shared_client, tls_context, warm_up
+from campaigns.telephony.transport import RESEND_WINDOW_SECS, request_pool, shared_client, tls_context, warm_up
 
 __all__ = [
     "HANGUP_TO_STATUS",
     "HOLD_REASONS",
+    "RESEND_WINDOW_SECS",
     "Callback",
     "DispatchRequest",
     "DispatchResult",

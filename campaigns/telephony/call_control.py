@@ -52,6 +52,7 @@ class TelnyxCallControl(HttpAdapter):
     """Calls dialled through Call Control with ``command_id`` = attempt id (at-most-once dialing)."""
 
     name = "call_control"
+    dedupes_repeats = True  # command_id = attempt id; Telnyx ignores a repeat within 60 s (RESEND_WINDOW_SECS)
 
     def dispatch(self, request: DispatchRequest) -> DispatchResult:
         connection_id = request.connection_id or self.settings.telnyx_connection_id

@@ -40,6 +40,8 @@ class Telephony(Protocol):
     """A way to place a call or send a message."""
 
     name: str
+    dedupes_repeats: bool
+    """The provider ignores a repeat of the same attempt's request within ``transport.RESEND_WINDOW_SECS``."""
 
     def dispatch(self, request: DispatchRequest) -> DispatchResult:
         """Send the request once. Raises one of the typed ``ProviderError`` subclasses on failure."""

@@ -88,8 +88,19 @@ def shared_client(settings: Settings) -> httpx.Client:
     return client
 
 
+RESEND_WINDOW_SECS = 45.0
+"""How soon after the first request a repeat may go out to a provider that dedupes repeats: Telnyx ignores a
+repeated Call Control ``command_id`` "within 60 seconds" (developers.telnyx.com/docs/voice/programmable-voice/
+receiving-webhooks; command-retries recommends resending an identical command when no answer came). 15 s of
+margin for clocks and the request's own time on the wire."""
+
+
 class HttpAdapter:
     """An adapter that sends through an injected client, or else through its calling thread's shared client."""
+
+    dedupes_repeats: bool = False
+    """Whether the provider ignores a repeat of a request (same attempt id) sent within ``RESEND_WINDOW_SECS``:
+    then an attempt whose outcome is unknown may be sent again instead of failed closed."""
 
     def __init__(self, settings: Settings, client: httpx.Client | None = None) -> None:
         self.settings = settings

@@ -93,9 +93,10 @@ def test_a_callback_that_beats_the_record_keeps_its_outcome(runtime: Runtime, cl
     clock.advance(600)
     (attempt_id,) = claim(runtime)
     with unit_of_work(runtime.sessions) as s:
-        (request,) = lifecycle.begin_dispatch_many(
-            s, [attempt_id], now=clock.now(), dispatch_lease=timedelta(minutes=2)
+        request = lifecycle.begin_dispatch(
+            s, attempt_id, provider="texml", now=clock.now(), dispatch_lease=timedelta(minutes=2)
         )
+        assert request is not None
         assert request.attempt_id == attempt_id
     # The call ends and its callbacks arrive before the worker records the provider's answer.
     texml_callback(runtime, attempt_id, "completed", 3, duration="12")

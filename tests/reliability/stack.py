@@ -27,15 +27,17 @@ from campaigns.telephony.signatures import private_key_b64, public_key_b64
 FULL = os.environ.get("CHAOS_FULL") == "1"
 TERMINAL = ("completed", "failed", "canceled")
 RETRYABLE = {"busy", "no-answer", "failed", "canceled"}
+SMS_DONE = {"delivered", "sent", "delivery_unconfirmed"}
+SMS_FAILED = {"delivery_failed", "sending_failed", "expired"}
 
 INSERT_EVENTS = """
 INSERT INTO scheduled_events (id, assistant_id, telnyx_conversation_channel, telnyx_end_user_target,
     telnyx_agent_target, scheduled_at_fixed_datetime, status, conversation_metadata, dynamic_variables,
     created_at, updated_at, errors, max_retries_client_errors, retry_interval_secs, retry_count, cancel_requested,
-    ruleset)
-SELECT gen_random_uuid(), 'chaos', 'phone_call', '+1212' || lpad((2000000 + i)::text, 7, '0'), '+15553456789',
+    ruleset, text)
+SELECT gen_random_uuid(), 'chaos', %(channel)s, '+1212' || lpad((2000000 + i)::text, 7, '0'), '+15553456789',
     %(due)s + (i * %(spread)s) * interval '1 second', 'pending', '{}', '{}', now(), now(), '[]', %(retries)s, 60, 0,
-    false, 'none'
+    false, 'none', %(text)s
 FROM generate_series(0, %(n)s - 1) AS i
 """
 
@@ -59,6 +61,9 @@ class Stack:
     sim_port: int = field(default_factory=harness.free_port)
     api_port: int = field(default_factory=harness.free_port)
     origin: datetime = field(default_factory=lambda: datetime.now(UTC))
+    in_flight_at_kills: int = 0
+    """Attempts ``sending`` (committed, answer not recorded) right after each worker kill: the requests that were
+    on the wire, the most a kill can leave unknown."""
 
     def __post_init__(self) -> None:
         key = Ed25519PrivateKey.generate()
@@ -104,6 +109,10 @@ class Stack:
 
     def kill(self, name: str) -> None:
         self.procs.kill(self.running[name], signal.SIGKILL)
+        if name == "worker":  # only the worker sends; the killed one's requests are the ``sending`` attempts now
+            with psycopg.connect(self.dsn()) as conn:
+                row = conn.execute("SELECT count(*) FROM call_attempts WHERE state = 'sending'").fetchone()
+            self.in_flight_at_kills += row[0] if row else 0
 
     def stop(self) -> None:
         self.procs.stop_all()
@@ -113,12 +122,16 @@ class Stack:
     def dsn(self) -> str:
         return harness.dsn(self.database_url)
 
-    def insert_events(self, n: int, *, retries: int, spread_secs: float = 0.0) -> None:
+    def insert_events(self, n: int, *, retries: int, spread_secs: float = 0.0, channel: str = "phone_call") -> None:
         """``n`` events due one after another, ``spread_secs`` of real time apart (app time runs ``warp`` times
-        faster, so their due times are ``spread_secs * warp`` apart)."""
+        faster, so their due times are ``spread_secs * warp`` apart); ``channel`` ``sms_chat`` for messages."""
         spread = spread_secs * self.warp
+        text = "Reminder: your appointment is tomorrow." if channel == "sms_chat" else None
         with psycopg.connect(self.dsn()) as conn:
-            conn.execute(INSERT_EVENTS, {"n": n, "retries": retries, "due": self.origin, "spread": spread})
+            conn.execute(
+                INSERT_EVENTS,
+                {"n": n, "retries": retries, "due": self.origin, "spread": spread, "channel": channel, "text": text},
+            )
 
     def counts(self) -> dict[str, int]:
         with psycopg.connect(self.dsn(), connect_timeout=3) as conn:
@@ -138,10 +151,30 @@ class Stack:
         return row is not None and row[0] == 0
 
     def simulator_calls(self) -> list[dict[str, Any]]:
-        response = httpx.get(f"http://127.0.0.1:{self.sim_port}/_simulator/calls", timeout=30)
-        response.raise_for_status()
-        calls: list[dict[str, Any]] = response.json()["data"]
-        return calls
+        """Every provider request the simulator logged: calls and messages (a repeat of a ``command_id`` or an
+        ``Idempotency-Key``, answered without placing anything, is left out: it dialled nothing)."""
+        logged: list[dict[str, Any]] = []
+        for kind in ("calls", "messages"):
+            response = httpx.get(f"http://127.0.0.1:{self.sim_port}/_simulator/{kind}", timeout=30)
+            response.raise_for_status()
+            logged += [entry for entry in response.json()["data"] if not entry.get("duplicate")]
+        return logged
+
+    def callback_delays(self, calls: list[dict[str, Any]], receipts: list[tuple[Any, datetime]]) -> dict[str, Any]:
+        """Real seconds from each attempt's provider request to its first and its last stored callback receipt
+        (the last one is the terminal status: it includes the scripted call, 0.15 s), as percentiles."""
+        sent = {c["attempt_id"]: datetime.fromisoformat(c["received_at"].replace("Z", "+00:00")) for c in calls}
+        first: dict[str, float] = {}
+        last: dict[str, float] = {}
+        for attempt_id, received_at in receipts:
+            key = str(attempt_id)
+            if key not in sent:
+                continue
+            real = self.origin + (received_at - self.origin) / self.warp  # receipts carry the warped app time
+            delay = (real - sent[key]).total_seconds()
+            first[key] = min(first.get(key, delay), delay)
+            last[key] = max(last.get(key, delay), delay)
+        return {"first_callback": percentiles(list(first.values())), "last_callback": percentiles(list(last.values()))}
 
     def check(self) -> dict[str, Any]:
         """The invariants of the reliability suite; returns what was observed, raises on a violation."""
@@ -152,14 +185,17 @@ class Stack:
         assert None not in dialled, "a provider request without an attempt id"
         with psycopg.connect(self.dsn()) as conn:
             events = conn.execute(
-                "SELECT id, status, retry_count, max_retries_client_errors, deferred_reason, errors, free_attempts "
-                "FROM scheduled_events"
+                "SELECT id, status, retry_count, max_retries_client_errors, deferred_reason, errors, free_attempts, "
+                "telnyx_conversation_channel FROM scheduled_events"
             ).fetchall()
             attempts = conn.execute(
                 "SELECT event_id, id::text, attempt_number, state, call_status FROM call_attempts "
                 "ORDER BY event_id, attempt_number"
             ).fetchall()
             receipts = dict(conn.execute("SELECT result, count(*) FROM webhook_receipts GROUP BY 1").fetchall())
+            receipt_times = conn.execute(
+                "SELECT attempt_id, received_at FROM webhook_receipts WHERE attempt_id IS NOT NULL"
+            ).fetchall()
         by_event: dict[Any, list[tuple[Any, ...]]] = collections.defaultdict(list)
         for row in attempts:
             by_event[row[0]].append(row)
@@ -169,7 +205,7 @@ class Stack:
         statuses: collections.Counter[str] = collections.Counter()
         failed_closed = 0
         reasons: collections.Counter[str] = collections.Counter()
-        for event_id, status, retry_count, max_retries, reason, errors, free in events:
+        for event_id, status, retry_count, max_retries, reason, errors, free, channel in events:
             statuses[status] += 1
             assert status in TERMINAL or (status == "pending" and reason), f"event {event_id} left {status}"
             mine = by_event.get(event_id, [])
@@ -178,7 +214,12 @@ class Stack:
             # Attempts refused for the account's channel limit (free) spend no budget: they come on top of it.
             budget = f"budget {max_retries}, {free} free"
             assert len(mine) <= max_retries + 1 + free, f"event {event_id}: {len(mine)} attempts, {budget}"
-            if status == "completed":
+            if channel == "sms_chat":  # never retried: one attempt, delivered or not
+                if status in ("completed", "failed") and not any("outcome unknown" in e for e in errors):
+                    done = SMS_DONE if status == "completed" else SMS_FAILED
+                    assert [r[4] in done for r in mine] == [True], f"event {event_id} {status}: {mine}"
+                    continue
+            elif status == "completed":
                 assert mine and mine[-1][4] == "completed", f"event {event_id} completed without a completed call"
                 assert retry_count == len(mine) - 1 - free
             if status == "failed":
@@ -196,8 +237,22 @@ class Stack:
             "provider_requests": len(calls),
             "failed_closed_unknown": failed_closed,
             "failed_closed_reasons": dict(reasons),
+            "in_flight_at_kills": self.in_flight_at_kills,
             "webhook_receipts": receipts,
+            "callback_delay_secs": self.callback_delays(calls, [tuple(r) for r in receipt_times]),
         }
+
+
+def percentiles(values: list[float]) -> dict[str, float]:
+    """p50, p90, p99 and max of ``values`` (seconds, 3 decimals); empty when there are none."""
+    if not values:
+        return {}
+    ordered = sorted(values)
+
+    def at(q: float) -> float:
+        return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 3)
+
+    return {"n": len(ordered), "p50": at(0.5), "p90": at(0.9), "p99": at(0.99), "max": round(ordered[-1], 3)}
 
 
 def wait_settled(stack: Stack, timeout: float) -> None:

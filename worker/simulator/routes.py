@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 import uuid
 from collections.abc import Coroutine
 from typing import Any
@@ -42,7 +43,7 @@ from worker.simulator.errors import (
 from worker.simulator.errors import (
     authorize as check_bearer,
 )
-from worker.simulator.state import Accepted, Call, SimulatorState, now_iso
+from worker.simulator.state import COMMAND_ID_WINDOW_SECS, Accepted, Call, SimulatorState, now_iso
 
 _OPT_OUT_KEYWORDS = frozenset({"STOP", "STOPALL", "STOP ALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"})
 _OPT_IN_KEYWORDS = frozenset({"START", "UNSTOP"})
@@ -159,7 +160,7 @@ async def create_ai_call(connection_id: str, request: Request) -> JSONResponse:
 
 @router.post("/v2/calls")
 async def dial(request: Request) -> JSONResponse:
-    """Call Control dial; a repeated ``command_id`` gets the first answer and places nothing."""
+    """Call Control dial; a ``command_id`` repeated within 60 s gets the first answer and places nothing."""
     sim, delivery = _state(request), _delivery(request)
     raw = await request.body()
     entry = sim.record(sim.calls_log, request.url.path, request.headers.get("idempotency-key"), raw)
@@ -178,8 +179,8 @@ async def dial(request: Request) -> JSONResponse:
         timeout_secs = body.get("timeout_secs")
         if timeout_secs is not None and (isinstance(timeout_secs, bool) or not isinstance(timeout_secs, int)):
             raise invalid("'timeout_secs' must be an integer.", "/timeout_secs")
-        if command_id is not None and command_id in sim.dials_by_command_id:
-            prior = sim.dials_by_command_id[command_id]
+        prior = sim.dials_by_command_id.get(command_id) if command_id is not None else None
+        if prior is not None and time.monotonic() - prior.at < COMMAND_ID_WINDOW_SECS:
             entry.update(duplicate=True, outcome=prior.outcome, provider_id=prior.provider_id)
             return JSONResponse(prior.body)
         outcome, call = _place_call(sim, entry, connection_id, from_, to, "/to")

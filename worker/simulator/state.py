@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import random
 import secrets
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -33,6 +34,14 @@ class Accepted:
     body: dict[str, Any]
     outcome: str
     provider_id: str
+    at: float = field(default_factory=time.monotonic)
+    """When it was first accepted (a repeated ``command_id`` is ignored only within ``COMMAND_ID_WINDOW_SECS``)."""
+
+
+COMMAND_ID_WINDOW_SECS = 60.0
+"""Telnyx: "Commands with duplicate command_ids within 60 seconds will be ignored"
+(developers.telnyx.com/docs/voice/programmable-voice/receiving-webhooks). Later, the same command_id is a new
+command: the simulator places a second call, as Telnyx would."""
 
 
 @dataclass

@@ -79,7 +79,9 @@ def test_a_call_whose_worker_died_after_sending_is_asked_about(runtime: Runtime,
     clock.advance(600)
     (attempt_id,) = claim(runtime)
     with unit_of_work(runtime.sessions) as s:  # what the worker did before it died
-        assert lifecycle.begin_dispatch(s, attempt_id, now=clock.now(), dispatch_lease=timedelta(minutes=2))
+        assert lifecycle.begin_dispatch(
+            s, attempt_id, provider="texml", now=clock.now(), dispatch_lease=timedelta(minutes=2)
+        )
     assert texml_callback(runtime, attempt_id, "ringing", 1) == "progress"
     _alive(f"v3:{attempt_id}")
     clock.advance(600)
@@ -142,7 +144,9 @@ def test_worker_killed_while_sending_fails_closed(runtime: Runtime, clock: Froze
     clock.advance(600)
     (attempt_id,) = claim(runtime)
     with unit_of_work(runtime.sessions) as s:  # what the worker did before it died
-        assert lifecycle.begin_dispatch(s, attempt_id, now=clock.now(), dispatch_lease=timedelta(minutes=2))
+        assert lifecycle.begin_dispatch(
+            s, attempt_id, provider="texml", now=clock.now(), dispatch_lease=timedelta(minutes=2)
+        )
     assert dispatch(runtime, attempt_id) == "skipped"  # redelivery
     clock.advance(600)
     lifecycle.reconcile_expired_leases(
