@@ -48,14 +48,16 @@ def test_expired_fails_unconfirmed_completes_and_metrics_tell_the_truth(
     api, sim = stack.client(), httpx.Client(base_url=stack.sim, timeout=10)
     script = {"targets": {EXPIRED: ["expired"], UNCONFIRMED: ["delivery_unconfirmed"], IN_CAMPAIGN: ["expired"]}}
     assert sim.post("/_simulator/script", json=script).status_code == 200
-    app_now = datetime.fromisoformat(poll(lambda: healthz(api), timeout=30)["time"])
     urls = {}
     for to in (EXPIRED, UNCONFIRMED):
+        # app time runs 60x: read it before each create and leave 5 real seconds, so a slow request on a busy
+        # machine does not turn "due soon" into "in the past"
+        app_now = datetime.fromisoformat(poll(lambda: healthz(api), timeout=30)["time"])
         created = api.post(
             f"/v2/ai/assistants/{ASSISTANT}/scheduled_events",
             json={"telnyx_conversation_channel": "sms_chat", "telnyx_end_user_target": to,
                   "telnyx_agent_target": "+15553456789", "text": "hello",
-                  "scheduled_at_fixed_datetime": (app_now + timedelta(seconds=60)).isoformat()},
+                  "scheduled_at_fixed_datetime": (app_now + timedelta(seconds=300)).isoformat()},
         )  # fmt: skip
         assert created.status_code == 201, created.text
         urls[to] = f"/v2/ai/assistants/{ASSISTANT}/scheduled_events/{created.json()['scheduled_event_id']}"
