@@ -234,6 +234,10 @@ def read_options(campaign: Campaign) -> dict[str, Any]:
         "settings": ListSettings.from_json(campaign.call_list),
         "template": campaign.text if campaign.telnyx_conversation_channel == Channel.SMS_CHAT else None,
         "default_zone": campaign.timezone,
+        "built_ins": {
+            "telnyx_agent_target": campaign.telnyx_agent_target,
+            "telnyx_conversation_channel": str(campaign.telnyx_conversation_channel),
+        },
     }
 
 

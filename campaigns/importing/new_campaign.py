@@ -84,6 +84,7 @@ def import_new_campaign(
         settings=settings.call_list,
         template=settings.text if settings.channel == Channel.SMS_CHAT else None,
         default_zone=settings.timezone,
+        built_ins={"telnyx_agent_target": settings.agent_target, "telnyx_conversation_channel": settings.channel},
     )
     if in_background and not dry_run:
         campaign = campaign_service.create_campaign(session, settings, now=now)

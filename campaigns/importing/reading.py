@@ -113,6 +113,7 @@ def open_call_list(
     settings: ListSettings | None = None,
     template: str | None = None,
     default_zone: str | None = None,
+    built_ins: dict[str, str] | None = None,
 ) -> tuple[CsvLayout, Iterator[ParsedRow | RowError]]:
     """Detect the layout from a prefix of ``data`` and return it with a lazy, streaming iterator over the rows.
 
@@ -123,7 +124,8 @@ def open_call_list(
 
     ``settings`` say which column is which (:class:`~campaigns.mapping.ListSettings`); ``template`` is the SMS
     text to check against the header (an unknown name raises :class:`SettingsMismatch` now) and render per row;
-    ``default_zone`` reads date and time columns of rows whose zone is not otherwise known.
+    ``default_zone`` reads date and time columns of rows whose zone is not otherwise known; ``built_ins`` are the
+    values of Telnyx's system variables the template may use (``telnyx_agent_target``, the channel).
     """
     phone = phone_normalizer(default_region)
     try:
@@ -200,4 +202,4 @@ def open_call_list(
     stream = io.TextIOWrapper(
         io.BufferedReader(source, buffer_size=64 * 1024), encoding=codec, errors="strict", newline=""
     )
-    return layout, read_rows(stream, codec, delimiter, header_records, columns, phone, default_zone)
+    return layout, read_rows(stream, codec, delimiter, header_records, columns, phone, default_zone, built_ins)

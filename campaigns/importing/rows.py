@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import zoneinfo
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Final
 
@@ -96,11 +96,13 @@ def read_rows(
     columns: Columns,
     phone: PhoneNormalizer,
     default_zone: str | None = None,
+    built_ins: Mapping[str, str] | None = None,
 ) -> Iterator[ParsedRow | RowError]:
     """The records of ``stream`` after the first ``skip`` (the header and the blank lines before it).
 
     ``default_zone`` (the campaign's ``timezone``) reads a date column and a time column when the row gives no
-    zone and its number has no single one. The SMS template of ``columns`` is rendered with each row's variables.
+    zone and its number has no single one. The SMS template of ``columns`` is rendered with each row's variables
+    and ``built_ins`` (Telnyx's system variables: agent target, channel; the row's number is added here).
 
     Raises ``CsvFileError`` for problems with the file as a whole (binary or undecodable data, a line or record
     too long to be a row, a quote left open at the end of the file).
@@ -145,6 +147,7 @@ def read_rows(
     date_order = columns.date_order
     template = columns.template
     variable_names = [name for _, name in var_cols]
+    fixed = dict(built_ins or {})
     zones = _timezones() if tz_i is not None else {}
     states = STATE_CODES
     parse_when = _parse_when
@@ -219,9 +222,11 @@ def read_rows(
                 text = fields[text_i].strip() or None
             try:
                 if text is not None and has_placeholders(text):
-                    text = parse_template(text, variable_names).render(variables)
+                    values = {**fixed, "telnyx_end_user_target": e164, **variables}
+                    text = parse_template(text, variable_names).render(values)
                 elif text is None and template is not None:
-                    text = template.render(variables)
+                    values = {**fixed, "telnyx_end_user_target": e164, **variables} if template.names else variables
+                    text = template.render(values)
             except MissingValue as exc:
                 yield RowError(row_number, _column_of(exc.name, var_cols, names), "", str(exc))
                 continue
