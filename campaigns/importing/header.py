@@ -96,39 +96,29 @@ def _default_target(name: str) -> str:
     return normalized
 
 
-def _resolve(names: list[str], settings: ListSettings) -> tuple[dict[int, str], dict[str, int]]:
-    """Each named column's target; a mapping or drop entry naming no header raises :class:`SettingsMismatch`."""
+def _resolve(names: list[str], settings: ListSettings) -> dict[int, str]:
+    """Each explicitly targeted column (``mapping``, then ``drop_columns``); an entry naming no header of the
+    file raises :class:`SettingsMismatch` on its setting."""
     by_norm: dict[str, int] = {}
     for i, name in enumerate(names):
         if name:
             by_norm.setdefault(normalize_header(name), i)
     explicit: dict[int, str] = {}
-    missing: list[str] = []
-    for header, target in settings.mapping.items():
-        column = by_norm.get(normalize_header(header))
-        if column is None:
-            missing.append(header)
-        else:
-            explicit[column] = DROP if target is None else target
-    if missing:
-        found = _quote_list(n for n in names if n) or "none"
-        raise SettingsMismatch(
-            "mapping", f"mapping names column {_quote_list(missing)}, which the file does not have (columns: {found})"
-        )
-    missing = []
-    for header in settings.drop_columns:
-        column = by_norm.get(normalize_header(header))
-        if column is None:
-            missing.append(header)
-        else:
-            explicit.setdefault(column, DROP)
-    if missing:
-        found = _quote_list(n for n in names if n) or "none"
-        raise SettingsMismatch(
-            "drop_columns",
-            f"drop_columns names column {_quote_list(missing)}, which the file does not have (columns: {found})",
-        )
-    return explicit, by_norm
+    entries = (
+        ("mapping", [(h, DROP if t is None else t) for h, t in settings.mapping.items()]),
+        ("drop_columns", [(h, DROP) for h in settings.drop_columns]),
+    )
+    for setting, pairs in entries:
+        missing = [header for header, _ in pairs if normalize_header(header) not in by_norm]
+        if missing:
+            found = _quote_list(n for n in names if n) or "none"
+            raise SettingsMismatch(
+                setting,
+                f"{setting} names column {_quote_list(missing)}, which the file does not have (columns: {found})",
+            )
+        for header, target in pairs:
+            explicit.setdefault(by_norm[normalize_header(header)], target)
+    return explicit
 
 
 def map_columns(raw: list[str], settings: ListSettings | None = None, template: str | None = None) -> Columns:
@@ -137,7 +127,7 @@ def map_columns(raw: list[str], settings: ListSettings | None = None, template: 
     ``CsvFileError`` (:class:`SettingsMismatch` when a setting does not fit the file)."""
     settings = settings or ListSettings()
     names = [_clean_name(n) for n in raw]
-    explicit, _by_norm = _resolve(names, settings)
+    explicit = _resolve(names, settings)
     fields: dict[str, list[int]] = {}
     metadata: list[tuple[int, str]] = []
     variables: list[tuple[int, str]] = []
