@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,6 +29,7 @@ from campaigns.events import (
     retry_policy_value,
 )
 from campaigns.lifecycle import holds
+from campaigns.mapping import LIST_SETTINGS_FIELDS, ListSettings, check_list_settings
 from campaigns.models import CallAttempt, Campaign, ProviderHold, ScheduledEvent
 from campaigns.paging import Page
 from campaigns.states import (
@@ -43,6 +44,7 @@ from campaigns.states import (
     MachineDetection,
     VoicemailAction,
 )
+from campaigns.templates import TemplateError, parse_template
 
 SETTINGS_FIELDS = frozenset(
     {
@@ -66,6 +68,7 @@ SETTINGS_FIELDS = frozenset(
         "answering_machine_detection",
         "voicemail_action",
         "retry_policy",
+        *LIST_SETTINGS_FIELDS,
     }
 )
 
@@ -92,6 +95,8 @@ class CampaignSettings:
     answering_machine_detection: str = MachineDetection.DETECT
     voicemail_action: str = VoicemailAction.RETRY
     retry_policy: dict[str, dict[str, int]] | None = None
+    call_list: ListSettings = field(default_factory=ListSettings)
+    """``mapping``, ``variables``, ``drop_columns``, ``date_order``: how the call list is read."""
 
 
 def validate_settings(body: object, *, now: datetime) -> CampaignSettings:
@@ -120,6 +125,12 @@ def validate_settings(body: object, *, now: datetime) -> CampaignSettings:
     text = body.get("text")
     if text is not None and not isinstance(text, str):
         bad("text", "must be a string")
+    elif isinstance(text, str):
+        try:
+            parse_template(text, None)  # the syntax now; the names once the file's header is known
+        except TemplateError as exc:
+            bad("text", str(exc))
+    call_list = check_list_settings(body, bad)
     retries = body.get("max_retries_client_errors")
     interval = body.get("retry_interval_secs")
     check_retry_policy(channel, retries, interval, bad)
@@ -194,6 +205,7 @@ def validate_settings(body: object, *, now: datetime) -> CampaignSettings:
         answering_machine_detection=str(body.get("answering_machine_detection") or MachineDetection.DETECT),
         voicemail_action=str(body.get("voicemail_action") or VoicemailAction.RETRY),
         retry_policy=retry_policy_value(body.get("retry_policy")),
+        call_list=call_list,
     )
 
 
@@ -220,6 +232,7 @@ def create_campaign(session: Session, settings: CampaignSettings, *, now: dateti
         answering_machine_detection=settings.answering_machine_detection,
         voicemail_action=settings.voicemail_action,
         retry_policy=settings.retry_policy,
+        call_list=settings.call_list.as_json() or None,
         status=CampaignStatus.ACTIVE,
         created_at=now,
         updated_at=now,
@@ -412,6 +425,7 @@ def serialize_campaign(
         "answering_machine_detection": campaign.answering_machine_detection,
         "voicemail_action": campaign.voicemail_action,
         "retry_policy": campaign.retry_policy,
+        **_call_list_fields(campaign),
         "created_at": iso(campaign.created_at),
         "recurring_run_id": str(campaign.recurring_run_id) if campaign.recurring_run_id else None,
         "import": {
@@ -445,3 +459,14 @@ def held_count(session: Session, campaign_id: uuid.UUID) -> int:
         )
         or 0
     )
+
+
+def _call_list_fields(campaign: Campaign) -> dict[str, Any]:
+    """``mapping``, ``variables``, ``drop_columns``, ``date_order`` as the campaign was created with them."""
+    read = ListSettings.from_json(campaign.call_list)
+    return {
+        "mapping": read.mapping or None,
+        "variables": list(read.variables) if read.variables is not None else None,
+        "drop_columns": list(read.drop_columns) or None,
+        "date_order": read.date_order,
+    }

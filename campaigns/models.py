@@ -252,6 +252,8 @@ class Campaign(Base):
     answering_machine_detection: Mapped[str] = mapped_column(String(16), default="detect", server_default="detect")
     voicemail_action: Mapped[str] = mapped_column(String(16), default="retry", server_default="retry")
     retry_policy: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    # How the call list is read (campaigns.mapping.ListSettings.as_json): mapping, variables, drop_columns, …
+    call_list: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     status: Mapped[CampaignStatus] = mapped_column(stored_as(CampaignStatus, 16), default=CampaignStatus.ACTIVE)
     created_at: Mapped[datetime] = mapped_column(TZ)
     updated_at: Mapped[datetime] = mapped_column(TZ)

@@ -20,6 +20,7 @@ from campaigns.states import (
     MachineDetection,
     VoicemailAction,
 )
+from campaigns.templates import MissingValue, TemplateError, has_placeholders, parse_template
 
 SIP_URI = re.compile(r"^sips?:[^@\s]+@[^\s@]+$", re.IGNORECASE)
 SIP_REGIONS = ("US", "Europe", "Canada", "Australia", "Middle East")
@@ -217,6 +218,9 @@ def validate_create(
         bad(name, "is not a known field")
     errors.extend(nul_characters(body, ""))
 
+    if channel == Channel.SMS_CHAT and isinstance(message, str) and isinstance(variables, dict) and not errors:
+        message = _rendered_text(message, variables, targets, bad)
+
     if errors:
         raise ValidationFailed(errors)
     assert scheduled_at is not None and isinstance(channel, str)
@@ -332,3 +336,20 @@ def check_assistant_id(assistant_id: str) -> None:
     if len(assistant_id) > MAX_STRING or "\x00" in assistant_id:
         detail = f"must be at most {MAX_STRING} characters, without NUL characters"
         raise ValidationFailed([FieldError("/assistant_id", detail)])
+
+
+def _rendered_text(
+    message: str, variables: dict[str, Any], targets: dict[str, str], bad: Callable[[str, str], None]
+) -> str:
+    """An SMS ``text`` with its ``{{name}}`` placeholders filled from ``dynamic_variables`` and Telnyx's system
+    variables, as Telnyx documents them (campaigns.templates cites the pages); a name with no value is a 400."""
+    if not has_placeholders(message):
+        return message
+    values = {**targets, "telnyx_conversation_channel": Channel.SMS_CHAT.value, **variables}
+    try:
+        return parse_template(message, list(variables)).render(values)
+    except TemplateError as exc:
+        bad("text", f"{exc}; give it in dynamic_variables")
+    except MissingValue as exc:
+        bad("text", f"dynamic_variables has an empty value for {{{{{exc.name}}}}}, which the text uses")
+    return message

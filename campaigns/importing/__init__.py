@@ -3,8 +3,10 @@
 Owns the rows a campaign gets from its file (``scheduled_events`` rows created by an import, ``import_issues``,
 ``upload_chunks``) and the CSV formats of DESIGN.md §4. Modules:
 
-- :mod:`.reading` (:func:`open_call_list`), :mod:`.header`, :mod:`.rows`, :mod:`.call_list`: parsing a call
-  list with bounded memory (encoding and delimiter detection, header matching, row validation); no database.
+- :mod:`.reading` (:func:`open_call_list`), :mod:`.header`, :mod:`.rows`, :mod:`.dates`, :mod:`.call_list`:
+  parsing a call list with bounded memory (encoding and delimiter detection, header normalization and the
+  campaign's mapping of :mod:`campaigns.mapping`, row validation, dates and times, the SMS template of
+  :mod:`campaigns.templates` rendered per row); no database.
   Phone numbers are normalized by :mod:`campaigns.phones`.
 - :mod:`.loader`: staging, deduplication and COPY into a campaign (:func:`load_call_list`), with the
   :class:`StagingHook` contract for checks run on the staged rows (do-not-contact, recurring due times).
@@ -13,7 +15,14 @@ Owns the rows a campaign gets from its file (``scheduled_events`` rows created b
 - :mod:`.export`: the results and rejected-rows CSV exports.
 """
 
-from campaigns.importing.call_list import PHONE_ALIASES, CsvFileError, CsvLayout, ParsedRow, RowError
+from campaigns.importing.call_list import (
+    PHONE_ALIASES,
+    CsvFileError,
+    CsvLayout,
+    ParsedRow,
+    RowError,
+    SettingsMismatch,
+)
 from campaigns.importing.export import export_issues, export_results
 from campaigns.importing.loader import (
     DEFAULT_STAGING_HOOKS,
@@ -24,7 +33,7 @@ from campaigns.importing.loader import (
     apply_report,
     load_call_list,
     load_rows,
-    render_template,
+    read_options,
 )
 from campaigns.importing.new_campaign import HooksForLayout, NewCampaignImport, import_new_campaign
 from campaigns.importing.reading import open_call_list
@@ -42,6 +51,7 @@ __all__ = [
     "ParsedRow",
     "Progress",
     "RowError",
+    "SettingsMismatch",
     "StagingHook",
     "UploadReader",
     "apply_report",
@@ -52,7 +62,7 @@ __all__ = [
     "load_call_list",
     "load_rows",
     "open_call_list",
-    "render_template",
+    "read_options",
     "run_stored_import",
     "store_upload",
 ]

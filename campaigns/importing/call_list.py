@@ -7,19 +7,39 @@ row and byte readers.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Final
 
-PHONE_ALIASES: Final = ("phone", "phone_number", "to", "number", "telnyx_end_user_target")
-SCHEDULED_AT: Final = "scheduled_at"
-TIMEZONE: Final = "timezone"
-STATE: Final = "state"
-TEXT: Final = "text"
+from campaigns.mapping import (
+    METADATA_PREFIX,
+    PHONE_ALIASES,
+    RESERVED_PREFIX,
+    SCHEDULED_AT,
+    STATE,
+    TEXT,
+    TIMEZONE,
+)
+
+__all__ = [
+    "METADATA_PREFIX",
+    "PHONE_ALIASES",
+    "RESERVED_PREFIX",
+    "SCHEDULED_AT",
+    "SPECIAL_COLUMNS",
+    "STATE",
+    "TEXT",
+    "TIMEZONE",
+    "CsvFileError",
+    "CsvLayout",
+    "ParsedRow",
+    "RowError",
+    "SettingsMismatch",
+    "cut",
+]
+
 SPECIAL_COLUMNS: Final = (SCHEDULED_AT, TIMEZONE, STATE, TEXT)
 """Columns that set an event field; every other named column is a variable or ``metadata.<key>``."""
-METADATA_PREFIX: Final = "metadata."
-RESERVED_PREFIX: Final = "telnyx_"
 
 MAX_REPORTED_VALUE: Final = 200
 """``RowError.value`` is cut to this many characters."""
@@ -39,10 +59,12 @@ class ParsedRow:
     state: str | None
     """Two upper-case letters: a US state, DC, a US territory or a Canadian province/territory."""
     text: str | None
+    """The text column, or the campaign's template rendered with the row (SMS); checked, never half-rendered."""
     metadata: dict[str, str]
     """``metadata.<key>`` columns → ``conversation_metadata``."""
     variables: dict[str, str]
-    """Every other named column → ``dynamic_variables``."""
+    """Every variable column, by its (mapped or normalized) name; only the layout's ``sent_variables`` go to the
+    provider as ``dynamic_variables``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +81,15 @@ class CsvFileError(Exception):
     """The file as a whole cannot be imported; nothing from it should be created. ``str()`` is for the operator."""
 
 
+class SettingsMismatch(CsvFileError):
+    """The file and a campaign setting do not fit (``setting``: ``text``, ``mapping``, ``variables``, …): a
+    template naming a column the file lacks, a mapping naming a header it does not have."""
+
+    def __init__(self, setting: str, message: str) -> None:
+        super().__init__(message)
+        self.setting = setting
+
+
 @dataclass(frozen=True)
 class CsvLayout:
     """What was detected.
@@ -71,6 +102,12 @@ class CsvLayout:
     delimiter: str
     columns: list[str]
     phone_column: str
+    mapping: tuple[tuple[str, str], ...] = field(default=(), compare=False)
+    """Each header and what it became (a target of :mod:`campaigns.mapping`; ``-``: dropped), in file order."""
+    variables: tuple[str, ...] = field(default=(), compare=False)
+    """Every variable the rows carry (usable in the SMS template), in file order."""
+    sent_variables: tuple[str, ...] = field(default=(), compare=False)
+    """Those sent to the provider as ``dynamic_variables`` (the ``variables`` allow-list, else all)."""
 
 
 def cut(value: str) -> str:

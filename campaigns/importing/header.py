@@ -1,36 +1,45 @@
 """The header row: which delimiter, which columns, which of them holds the phone number.
 
 The delimiter is the one (of comma, semicolon, tab) whose first record names a phone column; headers match
-after trimming and case folding (``Phone`` and `` PHONE_NUMBER `` both name the phone column).
+after normalization (trim, case, spaces/dashes/dots → ``_``: ``Phone Number`` and `` PHONE-NUMBER `` both name
+the phone column), or as the campaign's ``mapping`` says (:mod:`campaigns.mapping`).
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Final
 
 from campaigns.importing.call_list import (
-    METADATA_PREFIX,
     PHONE_ALIASES,
+    CsvFileError,
+    SettingsMismatch,
+    cut,
+)
+from campaigns.mapping import (
+    DROP,
+    FIELD_TARGETS,
+    METADATA_PREFIX,
+    PHONE,
     RESERVED_PREFIX,
     SCHEDULED_AT,
-    SPECIAL_COLUMNS,
+    SCHEDULED_DATE,
+    SCHEDULED_TIME,
     STATE,
     TEXT,
     TIMEZONE,
-    CsvFileError,
-    cut,
+    ListSettings,
+    clean_header,
+    normalize_header,
 )
+from campaigns.templates import Template, TemplateError, parse_template
 
 DELIMITERS: Final = (",", ";", "\t")
 
-
-def _clean_name(name: str) -> str:
-    return name.strip().strip("\ufeff").strip()
+_clean_name = clean_header
 
 
 @dataclass(frozen=True)
@@ -46,6 +55,15 @@ class Columns:
     metadata: list[tuple[int, str]]
     variables: list[tuple[int, str]]
     unnamed: list[int]
+    scheduled_date: int | None = None
+    scheduled_time: int | None = None
+    assignments: tuple[tuple[str, str], ...] = ()
+    """Each header and its target (``-``: dropped), in file order: what the dry run shows."""
+    sent: tuple[str, ...] = ()
+    """The variables sent to the provider."""
+    template: Template | None = None
+    """The campaign's SMS template, checked against this header."""
+    date_order: str | None = None
 
 
 def _q(name: str) -> str:
@@ -59,63 +77,161 @@ def _quote_list(names: Iterable[str], limit: int = 12) -> str:
     return ", ".join(items)
 
 
-def map_columns(raw: list[str]) -> Columns:
-    """Give each header name its role; a header the file cannot be imported with raises ``CsvFileError``."""
+def _default_target(name: str) -> str:
+    """What a header is without a mapping: a field, ``metadata.<key>``, or a variable of its normalized name."""
+    normalized = normalize_header(name)
+    if normalized in PHONE_ALIASES:
+        return PHONE
+    if normalized in (SCHEDULED_AT, TIMEZONE, STATE, TEXT):
+        return normalized
+    if normalized.startswith(METADATA_PREFIX):
+        key = clean_header(name)[len(METADATA_PREFIX) :].strip()  # the key as written, as before
+        if not key:
+            raise CsvFileError(f"column {_q(name)} has no key after {METADATA_PREFIX!r}")
+        return METADATA_PREFIX + key
+    if normalized.startswith(RESERVED_PREFIX):
+        raise CsvFileError(
+            f"column {_q(name)} is reserved: names starting with {RESERVED_PREFIX!r} cannot be used as variables"
+        )
+    return normalized
+
+
+def _resolve(names: list[str], settings: ListSettings) -> dict[int, str]:
+    """Each explicitly targeted column (``mapping``, then ``drop_columns``); an entry naming no header of the
+    file raises :class:`SettingsMismatch` on its setting."""
+    by_norm: dict[str, int] = {}
+    for i, name in enumerate(names):
+        if name:
+            by_norm.setdefault(normalize_header(name), i)
+    explicit: dict[int, str] = {}
+    entries = (
+        ("mapping", [(h, DROP if t is None else t) for h, t in settings.mapping.items()]),
+        ("drop_columns", [(h, DROP) for h in settings.drop_columns]),
+    )
+    for setting, pairs in entries:
+        missing = [header for header, _ in pairs if normalize_header(header) not in by_norm]
+        if missing:
+            found = _quote_list(n for n in names if n) or "none"
+            raise SettingsMismatch(
+                setting,
+                f"{setting} names column {_quote_list(missing)}, which the file does not have (columns: {found})",
+            )
+        for header, target in pairs:
+            explicit.setdefault(by_norm[normalize_header(header)], target)
+    return explicit
+
+
+def map_columns(raw: list[str], settings: ListSettings | None = None, template: str | None = None) -> Columns:
+    """Give each header its target (the ``settings``' mapping, else its normalized name); check the ``variables``
+    allow-list and the SMS ``template`` against them. A header the file cannot be imported with raises
+    ``CsvFileError`` (:class:`SettingsMismatch` when a setting does not fit the file)."""
+    settings = settings or ListSettings()
     names = [_clean_name(n) for n in raw]
-    seen: dict[str, int] = {}
-    phones: list[int] = []
-    special: dict[str, int] = {}
+    explicit = _resolve(names, settings)
+    fields: dict[str, list[int]] = {}
     metadata: list[tuple[int, str]] = []
     variables: list[tuple[int, str]] = []
     unnamed: list[int] = []
+    assignments: list[tuple[str, str]] = []
+    owner: dict[str, int] = {}
     for i, name in enumerate(names):
         if not name:
             unnamed.append(i)
             continue
-        folded = name.casefold()
-        if folded in seen:
-            raise CsvFileError(f"duplicate column {_q(name)} (columns {seen[folded] + 1} and {i + 1})")
-        seen[folded] = i
-        if folded in PHONE_ALIASES:
-            phones.append(i)
-        elif folded in SPECIAL_COLUMNS:
-            special[folded] = i
-        elif folded.startswith(METADATA_PREFIX):
-            key = name[len(METADATA_PREFIX) :].strip()
-            if not key:
-                raise CsvFileError(f"column {_q(name)} has no key after {METADATA_PREFIX!r}")
-            metadata.append((i, key))
-        elif folded.startswith(RESERVED_PREFIX):
+        target = explicit.get(i) or _default_target(name)
+        assignments.append((name, target))
+        if target == DROP:
+            continue
+        if target != PHONE and target in owner:  # two phone columns get their own message below
+            j = owner[target]
+            what = "column" if target == normalize_header(names[j]) == normalize_header(name) else "target"
             raise CsvFileError(
-                f"column {_q(name)} is reserved: names starting with {RESERVED_PREFIX!r} cannot be used as variables"
+                f"duplicate {what} {_q(name) if what == 'column' else repr(target)}: {_q(names[j])} (column {j + 1})"
+                f" and {_q(name)} (column {i + 1}); map one of them to another name or to {DROP!r}"
             )
+        owner[target] = i
+        if target in FIELD_TARGETS:
+            fields.setdefault(target, []).append(i)
+        elif target.startswith(METADATA_PREFIX):
+            metadata.append((i, target[len(METADATA_PREFIX) :]))
         else:
-            variables.append((i, name))
+            variables.append((i, target))
+    phones = fields.get(PHONE, [])
     if not phones:
         aliases = ", ".join(PHONE_ALIASES)
-        hint = ""
-        for name in names:
-            if re.sub(r"[\s\-]+", "_", name.casefold()) in PHONE_ALIASES:
-                hint = f"; rename {_q(name)} to one of them"
-                break
         found = _quote_list(n for n in names if n) or "none"
-        raise CsvFileError(f"no phone column: expected one of {aliases} (found columns: {found}){hint}")
+        raise CsvFileError(
+            f"no phone column: expected one of {aliases} (after normalization: trim, case, spaces/dashes/dots → _;"
+            f' found columns: {found}); or map one, e.g. --map \'Mobile=phone\' or "mapping": {{"Mobile": "phone"}}'
+        )
     if len(phones) > 1:
         a, b = phones[0], phones[1]
         raise CsvFileError(
-            f"more than one phone column: {_q(names[a])} (column {a + 1}) and {_q(names[b])} (column {b + 1})"
+            f"more than one phone column: {_q(names[a])} (column {a + 1}) and {_q(names[b])} (column {b + 1});"
+            f" map the other one to a variable name or to {DROP!r}"
         )
+    has_date, has_time = SCHEDULED_DATE in fields, SCHEDULED_TIME in fields
+    if has_date != has_time:
+        raise SettingsMismatch("mapping", f"{SCHEDULED_DATE!r} and {SCHEDULED_TIME!r} go together: map both")
+    if has_date and SCHEDULED_AT in fields:
+        raise SettingsMismatch(
+            "mapping", f"the file has a {SCHEDULED_AT!r} column and a date and a time column: map one of them to '-'"
+        )
+    variable_names = [name for _, name in variables]
+    if settings.variables is None:
+        sent = tuple(variable_names)
+    else:
+        unknown = [v for v in settings.variables if v not in variable_names]
+        if unknown:
+            raise SettingsMismatch(
+                "variables",
+                f"variables names {_quote_list(unknown)}, which no column of the file provides "
+                f"(variables: {_quote_list(variable_names) or 'none'})",
+            )
+        sent = tuple(v for v in variable_names if v in settings.variables)
+    checked: Template | None = None
+    if template is not None:
+        try:
+            checked = parse_template(template, variable_names)
+        except TemplateError as exc:
+            raise SettingsMismatch("text", str(exc)) from None
+
+    def one(target: str) -> int | None:
+        found = fields.get(target)
+        return found[0] if found else None
+
     return Columns(
         names=names,
         phone=phones[0],
-        scheduled_at=special.get(SCHEDULED_AT),
-        timezone=special.get(TIMEZONE),
-        state=special.get(STATE),
-        text=special.get(TEXT),
+        scheduled_at=one(SCHEDULED_AT),
+        timezone=one(TIMEZONE),
+        state=one(STATE),
+        text=one(TEXT),
         metadata=metadata,
         variables=variables,
         unnamed=unnamed,
+        scheduled_date=one(SCHEDULED_DATE),
+        scheduled_time=one(SCHEDULED_TIME),
+        assignments=tuple(assignments),
+        sent=sent,
+        template=checked,
+        date_order=settings.date_order,
     )
+
+
+def names_phone(settings: ListSettings | None) -> Callable[[str], bool]:
+    """Whether a header names the phone column under ``settings`` (for delimiter detection)."""
+    mapped = {normalize_header(h) for h, t in (settings.mapping if settings else {}).items() if t == PHONE}
+
+    def check(field: str) -> bool:
+        normalized = normalize_header(field)
+        if normalized in mapped:
+            return True
+        if settings is not None and any(normalize_header(h) == normalized for h in settings.mapping):
+            return False  # mapped to something else
+        return normalized in PHONE_ALIASES
+
+    return check
 
 
 def is_blank(fields: list[str]) -> bool:
@@ -140,8 +256,11 @@ def _first_record(text: str, delimiter: str) -> tuple[list[str], int, int] | Non
     return None
 
 
-def detect_header(text: str, at_eof: bool) -> tuple[str, list[str], int] | None:
+def detect_header(
+    text: str, at_eof: bool, is_phone: Callable[[str], bool] | None = None
+) -> tuple[str, list[str], int] | None:
     """(delimiter, header fields, records up to and including the header); None: need more text."""
+    is_phone = is_phone or names_phone(None)
     best: tuple[int, int, str, list[str], int] | None = None
     fallback: tuple[str, list[str], int] | None = None
     for rank, delimiter in enumerate(DELIMITERS):
@@ -153,7 +272,7 @@ def detect_header(text: str, at_eof: bool) -> tuple[str, list[str], int] | None:
         fields, count, consumed = found
         if consumed >= len(text) and not at_eof:
             return None  # the header may continue past what we have
-        has_phone = any(_clean_name(f).casefold() in PHONE_ALIASES for f in fields)
+        has_phone = any(is_phone(f) for f in fields)
         if fallback is None:
             fallback = (delimiter, fields, count)
         if has_phone:

@@ -15,7 +15,6 @@ import contextlib
 import io
 import json
 import queue
-import re
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -29,13 +28,15 @@ from campaigns import metrics
 from campaigns.ids import uuid7_hex
 from campaigns.importing.call_list import CsvLayout, ParsedRow, RowError
 from campaigns.importing.reading import open_call_list
+from campaigns.mapping import ListSettings
 from campaigns.models import Campaign
 from campaigns.states import Channel, EventStatus, ImportStatus
 from campaigns.suppression import mark_suppressed_rows
 
 CHUNK_ROWS = 20_000
-PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z0-9_.\-]+)\s*\}\}")
 MAX_REPORTED_ISSUES = 1000
+PREVIEW_ROWS = 5
+"""How many rows the report shows as they will be sent."""
 
 Progress = Callable[[int], None]
 
@@ -78,8 +79,12 @@ class ImportReport:
     layout: CsvLayout | None = None
     issues: list[ImportIssueRow] = field(default_factory=list)
     """The first ``MAX_REPORTED_ISSUES`` issues (all of them are in ``import_issues`` after a real import)."""
+    preview: list[dict[str, Any]] = field(default_factory=list)
+    """The first ``PREVIEW_ROWS`` rows to import, as they will be sent (``row_number``, ``phone``,
+    ``scheduled_at``, ``text``, ``conversation_metadata``, ``dynamic_variables``)."""
 
     def as_dict(self) -> dict[str, Any]:
+        layout = self.layout
         return {
             "rows_total": self.rows_total,
             "rows_accepted": self.rows_accepted,
@@ -87,12 +92,11 @@ class ImportReport:
             "rows_duplicate": self.rows_duplicate,
             "rows_suppressed": self.rows_suppressed,
             "issues": [issue.__dict__ for issue in self.issues],
+            "mapping": [{"column": c, "target": t} for c, t in layout.mapping] if layout else [],
+            "variables": list(layout.variables) if layout else [],
+            "sent_variables": list(layout.sent_variables) if layout else [],
+            "preview": self.preview,
         }
-
-
-def render_template(template: str, variables: dict[str, str]) -> str:
-    """``{{name}}`` → the row's value; unknown placeholders stay verbatim (as the assistant does)."""
-    return PLACEHOLDER.sub(lambda m: variables.get(m.group(1), m.group(0)), template)
 
 
 def _copy_text(value: object) -> str:
@@ -126,10 +130,10 @@ class _Chunk:
     rows: int
 
 
-def _encode(rows: list[ParsedRow], template: str | None) -> str:
+def _encode(rows: list[ParsedRow]) -> str:
     buffer = io.StringIO()
     for row in rows:
-        body = row.text if row.text is not None else (render_template(template, row.variables) if template else None)
+        body = row.text  # the text column or the rendered template (campaigns.importing.rows)
         buffer.write(
             "\t".join(
                 (
@@ -149,7 +153,7 @@ def _encode(rows: list[ParsedRow], template: str | None) -> str:
     return buffer.getvalue()
 
 
-def _produce(items: Iterator[ParsedRow | RowError], template: str | None) -> Iterator[_Chunk]:
+def _produce(items: Iterator[ParsedRow | RowError]) -> Iterator[_Chunk]:
     """Parse and encode in a background thread while the database ingests the previous chunk.
 
     Parsing is Python work and COPY is mostly PostgreSQL's: on two cores they overlap. Memory stays bounded
@@ -163,7 +167,7 @@ def _produce(items: Iterator[ParsedRow | RowError], template: str | None) -> Ite
             for rows, errors in _chunks(items):
                 if stop.is_set():
                     return
-                results.put(_Chunk(_encode(rows, template), errors, len(rows)))
+                results.put(_Chunk(_encode(rows), errors, len(rows)))
             results.put(None)
         except BaseException as exc:  # handed to the consumer, which re-raises it
             results.put(exc)
@@ -219,8 +223,22 @@ def load_call_list(
 
     Raises ``CsvFileError`` for file-level problems; the caller rolls back, so nothing is created.
     """
-    layout, items = open_call_list(data, default_region=campaign.default_region or "US")
+    layout, items = open_call_list(data, **read_options(campaign))
     return load_rows(session, campaign, layout, items, now=now, dry_run=dry_run, progress=progress, hooks=hooks)
+
+
+def read_options(campaign: Campaign) -> dict[str, Any]:
+    """How :func:`open_call_list` reads this campaign's file: region, mapping, SMS template, default zone."""
+    return {
+        "default_region": campaign.default_region or "US",
+        "settings": ListSettings.from_json(campaign.call_list),
+        "template": campaign.text if campaign.telnyx_conversation_channel == Channel.SMS_CHAT else None,
+        "default_zone": campaign.timezone,
+        "built_ins": {
+            "telnyx_agent_target": campaign.telnyx_agent_target,
+            "telnyx_conversation_channel": str(campaign.telnyx_conversation_channel),
+        },
+    }
 
 
 def load_rows(
@@ -236,15 +254,17 @@ def load_rows(
 ) -> ImportReport:
     """:func:`load_call_list` for a file already opened with :func:`open_call_list` (its layout and rows)."""
     report = ImportReport(layout=layout)
-    report.columns = [c for c in layout.columns if c != layout.phone_column]
+    # What the export shows of each event: the variables it sends, its metadata (the row as written is h-export's).
+    metadata = [t for _, t in layout.mapping if t.startswith("metadata.")]
+    report.columns = [*layout.sent_variables, *metadata]
+    unsent = [v for v in layout.variables if v not in layout.sent_variables]
     conn = _driver(session)
     rejected_rows: set[int] = set()
-    template = campaign.text if campaign.telnyx_conversation_channel == Channel.SMS_CHAT else None
     with conn.cursor() as cur:
         cur.execute("DROP TABLE IF EXISTS import_staging; DROP TABLE IF EXISTS import_staging_issues")
         cur.execute(STAGING)
         seen = 0
-        for chunk in _produce(items, template):
+        for chunk in _produce(items):
             errors = chunk.errors
             if chunk.payload:
                 with cur.copy("COPY import_staging FROM STDIN") as copy:
@@ -299,7 +319,8 @@ def load_rows(
                        cancel_requested, campaign_id, source_row, state, ruleset, timezone, connection_id,
                        answering_machine_detection, voicemail_action, retry_policy)
                    SELECT id, %(assistant)s, %(channel)s, phone, %(agent)s,
-                          coalesce(scheduled_at, %(start)s), %(pending)s, metadata, variables, body,
+                          coalesce(scheduled_at, %(start)s), %(pending)s, metadata,
+                          variables - %(unsent)s::text[], body,
                           %(now)s, %(now)s, '[]'::jsonb, %(retries)s, %(interval)s, 0,
                           false, %(campaign)s, row_number, state, %(ruleset)s, timezone, %(connection)s,
                           %(amd)s, %(voicemail)s, %(policy)s::jsonb
@@ -321,6 +342,8 @@ def load_rows(
                     "amd": campaign.answering_machine_detection,
                     "voicemail": campaign.voicemail_action,
                     "policy": json.dumps(campaign.retry_policy) if campaign.retry_policy else None,
+                    # Variables outside the allow-list stay in the upload, never in what the provider gets.
+                    "unsent": unsent,
                 },
             )
             report.rows_accepted = cur.rowcount
@@ -333,6 +356,21 @@ def load_rows(
             cur.execute("SELECT pg_notify('campaigns_due', '')")
         else:
             report.rows_accepted = cur.execute("SELECT count(*) FROM import_staging").fetchone()[0]
+        report.preview = [
+            {
+                "row_number": row_number,
+                "phone": phone,
+                "scheduled_at": (when or campaign.start_at).isoformat(),
+                "text": body,
+                "conversation_metadata": meta or {},
+                "dynamic_variables": sent or {},
+            }
+            for row_number, phone, when, body, meta, sent in cur.execute(
+                "SELECT row_number, phone, scheduled_at, body, metadata, variables - %s::text[] FROM import_staging "
+                "ORDER BY row_number LIMIT %s",
+                (unsent, PREVIEW_ROWS),
+            ).fetchall()
+        ]
         report.issues = [
             ImportIssueRow(*row)
             for row in cur.execute(

@@ -33,7 +33,7 @@ from campaigns.importing.loader import (
 from campaigns.importing.reading import open_call_list
 from campaigns.importing.uploads import store_upload
 from campaigns.models import Campaign
-from campaigns.states import ImportStatus
+from campaigns.states import Channel, ImportStatus
 
 HooksForLayout = Callable[[CsvLayout], Sequence[StagingHook]]
 """Builds the staging hooks from the detected layout (a recurring definition resolves its columns in it; a
@@ -70,13 +70,22 @@ def import_new_campaign(
     """Create a campaign with ``settings`` and import the call list ``data`` into it, in the caller's transaction.
 
     Raises ``CsvFileError`` for a file that cannot be imported, and then nothing of it is left in the session:
-    a header problem is found before anything is created, a later one rolls back to a savepoint.
+    a header problem is found before anything is created, a later one rolls back to a savepoint. A setting
+    that does not fit the file (an SMS template naming a placeholder no column provides, a mapping naming a
+    header the file lacks) raises its subclass ``SettingsMismatch``, dry run or not.
 
     ``dry_run`` wins over ``in_background``. ``progress`` and ``hooks`` apply to an inline or dry-run import (a
     background import runs ``run_stored_import``'s own); ``hooks`` is a sequence, or a function of the layout
     giving one (see :data:`HooksForLayout`).
     """
-    layout, rows = open_call_list(data, default_region=settings.default_region or "US")
+    layout, rows = open_call_list(
+        data,
+        default_region=settings.default_region or "US",
+        settings=settings.call_list,
+        template=settings.text if settings.channel == Channel.SMS_CHAT else None,
+        default_zone=settings.timezone,
+        built_ins={"telnyx_agent_target": settings.agent_target, "telnyx_conversation_channel": settings.channel},
+    )
     if in_background and not dry_run:
         campaign = campaign_service.create_campaign(session, settings, now=now)
         campaign.import_status = ImportStatus.PENDING

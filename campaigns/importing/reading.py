@@ -28,8 +28,9 @@ from campaigns.importing.call_list import (
     decode_error,
     too_big,
 )
-from campaigns.importing.header import detect_header, map_columns
+from campaigns.importing.header import detect_header, map_columns, names_phone
 from campaigns.importing.rows import read_rows
+from campaigns.mapping import ListSettings
 from campaigns.phones import phone_normalizer
 
 PROBE_BYTES: Final = 64 * 1024
@@ -109,6 +110,10 @@ def open_call_list(
     *,
     default_region: str | None = "US",
     max_bytes: int = 2 * 1024**3,
+    settings: ListSettings | None = None,
+    template: str | None = None,
+    default_zone: str | None = None,
+    built_ins: dict[str, str] | None = None,
 ) -> tuple[CsvLayout, Iterator[ParsedRow | RowError]]:
     """Detect the layout from a prefix of ``data`` and return it with a lazy, streaming iterator over the rows.
 
@@ -116,6 +121,11 @@ def open_call_list(
     iterator for problems found later (binary or undecodable data, size limit, absurdly long lines).
     ``default_region`` (ISO 3166 code, e.g. ``US``) is used for numbers written without ``+country code``;
     an unknown region is a ``ValueError`` (a settings problem, not a file problem).
+
+    ``settings`` say which column is which (:class:`~campaigns.mapping.ListSettings`); ``template`` is the SMS
+    text to check against the header (an unknown name raises :class:`SettingsMismatch` now) and render per row;
+    ``default_zone`` reads date and time columns of rows whose zone is not otherwise known; ``built_ins`` are the
+    values of Telnyx's system variables the template may use (``telnyx_agent_target``, the channel).
     """
     phone = phone_normalizer(default_region)
     try:
@@ -162,7 +172,7 @@ def open_call_list(
             detected = None
         else:
             try:
-                detected = detect_header(text, at_eof)
+                detected = detect_header(text, at_eof, names_phone(settings))
             except csv.Error as exc:
                 raise CsvFileError(f"the header row cannot be read as CSV: {exc}") from None
         if detected is not None:
@@ -178,15 +188,18 @@ def open_call_list(
         raw += more
 
     delimiter, header, header_records = detected
-    columns = map_columns(header)
+    columns = map_columns(header, settings, template)
     layout = CsvLayout(
         encoding=label,
         delimiter=delimiter,
         columns=[n for n in columns.names],
         phone_column=columns.names[columns.phone],
+        mapping=columns.assignments,
+        variables=tuple(name for _, name in columns.variables),
+        sent_variables=columns.sent,
     )
     source = _Source(raw[bom:], data, len(raw), max_bytes)
     stream = io.TextIOWrapper(
         io.BufferedReader(source, buffer_size=64 * 1024), encoding=codec, errors="strict", newline=""
     )
-    return layout, read_rows(stream, codec, delimiter, header_records, columns, phone)
+    return layout, read_rows(stream, codec, delimiter, header_records, columns, phone, default_zone, built_ins)

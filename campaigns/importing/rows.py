@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import zoneinfo
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Final
 
@@ -22,8 +22,11 @@ from campaigns.importing.call_list import (
     cut,
     decode_error,
 )
+from campaigns.importing.dates import parse_date, parse_local_datetime, parse_time
 from campaigns.importing.header import Columns, is_blank
 from campaigns.phones import R_PHONE_MISSING, PhoneNormalizer
+from campaigns.templates import MissingValue, TemplateError, has_placeholders, parse_template
+from campaigns.windows import resolve_zones
 
 MAX_LINE_CHARS: Final = 1024 * 1024
 """A physical line longer than this is not a call-list row: file error (keeps memory bounded)."""
@@ -49,6 +52,12 @@ R_SCHEDULED_AT: Final = "not an ISO 8601 date and time (e.g. 2025-03-01T09:30:00
 R_SCHEDULED_AT_RANGE: Final = "date and time out of range"
 R_STATE: Final = "unknown state or province (expected a 2-letter US state or Canadian province code)"
 R_UNNAMED: Final = "value in a column that has no header name"
+R_DATE_AND_TIME: Final = "a date and a time are both needed (or neither: the campaign's start)"
+
+
+def _r_zone(found: list[str]) -> str:
+    which = f"it may be in {', '.join(found)}" if found else "it is not known"
+    return f"the row's time zone is needed to read its date and time, and {which}: add a timezone column"
 
 
 def _r_field_count(got: int, want: int) -> str:
@@ -68,9 +77,9 @@ def _timezones() -> dict[str, str]:
     return _tz_state[0]
 
 
-def _parse_when(value: str, zone: str | None) -> datetime:
-    """ISO 8601 → aware UTC. Raises ValueError / OverflowError."""
-    parsed = datetime.fromisoformat(value)
+def _parse_when(value: str, zone: str | None, date_order: str | None = None) -> datetime:
+    """ISO 8601 (or a date, a space and a time) → aware UTC. Raises ValueError / OverflowError."""
+    parsed = parse_local_datetime(value, date_order)
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=zoneinfo.ZoneInfo(zone) if zone else UTC)
     return parsed.astimezone(UTC)
@@ -86,8 +95,14 @@ def read_rows(
     skip: int,
     columns: Columns,
     phone: PhoneNormalizer,
+    default_zone: str | None = None,
+    built_ins: Mapping[str, str] | None = None,
 ) -> Iterator[ParsedRow | RowError]:
     """The records of ``stream`` after the first ``skip`` (the header and the blank lines before it).
+
+    ``default_zone`` (the campaign's ``timezone``) reads a date column and a time column when the row gives no
+    zone and its number has no single one. The SMS template of ``columns`` is rendered with each row's variables
+    and ``built_ins`` (Telnyx's system variables: agent target, channel; the row's number is added here).
 
     Raises ``CsvFileError`` for problems with the file as a whole (binary or undecodable data, a line or record
     too long to be a row, a quote left open at the end of the file).
@@ -127,6 +142,12 @@ def read_rows(
     meta_cols = columns.metadata
     var_cols = columns.variables
     unnamed = columns.unnamed
+    date_i = columns.scheduled_date
+    time_i = columns.scheduled_time
+    date_order = columns.date_order
+    template = columns.template
+    variable_names = [name for _, name in var_cols]
+    fixed = dict(built_ins or {})
     zones = _timezones() if tz_i is not None else {}
     states = STATE_CODES
     parse_when = _parse_when
@@ -171,9 +192,10 @@ def read_rows(
                 value = fields[sched_i].strip()
                 if value:
                     try:
-                        when = parse_when(value, zone)
-                    except (ValueError, zoneinfo.ZoneInfoNotFoundError):
-                        errors.append(RowError(row_number, names[sched_i], cut(value), R_SCHEDULED_AT))
+                        when = parse_when(value, zone, date_order)
+                    except (ValueError, zoneinfo.ZoneInfoNotFoundError) as exc:
+                        reason = str(exc) if str(exc).startswith("ambiguous") else R_SCHEDULED_AT
+                        errors.append(RowError(row_number, names[sched_i], cut(value), reason))
                     except OverflowError:
                         errors.append(RowError(row_number, names[sched_i], cut(value), R_SCHEDULED_AT_RANGE))
             state: str | None = None
@@ -183,15 +205,34 @@ def read_rows(
                     state = value.upper()
                     if state not in states:
                         errors.append(RowError(row_number, names[state_i], cut(value), R_STATE))
+            if date_i is not None and time_i is not None and e164 is not None:
+                row_state = fields[state_i].strip() if state_i is not None else None
+                when = _date_and_time(
+                    row_number, names, fields, (date_i, time_i), date_order, errors, e164, zone, row_state, default_zone
+                )
             for i in unnamed:
                 if fields[i].strip():
                     errors.append(RowError(row_number, f"column {i + 1}", cut(fields[i].strip()), R_UNNAMED))
             if errors or e164 is None:
                 yield from errors
                 continue
+            variables = {key: fields[i].strip() for i, key in var_cols} if var_cols else {}
             text: str | None = None
             if text_i is not None:
                 text = fields[text_i].strip() or None
+            try:
+                if text is not None and has_placeholders(text):
+                    values = {**fixed, "telnyx_end_user_target": e164, **variables}
+                    text = parse_template(text, variable_names).render(values)
+                elif text is None and template is not None:
+                    values = {**fixed, "telnyx_end_user_target": e164, **variables} if template.names else variables
+                    text = template.render(values)
+            except MissingValue as exc:
+                yield RowError(row_number, _column_of(exc.name, var_cols, names), "", str(exc))
+                continue
+            except TemplateError as exc:
+                yield RowError(row_number, names[text_i] if text_i is not None else "text", cut(text or ""), str(exc))
+                continue
             yield ParsedRow(
                 row_number,
                 e164,
@@ -200,9 +241,55 @@ def read_rows(
                 state,
                 text,
                 {key: fields[i].strip() for i, key in meta_cols} if meta_cols else {},
-                {key: fields[i].strip() for i, key in var_cols} if var_cols else {},
+                variables,
             )
     except UnicodeDecodeError as exc:
         raise decode_error(codec, exc, f"in or after row {row_number + 1}") from None
     except csv.Error as exc:
         raise CsvFileError(f"row {row_number + 1} cannot be read as CSV: {exc}") from None
+
+
+def _column_of(variable: str, var_cols: list[tuple[int, str]], names: list[str]) -> str:
+    """The header a variable comes from (for a row error), or the variable's own name."""
+    for i, key in var_cols:
+        if key == variable:
+            return names[i]
+    return variable
+
+
+def _date_and_time(
+    row_number: int,
+    names: list[str],
+    fields: list[str],
+    where: tuple[int, int],
+    date_order: str | None,
+    errors: list[RowError],
+    phone: str,
+    zone: str | None,
+    state: str | None,
+    default_zone: str | None,
+) -> datetime | None:
+    """A date column and a time column read together in the row's zone (aware UTC); problems go to ``errors``."""
+    date_i, time_i = where
+    day_text, clock_text = fields[date_i].strip(), fields[time_i].strip()
+    if not day_text and not clock_text:
+        return None
+    if not day_text or not clock_text:
+        empty = date_i if not day_text else time_i
+        errors.append(RowError(row_number, names[empty], "", R_DATE_AND_TIME))
+        return None
+    try:
+        day = parse_date(day_text, date_order)
+    except ValueError as exc:
+        errors.append(RowError(row_number, names[date_i], cut(day_text), str(exc)))
+        return None
+    try:
+        clock = parse_time(clock_text)
+    except ValueError as exc:
+        errors.append(RowError(row_number, names[time_i], cut(clock_text), str(exc)))
+        return None
+    found, _source = resolve_zones(phone=phone, timezone=zone, state=state, default_zone=default_zone)
+    if len(found) != 1:
+        errors.append(RowError(row_number, names[date_i], cut(f"{day_text} {clock_text}"), _r_zone(found)))
+        return None
+    return datetime.combine(day, clock, tzinfo=zoneinfo.ZoneInfo(found[0])).astimezone(UTC)

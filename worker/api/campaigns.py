@@ -176,6 +176,8 @@ def _create(
                 assert created.report is not None
                 return {"dry_run": True, "import": created.report.as_dict()}
             result = campaign_service.serialize_campaign(s, created.campaign)
+    except importing.SettingsMismatch as exc:  # the file is fine; a setting does not fit it
+        raise ValidationFailed([FieldError(f"/campaign/{exc.setting}", str(exc))]) from None
     except importing.CsvFileError as exc:
         raise file_error(str(exc)) from None
     if not created.in_background:

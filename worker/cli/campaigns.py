@@ -33,6 +33,20 @@ def import_(
     custom_hours: Annotated[
         str | None, typer.Option(help="Ruleset custom: weekly hours, e.g. 'mon-fri=09:00-17:30,sat=10:00-14:00'")
     ] = None,
+    map_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--map",
+            help="COLUMN=TARGET, repeatable: 'Phone Number=phone', 'First Name=first_name', 'Email=-' (dropped);"
+            " targets phone, scheduled_at, scheduled_at.date, scheduled_at.time, timezone, state, text,"
+            " metadata.KEY or a variable name",
+        ),
+    ] = None,
+    variables: Annotated[
+        str | None, typer.Option(help="Comma-separated allow-list of the variables sent to the provider")
+    ] = None,
+    drop: Annotated[list[str] | None, typer.Option("--drop", help="A column never read, repeatable")] = None,
+    date_order: Annotated[str | None, typer.Option(help="mdy or dmy: how dates such as 05/12/2026 are read")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate and report; create nothing")] = False,
 ) -> None:
     """Create a campaign from a CSV call list (progress bar; --dry-run reports without creating)."""
@@ -42,7 +56,8 @@ def import_(
     from campaigns import importing
     from campaigns.db import unit_of_work
     from campaigns.errors import ValidationFailed
-    from campaigns.importing import CsvFileError
+    from campaigns.importing import CsvFileError, SettingsMismatch
+    from campaigns.mapping import parse_map_options
 
     rt = database_runtime()
     console = Console(stderr=True)
@@ -57,6 +72,15 @@ def import_(
     if custom_hours is not None:
         body["custom_windows"] = {"hours": parse_hours_option(custom_hours)}
     try:
+        body["mapping"] = parse_map_options(map_ or []) or None
+    except ValueError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    if variables is not None:
+        body["variables"] = [v.strip() for v in variables.split(",") if v.strip()]
+    body["drop_columns"] = list(drop) if drop else None
+    body["date_order"] = date_order
+    try:
         settings = campaign_service.validate_settings(
             {k: v for k, v in body.items() if v is not None}, now=rt.clock.now()
         )
@@ -70,6 +94,9 @@ def import_(
                 result = importing.import_new_campaign(
                     s, settings, data, now=rt.clock.now(), dry_run=dry_run, progress=progress
                 )
+        except SettingsMismatch as exc:
+            console.print(f"[red]{exc.setting}[/red]: {exc}")
+            raise typer.Exit(2) from None
         except CsvFileError as exc:
             console.print(f"[red]{file}: {exc}[/red]")
             raise typer.Exit(2) from None
@@ -87,6 +114,8 @@ def _print_report(console: object, report: object, dry_run: bool) -> None:
     from campaigns.importing import ImportReport
 
     assert isinstance(console, Console) and isinstance(report, ImportReport)
+    if dry_run and report.layout is not None:
+        _print_mapping(console, report)
     table = Table(title="dry run (nothing created)" if dry_run else "import")
     for col in ("rows", "accepted", "rejected", "duplicate", "suppressed"):
         table.add_column(col, justify="right")
@@ -100,6 +129,37 @@ def _print_report(console: object, report: object, dry_run: bool) -> None:
         for issue in report.issues[:50]:
             issues.add_row(str(issue.row_number), issue.column, issue.value, issue.reason)
         console.print(issues)
+
+
+def _print_mapping(console: object, report: object) -> None:
+    """The dry run's account of the columns: what each became, which go out, the first rows as sent."""
+    import json
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from campaigns.importing import ImportReport
+
+    assert isinstance(console, Console) and isinstance(report, ImportReport) and report.layout is not None
+    layout = report.layout
+    sent = set(layout.sent_variables)
+    columns = Table(title="columns")
+    for col in ("column", "becomes", "sent to the provider"):
+        columns.add_column(col)
+    for column, target in layout.mapping:
+        goes = "dropped" if target == "-" else ("yes" if target in sent or target == "phone" else "no")
+        if target not in layout.variables and target not in ("-", "phone"):
+            goes = "yes (event field)"
+        columns.add_row(column, target, goes)
+    console.print(columns)
+    if report.preview:
+        preview = Table(title=f"first {len(report.preview)} rows as they will be sent")
+        for col in ("row", "phone", "scheduled_at", "dynamic_variables", "text"):
+            preview.add_column(col)
+        for row in report.preview:
+            preview.add_row(str(row["row_number"]), row["phone"], row["scheduled_at"],
+                            json.dumps(row["dynamic_variables"], ensure_ascii=False), row["text"] or "")  # fmt: skip
+        console.print(preview)
 
 
 def status(

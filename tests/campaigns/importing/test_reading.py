@@ -252,18 +252,25 @@ ALIASES = "phone, phone_number, to, number, telnyx_end_user_target"
 FILE_ERRORS = [
     ("empty.csv", "the file is empty: a header row is required"),
     ("blank_lines_only.csv", "the file is empty: a header row is required"),
-    ("no_phone_column.csv", f"no phone column: expected one of {ALIASES} (found columns: 'name', 'email')"),
     (
-        "phone_number_with_space.csv",
-        f"no phone column: expected one of {ALIASES} (found columns: 'Name', 'Phone Number'); "
-        "rename 'Phone Number' to one of them",
+        "no_phone_column.csv",
+        f"no phone column: expected one of {ALIASES} (after normalization: trim, case, spaces/dashes/dots → _;"
+        " found columns: 'name', 'email'); or map one, e.g. --map 'Mobile=phone'"
+        ' or "mapping": {"Mobile": "phone"}',
     ),
     (
         "reserved_column.csv",
         "column 'telnyx_foo' is reserved: names starting with 'telnyx_' cannot be used as variables",
     ),
-    ("duplicate_columns.csv", "duplicate column 'name' (columns 2 and 3)"),
-    ("two_phone_columns.csv", "more than one phone column: 'phone' (column 1) and 'to' (column 2)"),
+    (
+        "duplicate_columns.csv",
+        "duplicate column 'name': 'Name' (column 2) and 'name' (column 3); map one of them to another name or to '-'",
+    ),
+    (
+        "two_phone_columns.csv",
+        "more than one phone column: 'phone' (column 1) and 'to' (column 2); map the other one to a variable name"
+        " or to '-'",
+    ),
     ("binary.csv", "the file contains binary data (a NUL byte at offset 8); expected a CSV text file"),
     (
         "latin1.csv",
@@ -505,12 +512,23 @@ def test_scheduled_at_forms() -> None:
 
 
 def test_text_and_metadata() -> None:
-    data = b"phone,TEXT,Metadata.Source, metadata.crm id \n+12125550199,  Hi {{name}} ,web,7\n+14155550123,,,\n"
+    data = (
+        b"phone,Name,TEXT,Metadata.Source, metadata.crm id \n+12125550199,Ann,  Hi {{name}} ,web,7\n"
+        b"+14155550123,,,,\n+13125550100,,Hi {{name}},,\n"
+    )
     _layout, items = parse_bytes(data)
     assert items == [
-        row(2, "+12125550199", text="Hi {{name}}", metadata={"Source": "web", "crm id": "7"}),
-        row(3, "+14155550123", metadata={"Source": "", "crm id": ""}),
+        row(2, "+12125550199", text="Hi Ann", metadata={"Source": "web", "crm id": "7"}, variables={"name": "Ann"}),
+        row(3, "+14155550123", metadata={"Source": "", "crm id": ""}, variables={"name": ""}),
+        RowError(4, "Name", "", "empty value for 'name', which the text uses (or give a default in the template)"),
     ]
+
+
+def test_a_spaced_header_names_the_phone_column_after_normalization() -> None:
+    layout, items = parse("phone_number_with_space.csv")
+    assert layout.phone_column == "Phone Number"
+    assert layout.mapping == (("Name", "name"), ("Phone Number", "phone"))
+    assert items[0] == row(2, "+12125550199", variables={"name": "Ann"})
 
 
 # --- properties --------------------------------------------------------------------------------------------

@@ -169,15 +169,38 @@ def test_over_the_size_limit(runtime: Runtime) -> None:
 def test_sms_campaign_renders_the_template(client: TestClient) -> None:
     r = upload(
         client,
-        b"phone,name,day\n+12125550101,Ana,Monday\n+12125550102,Ben,\n",
+        b"phone,First Name,day\n+12125550101,Ana,Monday\n+12125550102,Ben,\n+12125550103,,Friday\n",
         telnyx_conversation_channel="sms_chat",
-        text="Hi {{name}}, see you {{day}} {{unknown}}",
+        text='Hi {{first_name}}, see you {{ day | default("soon") }}',
         max_retries_client_errors=None,
         retry_interval_secs=None,
     )
     assert r.status_code == 201, r.text
     events = client.get(f"/v1/campaigns/{r.json()['id']}/events").json()["data"]
-    assert sorted(e["text"] for e in events) == ["Hi Ana, see you Monday {{unknown}}", "Hi Ben, see you  {{unknown}}"]
+    assert sorted(e["text"] for e in events) == ["Hi Ana, see you Monday", "Hi Ben, see you soon"]
+    errors = client.get(f"/v1/campaigns/{r.json()['id']}/errors.csv").text.splitlines()
+    assert errors[1:] == [
+        "4,First Name,,\"empty value for 'first_name', which the text uses (or give a default in the template)\","
+        "rejected"
+    ]
+
+
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_an_unknown_placeholder_refuses_the_campaign_naming_it(client: TestClient, dry_run: bool) -> None:
+    r = upload(
+        client,
+        b"phone,First Name\n+12125550101,Ana\n",
+        dry_run=dry_run,
+        telnyx_conversation_channel="sms_chat",
+        text="Hi {{first_name}} {{Appointment_Date}}",
+        max_retries_client_errors=None,
+        retry_interval_secs=None,
+    )
+    assert r.status_code == 400, r.text
+    (error,) = r.json()["errors"]
+    assert error["source"]["pointer"] == "/campaign/text"
+    assert "{{Appointment_Date}}" in error["detail"] and "first_name" not in error["detail"]
+    assert client.get("/v1/campaigns").json()["meta"]["total_results"] == 0
 
 
 def test_large_upload_is_imported_by_a_task(runtime: Runtime) -> None:

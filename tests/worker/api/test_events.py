@@ -63,6 +63,32 @@ def test_sms_event_has_text_and_no_call_fields(client: TestClient, clock: Frozen
     assert "call_attempts" not in event and "max_retries_client_errors" not in event
 
 
+def test_sms_text_is_rendered_with_the_events_dynamic_variables(client: TestClient, clock: FrozenClock) -> None:
+    """Telnyx documents dynamic_variables as referenced in the assistant's messages with {{variable_name}}: the
+    text that goes out is rendered, with the system variables too (campaigns/templates.py cites the pages)."""
+    body = sms_body(clock.now()) | {
+        "text": "Hola {{first_name}}, te escribimos desde {{telnyx_agent_target}}",
+        "dynamic_variables": {"first_name": "Lucía"},
+    }
+    r = client.post(BASE, json=body)
+    assert r.status_code == 201, r.text
+    assert r.json()["text"] == f"Hola Lucía, te escribimos desde {body['telnyx_agent_target']}"
+
+
+@pytest.mark.parametrize(
+    ("variables", "named"),
+    [({}, "{{first_name}}"), ({"first_name": " "}, "{{first_name}}")],
+    ids=["absent", "empty"],
+)
+def test_sms_text_naming_a_variable_without_a_value_is_a_400(
+    client: TestClient, clock: FrozenClock, variables: dict[str, str], named: str
+) -> None:
+    body = sms_body(clock.now()) | {"text": "Hola {{first_name}}", "dynamic_variables": variables}
+    r = client.post(BASE, json=body)
+    assert r.status_code == 400, r.text
+    assert _pointer(r) == ["/text"] and named in r.json()["errors"][0]["detail"]
+
+
 def _future(clock: FrozenClock) -> str:
     return (clock.now() + timedelta(hours=1)).isoformat()
 

@@ -65,3 +65,33 @@ def test_file_level_error_is_one_clear_message(cli_env: None, tmp_path: Path) ->
     bad.write_bytes(b"name,city\nAna,Paris\n")
     code, _, err = run("import", str(bad), "--name", "x", "--assistant-id", "a", "--from", "+15553456789")
     assert code == 2 and "no phone column" in err
+
+
+EHR = Path(__file__).resolve().parents[2] / "data" / "csv" / "ehr_appointments.csv"
+EHR_IMPORT = ["create", str(EHR), "--name", "ehr", "--assistant-id", "a1", "--from", "+15553456789",
+              "--ruleset", "none"]  # fmt: skip
+
+
+def test_create_maps_columns_and_the_dry_run_shows_what_goes_out(
+    cli_env: None, sessions: sessionmaker[Session]
+) -> None:
+    code, _, err = run(*EHR_IMPORT, "--map", "First Name=patient", "--map", "Email=-", "--variables", "patient",
+                       "--dry-run")  # fmt: skip
+    assert code == 0, err
+    assert "patient" in err and '{"patient": "Ana"}' in err and "ana@example.com" not in err
+    assert "dropped" in err and "+12125550101" in err
+    with sessions() as s:
+        assert s.scalar(select(func.count()).select_from(Campaign)) == 0
+
+
+def test_an_unknown_placeholder_refuses_the_campaign_naming_it(cli_env: None, sessions: sessionmaker[Session]) -> None:
+    code, _, err = run(*EHR_IMPORT, "--channel", "sms_chat", "--text", "Hi {{first_name}} on {{Appointment_Day}}")
+    assert code == 2
+    assert "text" in err and "{{Appointment_Day}}" in err
+    with sessions() as s:
+        assert s.scalar(select(func.count()).select_from(Campaign)) == 0
+
+
+def test_a_bad_map_option_is_named(cli_env: None) -> None:
+    code, _, err = run(*EHR_IMPORT, "--map", "Phone Number")
+    assert code == 2 and "--map 'Phone Number'" in err

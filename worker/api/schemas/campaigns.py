@@ -61,6 +61,13 @@ class Campaign(ResponseBody):
     answering_machine_detection: DetectionMode = Field(description="disabled, detect (default), detect_premium")
     voicemail_action: VoicemailActionValue = Field(description="retry (default) or complete")
     retry_policy: dict[PolicyOutcome, OutcomeRetry] | None = Field(description="A retry budget per outcome")
+    mapping: dict[str, str | None] | None = Field(
+        description="Column header → phone, scheduled_at, scheduled_at.date, scheduled_at.time, timezone, state, text,"
+        " metadata.<key>, a variable name, or null (dropped); unmapped headers match after normalization"
+    )
+    variables: list[str] | None = Field(description="Allow-list of the variables sent to the provider (null: all)")
+    drop_columns: list[str] | None = Field(description="Columns never read")
+    date_order: Literal["mdy", "dmy"] | None = Field(description="How dates such as 05/12/2026 are read")
     created_at: Timestamp
     recurring_run_id: Uuid | None
     import_: ImportProgress = Field(alias="import")
@@ -86,6 +93,27 @@ class ImportIssue(ResponseBody):
     kind: str = Field(description="rejected, duplicate or suppressed")
 
 
+class ColumnTarget(ResponseBody):
+    column: str = Field(description="The header as written")
+    target: str = Field(description="phone, scheduled_at, …, metadata.<key>, a variable name, or '-' (dropped)")
+
+
+class PreviewRow(ResponseBody):
+    row_number: int
+    phone: str = Field(description="E.164")
+    scheduled_at: Timestamp
+    text: str | None = Field(description="The SMS as it will be sent (null for calls)")
+    conversation_metadata: dict[str, str]
+    dynamic_variables: dict[str, str]
+
+
+class CampaignDryRun(ResponseBody):
+    """What an upload would import (``?dry_run=true``): nothing is created."""
+
+    dry_run: Literal[True]
+    import_: ImportReport = Field(alias="import")
+
+
 class ImportReport(ResponseBody):
     rows_total: int
     rows_accepted: int
@@ -95,10 +123,7 @@ class ImportReport(ResponseBody):
     issues: list[ImportIssue] = Field(
         description="The first issues found (all of them in errors.csv after a real import)"
     )
-
-
-class CampaignDryRun(ResponseBody):
-    """What an upload would import (``?dry_run=true``): nothing is created."""
-
-    dry_run: Literal[True]
-    import_: ImportReport = Field(alias="import")
+    mapping: list[ColumnTarget] = Field(description="Each column of the file and what it became, in file order")
+    variables: list[str] = Field(description="The variables each row carries (usable in the SMS template)")
+    sent_variables: list[str] = Field(description="Those sent to the provider as dynamic_variables")
+    preview: list[PreviewRow] = Field(description="The first rows to import, as they will be sent")
