@@ -71,7 +71,12 @@ class Settings(BaseSettings):
     """Port for ``/metrics`` and ``/healthz`` of ``campaigns worker`` / ``scheduler`` (unset: no port)."""
     metrics_host: str = "127.0.0.1"
     """Interface of that port (``0.0.0.0`` in containers)."""
-    max_upload_bytes: int = 2 * 1024**3
+    max_upload_bytes: int = Field(default=2 * 1024**3, ge=1)
+    """Bytes of an uploaded file (a call list, a do-not-contact file); its request is cut off past it."""
+    api_max_body_bytes: int = Field(default=256 * 1024, ge=1024)
+    """Bytes of any other request body of the operator API (``/v1``, ``/v2``): larger is a 413 (docs/security.md)."""
+    metrics_token: str | None = None
+    """Bearer token ``/metrics`` requires when set (Prometheus: ``authorization: {credentials_file: …}``)."""
     inline_import_max_bytes: int = 1024 * 1024
     """Uploads up to this size are imported during the request; larger ones by a worker task."""
     recurring_dir: str | None = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import IO, Annotated
@@ -71,6 +72,8 @@ async def json_body(request: Request) -> object:
         return json.loads(raw or b"null")
     except (ValueError, UnicodeDecodeError):
         raise ValidationFailed([FieldError("", "request body is not valid JSON")]) from None
+    except RecursionError:  # 100k-deep arrays: the parser gives up, and so do we (a 400, not a 500)
+        raise ValidationFailed([FieldError("", "request body is nested too deeply")]) from None
 
 
 JsonBody = Annotated[object, Depends(json_body)]
@@ -90,9 +93,14 @@ def too_large(limit: int) -> ValidationFailed:
     )
 
 
-async def upload_chunks(upload: UploadFile) -> AsyncIterator[bytes]:
-    while block := await upload.read(1024 * 1024):
-        yield block
+def uploaded_size(upload: UploadFile, limit: int) -> int:
+    """The size of a file the form parser spooled, refused past ``limit``; the file is left at its start."""
+    upload.file.seek(0, os.SEEK_END)
+    size = upload.file.tell()
+    upload.file.seek(0)
+    if size > limit:
+        raise too_large(limit)
+    return size
 
 
 async def spool(chunks: AsyncIterator[bytes], target: IO[bytes], limit: int) -> int:
