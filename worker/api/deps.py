@@ -15,6 +15,7 @@ from starlette.datastructures import UploadFile
 
 from campaigns.db import unit_of_work
 from campaigns.errors import FieldError, ValidationFailed
+from campaigns.events import lone_surrogates
 from campaigns.paging import DEFAULT_PAGE_SIZE, MAX_PAGE_NUMBER, MAX_PAGE_SIZE, Page
 from worker.api.errors import Unauthorized
 from worker.runtime import Runtime, get_runtime
@@ -69,11 +70,16 @@ async def json_body(request: Request) -> object:
     """The body as parsed JSON; the domain validates its content (every problem at once, with pointers)."""
     raw = await request.body()
     try:
-        return json.loads(raw or b"null")
+        parsed = json.loads(raw or b"null")
     except (ValueError, UnicodeDecodeError):
         raise ValidationFailed([FieldError("", "request body is not valid JSON")]) from None
     except RecursionError:  # 100k-deep arrays: the parser gives up, and so do we (a 400, not a 500)
         raise ValidationFailed([FieldError("", "request body is nested too deeply")]) from None
+    # No route can store or send a lone surrogate (no UTF-8 text holds one): a 400 here, not a 500 at the INSERT.
+    problems = lone_surrogates(parsed, "")
+    if problems:
+        raise ValidationFailed(problems)
+    return parsed
 
 
 JsonBody = Annotated[object, Depends(json_body)]
