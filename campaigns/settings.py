@@ -75,6 +75,12 @@ class Settings(BaseSettings):
     """Bytes of an uploaded file (a call list, a do-not-contact file); its request is cut off past it."""
     api_max_body_bytes: int = Field(default=256 * 1024, ge=1024)
     """Bytes of any other request body of the operator API (``/v1``, ``/v2``): larger is a 413 (docs/security.md)."""
+    api_header_timeout_secs: float = Field(default=10.0, gt=0)
+    """Real seconds a client has to send a request's headers; the connection is closed past it."""
+    api_keepalive_secs: int = Field(default=5, ge=1)
+    """Real seconds an idle keep-alive connection stays open (uvicorn ``timeout_keep_alive``)."""
+    api_max_connections: int = Field(default=1000, ge=1)
+    """Connections and requests at once per api process (uvicorn ``limit_concurrency``); past it a 503."""
     metrics_token: str | None = None
     """Bearer token ``/metrics`` requires when set (Prometheus: ``authorization: {credentials_file: …}``)."""
     inline_import_max_bytes: int = 1024 * 1024
