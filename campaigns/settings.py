@@ -81,6 +81,9 @@ class Settings(BaseSettings):
     """Real seconds an idle keep-alive connection stays open (uvicorn ``timeout_keep_alive``)."""
     api_max_connections: int = Field(default=1000, ge=1)
     """Connections and requests at once per api process (uvicorn ``limit_concurrency``); past it a 503."""
+    demo_mode: bool = False
+    """The demo stack (deploy/demo.env): the only configuration in which the api accepts the demo's published
+    token and webhook key."""
     metrics_token: str | None = None
     """Bearer token ``/metrics`` requires when set (Prometheus: ``authorization: {credentials_file: …}``)."""
     inline_import_max_bytes: int = 1024 * 1024

@@ -14,7 +14,7 @@ from worker.api.campaigns import router as campaigns_router
 from worker.api.deps import EnqueueImport
 from worker.api.errors import install as install_error_handlers
 from worker.api.events import router as events_router
-from worker.api.guard import RequestGuard
+from worker.api.guard import RequestGuard, refuse_demo_secrets
 from worker.api.operations import MetricsExposition
 from worker.api.operations import router as operations_router
 from worker.api.recurring import router as recurring_router
@@ -81,7 +81,11 @@ def _validation_errors_are_400(schema: dict[str, Any]) -> None:
 
 
 def create_app(runtime: Runtime | None = None, enqueue_import: EnqueueImport | None = None) -> CampaignsAPI:
-    """The API; ``runtime`` defaults to the process-wide one (tests pass their own), ``enqueue_import`` to Celery."""
+    """The API; ``runtime`` defaults to the process-wide one (tests pass their own), ``enqueue_import`` to Celery.
+
+    Raises ``InsecureConfiguration`` when a published demo secret is configured outside demo mode.
+    """
+    refuse_demo_secrets(runtime.settings if runtime is not None else get_settings())
     app = CampaignsAPI(
         title="campaigns",
         version="0.1.0",

@@ -93,6 +93,30 @@ def _declared_length(headers: list[tuple[bytes, bytes]]) -> int | None:
     return None
 
 
+DEMO_API_TOKENS: Final = frozenset({"demo-token-change-me"})
+"""Tokens published in this repository (deploy/demo.env): anyone can read them."""
+DEMO_PUBLIC_KEYS: Final = frozenset({"JC4feuMQU9IoVOWSLg06ve3mcejFTZuo4uiTWehkOZI="})
+"""Webhook keys whose private half is published (the simulator's demo key): with one, anyone can sign a webhook
+(a forged ``message.received`` START took a number off the do-not-contact list, issue 19 item 12)."""
+
+
+class InsecureConfiguration(RuntimeError):
+    """The api will not start with these settings."""
+
+
+def refuse_demo_secrets(settings: Settings) -> None:
+    """Raise :class:`InsecureConfiguration` when a published demo secret is configured outside demo mode."""
+    if settings.demo_mode:
+        return
+    problems = []
+    if settings.api_token in DEMO_API_TOKENS:
+        problems.append("CAMPAIGNS_API_TOKEN is the demo token published in this repository")
+    if settings.telnyx_public_key and settings.telnyx_public_key.strip() in DEMO_PUBLIC_KEYS:
+        problems.append("CAMPAIGNS_TELNYX_PUBLIC_KEY is the demo key, whose private half is published")
+    if problems:
+        raise InsecureConfiguration("; ".join(problems) + " (set your own, or CAMPAIGNS_DEMO_MODE=true for the demo)")
+
+
 class RequestGuard:
     """The ASGI layer in front of FastAPI (see the module docstring)."""
 

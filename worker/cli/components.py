@@ -46,7 +46,13 @@ def api(
         typer.echo("refusing to bind a non-loopback address without CAMPAIGNS_API_TOKEN", err=True)
         raise typer.Exit(2)
     from worker.api import server
+    from worker.api.guard import InsecureConfiguration, refuse_demo_secrets
 
+    try:
+        refuse_demo_secrets(get_settings())
+    except InsecureConfiguration as exc:
+        typer.echo(f"refusing to start: {exc}", err=True)
+        raise typer.Exit(2) from None
     if workers > 1:
         server.run("worker.api:create_app", factory=True, host=host, port=port, workers=workers)
         return

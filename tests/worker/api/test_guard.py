@@ -130,3 +130,22 @@ async def test_metrics_want_the_metrics_token_when_it_is_set(runtime: Runtime) -
         allowed = await c.get("/metrics", headers={"Authorization": "Bearer scrape-secret"})
     assert refused.status_code == 401
     assert allowed.status_code == 200 and "campaigns_" in allowed.text
+
+
+async def test_readiness_checks_share_one_pooled_redis_connection(runtime: Runtime) -> None:
+    import asyncio
+
+    import redis
+
+    from worker.api.operations import readyz_client_name
+
+    async with client(runtime, token=None) as c:
+        answers = await asyncio.gather(*(c.get("/readyz") for _ in range(32)))
+    assert {r.status_code for r in answers} == {200}
+    assert runtime.settings.redis_url is not None
+    observer = redis.Redis.from_url(runtime.settings.redis_url)
+    try:
+        readyz = [entry for entry in observer.client_list() if entry.get("name") == readyz_client_name()]
+    finally:
+        observer.close()
+    assert 1 <= len(readyz) <= 2, readyz
