@@ -88,6 +88,11 @@ class Settings(BaseSettings):
     """Bearer token ``/metrics`` requires when set (Prometheus: ``authorization: {credentials_file: …}``)."""
     inline_import_max_bytes: int = 1024 * 1024
     """Uploads up to this size are imported during the request; larger ones by a worker task."""
+    webhook_receipt_retention_days: float = Field(default=30.0, gt=0)
+    """App days a webhook's raw body (numbers, SMS text) is kept; beat erases older ones, keeping the row that
+    recognizes a redelivery."""
+    webhook_receipt_purge_secs: float = Field(default=3600.0, gt=0)
+    """Real seconds between beat's purges of old webhook bodies."""
     recurring_dir: str | None = None
     """Directory of recurring definitions (``*.toml``), synced into the database on every tick."""
     recurring_tick_secs: float = 30.0
