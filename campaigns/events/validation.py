@@ -151,48 +151,34 @@ def _pointer_token(key: object) -> str:
     return str(key).replace("~", "~0").replace("/", "~1").encode("utf-8", "backslashreplace").decode()
 
 
-def lone_surrogates(value: object, pointer: str) -> list[FieldError]:
-    """Where a lone UTF-16 surrogate (JSON ``"\\ud800"``) hides in a JSON value: no UTF-8 text holds one, so
-    PostgreSQL cannot store it and no provider could be sent it. One error per string or key, by JSON pointer."""
+def _strings_where(value: object, pointer: str, bad: Callable[[str], bool], what: str) -> list[FieldError]:
+    """One error per string or key of a JSON value for which ``bad`` holds, named by its JSON pointer."""
     if isinstance(value, str):
-        return (
-            [FieldError(pointer, "must not contain lone surrogates (\\ud800-\\udfff)")]
-            if _has_lone_surrogate(value)
-            else []
-        )
+        return [FieldError(pointer, f"must not contain {what}")] if bad(value) else []
     found: list[FieldError] = []
     if isinstance(value, dict):
         for key, item in value.items():
             key_pointer = f"{pointer}/{_pointer_token(key)}"
-            if isinstance(key, str) and _has_lone_surrogate(key):
-                found.append(FieldError(key_pointer, "keys must not contain lone surrogates (\\ud800-\\udfff)"))
-            found.extend(lone_surrogates(item, key_pointer))
+            if isinstance(key, str) and bad(key):
+                found.append(FieldError(key_pointer, f"keys must not contain {what}"))
+            found.extend(_strings_where(item, key_pointer, bad, what))
     elif isinstance(value, list):
         for i, item in enumerate(value):
-            found.extend(lone_surrogates(item, f"{pointer}/{i}"))
+            found.extend(_strings_where(item, f"{pointer}/{i}", bad, what))
     return found
+
+
+def lone_surrogates(value: object, pointer: str) -> list[FieldError]:
+    """Where a lone UTF-16 surrogate (JSON ``"\\ud800"``) hides in a JSON value: no UTF-8 text holds one, so
+    PostgreSQL cannot store it and no provider could be sent it."""
+    return _strings_where(value, pointer, _has_lone_surrogate, "lone surrogates (\\ud800-\\udfff)")
 
 
 def nul_characters(value: object, pointer: str) -> list[FieldError]:
     """Where a NUL character or a lone surrogate hides in a JSON value (PostgreSQL stores neither in text or
     JSONB): one error per string or key that holds one, named by its JSON pointer."""
-    return _nuls(value, pointer) + lone_surrogates(value, pointer)
-
-
-def _nuls(value: object, pointer: str) -> list[FieldError]:
-    if isinstance(value, str):
-        return [FieldError(pointer, "must not contain NUL characters (\\u0000)")] if "\x00" in value else []
-    found: list[FieldError] = []
-    if isinstance(value, dict):
-        for key, item in value.items():
-            key_pointer = f"{pointer}/{_pointer_token(key)}"
-            if isinstance(key, str) and "\x00" in key:
-                found.append(FieldError(key_pointer, "keys must not contain NUL characters (\\u0000)"))
-            found.extend(_nuls(item, key_pointer))
-    elif isinstance(value, list):
-        for i, item in enumerate(value):
-            found.extend(_nuls(item, f"{pointer}/{i}"))
-    return found
+    nul = _strings_where(value, pointer, lambda text: "\x00" in text, "NUL characters (\\u0000)")
+    return nul + lone_surrogates(value, pointer)
 
 
 def is_target(value: str) -> bool:

@@ -376,6 +376,18 @@ def served_api(runtime: Runtime) -> Iterator[str]:
         thread.join(10)
 
 
+def start_prometheus(prometheus: str, config: Path, tmp_path: Path) -> tuple[subprocess.Popen[bytes], int, Any]:
+    """A Prometheus on ``config`` (its process, port and log file), storing under ``tmp_path``."""
+    port = free_port()
+    log = (tmp_path / "prometheus.log").open("wb")
+    process = subprocess.Popen(
+        [prometheus, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'data'}",
+         f"--web.listen-address=127.0.0.1:{port}"],
+        stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    return process, port, log
+
+
 def test_a_real_prometheus_scrapes_the_api_and_evaluates_the_rules(
     served_api: str, sessions: sessionmaker[Session], clock: FrozenClock, tmp_path: Path
 ) -> None:
@@ -395,13 +407,7 @@ def test_a_real_prometheus_scrapes_the_api_and_evaluates_the_rules(
             }
         )
     )
-    port = free_port()
-    log = (tmp_path / "prometheus.log").open("wb")
-    process = subprocess.Popen(
-        [prometheus, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'data'}",
-         f"--web.listen-address=127.0.0.1:{port}"],
-        stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+    process, port, log = start_prometheus(prometheus, config, tmp_path)
     try:
         base = f"http://127.0.0.1:{port}"
         wait_for_port(port, timeout=60)
@@ -467,13 +473,7 @@ def test_a_real_prometheus_scrapes_the_api_with_the_metrics_token(runtime: Runti
         {**job, "static_configs": targets},
         {"job_name": "no-token", "static_configs": targets},
     ]}))  # fmt: skip
-    port = free_port()
-    log = (tmp_path / "prometheus.log").open("wb")
-    process = subprocess.Popen(
-        [prometheus, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'data'}",
-         f"--web.listen-address=127.0.0.1:{port}"],
-        stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+    process, port, log = start_prometheus(prometheus, config, tmp_path)
     try:
         wait_for_port(api_port, timeout=30)
         wait_for_port(port, timeout=60)
