@@ -37,7 +37,11 @@ def normalize_url(url: str) -> str:
 
 
 def make_engine(url: str, *, pool_size: int = 5) -> Engine:
-    return create_engine(normalize_url(url), pool_size=pool_size, max_overflow=10, pool_pre_ping=True)
+    # hide_parameters: a failed statement's error (and its log line) never carries the phone numbers and variables
+    # it was given (issue 19 item 9).
+    return create_engine(
+        normalize_url(url), pool_size=pool_size, max_overflow=10, pool_pre_ping=True, hide_parameters=True
+    )
 
 
 @built_once

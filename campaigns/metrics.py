@@ -285,14 +285,14 @@ LIVE_SQL = text(
 is why the statuses are written in as literals, not parameters."""
 
 _SHOWN_CAMPAIGNS = f"""
-    SELECT id, name FROM campaigns WHERE status IN ('{_ACTIVE}', '{_COMPLETED}') ORDER BY created_at DESC LIMIT :limit
+    SELECT id FROM campaigns WHERE status IN ('{_ACTIVE}', '{_COMPLETED}') ORDER BY created_at DESC LIMIT :limit
 """
 CAMPAIGNS_SQL = text(
     f"""
     WITH shown AS ({_SHOWN_CAMPAIGNS})
-    SELECT s.id, s.name, e.status, count(e.id) AS n
+    SELECT s.id, e.status, count(e.id) AS n
     FROM shown s LEFT JOIN scheduled_events e ON e.campaign_id = s.id
-    GROUP BY s.id, s.name, e.status
+    GROUP BY s.id, e.status
     """
 )
 """Per-campaign progress for the newest active or completed campaigns (``ix_scheduled_events_campaign_status``):
@@ -301,13 +301,13 @@ a finished campaign keeps its final numbers on the dashboard."""
 CAMPAIGN_ATTEMPTS_SQL = text(
     f"""
     WITH shown AS ({_SHOWN_CAMPAIGNS})
-    SELECT s.id, s.name,
+    SELECT s.id,
            coalesce(a.outcome, CASE a.call_status WHEN '{CallStatus.COMPLETED}' THEN '{Outcome.ANSWERED}'
                                                    ELSE a.call_status END) AS outcome,
            count(*) AS n
     FROM shown s JOIN scheduled_events e ON e.campaign_id = s.id JOIN call_attempts a ON a.event_id = e.id
     WHERE a.call_status IS NOT NULL
-    GROUP BY 1, 2, 3
+    GROUP BY 1, 2
     """
 )
 """Finished attempts of the same campaigns by outcome (an attempt recorded before outcomes existed: its call
@@ -333,8 +333,8 @@ class DatabaseSnapshot:
     oldest_due: datetime | None = None
     expired_leases: int = 0
     active_campaigns: int = 0
-    campaign_events: dict[tuple[str, str, str], int] = field(default_factory=dict)
-    campaign_attempts: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    campaign_events: dict[tuple[str, str], int] = field(default_factory=dict)
+    campaign_attempts: dict[tuple[str, str], int] = field(default_factory=dict)
     held_reasons: set[str] = field(default_factory=set)
 
 
@@ -348,11 +348,11 @@ def read_database(session: Session, *, now: datetime, campaign_limit: int) -> Da
         if oldest is not None and (snap.oldest_due is None or oldest < snap.oldest_due):
             snap.oldest_due = oldest
     snap.active_campaigns = int(session.execute(LIVE_CAMPAIGNS_SQL).scalar_one())
-    for campaign_id, name, status, n in session.execute(CAMPAIGNS_SQL, {"limit": campaign_limit}):
+    for campaign_id, status, n in session.execute(CAMPAIGNS_SQL, {"limit": campaign_limit}):
         if status is not None:
-            snap.campaign_events[(str(campaign_id), str(name)[:64], str(status))] = int(n)
-    for campaign_id, name, outcome, n in session.execute(CAMPAIGN_ATTEMPTS_SQL, {"limit": campaign_limit}):
-        key = (str(campaign_id), str(name)[:64], bounded(outcome, OUTCOME_VALUES))
+            snap.campaign_events[(str(campaign_id), str(status))] = int(n)
+    for campaign_id, outcome, n in session.execute(CAMPAIGN_ATTEMPTS_SQL, {"limit": campaign_limit}):
+        key = (str(campaign_id), bounded(outcome, OUTCOME_VALUES))
         snap.campaign_attempts[key] = snap.campaign_attempts.get(key, 0) + int(n)
     snap.held_reasons = {str(reason) for (reason,) in session.execute(text("SELECT reason FROM provider_holds"))}
     return snap
@@ -441,17 +441,17 @@ class DatabaseCollector(Collector):
         progress = GaugeMetricFamily(
             "campaigns_campaign_events",
             f"Events of the {self.campaign_limit} newest active or completed campaigns, by status.",
-            labels=["campaign_id", "campaign", "status"],
+            labels=["campaign_id", "status"],  # ids, not names: a name may hold personal data (issue 19 item 13)
         )
-        for (campaign_id, name, status), n in sorted(snap.campaign_events.items()):
-            progress.add_metric([campaign_id, name, status], n)
+        for (campaign_id, status), n in sorted(snap.campaign_events.items()):
+            progress.add_metric([campaign_id, status], n)
         attempts = GaugeMetricFamily(
             "campaigns_campaign_attempts",
             f"Finished attempts of the {self.campaign_limit} newest active or completed campaigns, by outcome.",
-            labels=["campaign_id", "campaign", "outcome"],
+            labels=["campaign_id", "outcome"],
         )
-        for (campaign_id, name, outcome), n in sorted(snap.campaign_attempts.items()):
-            attempts.add_metric([campaign_id, name, outcome], n)
+        for (campaign_id, outcome), n in sorted(snap.campaign_attempts.items()):
+            attempts.add_metric([campaign_id, outcome], n)
         blocked = GaugeMetricFamily(
             "campaigns_provider_blocked",
             "1 while the provider refuses the account for this reason (api_key, connection, messaging_profile): "

@@ -71,9 +71,28 @@ class Settings(BaseSettings):
     """Port for ``/metrics`` and ``/healthz`` of ``campaigns worker`` / ``scheduler`` (unset: no port)."""
     metrics_host: str = "127.0.0.1"
     """Interface of that port (``0.0.0.0`` in containers)."""
-    max_upload_bytes: int = 2 * 1024**3
+    max_upload_bytes: int = Field(default=2 * 1024**3, ge=1)
+    """Bytes of an uploaded file (a call list, a do-not-contact file); its request is cut off past it."""
+    api_max_body_bytes: int = Field(default=256 * 1024, ge=1024)
+    """Bytes of any other request body of the operator API (``/v1``, ``/v2``): larger is a 413 (docs/security.md)."""
+    api_header_timeout_secs: float = Field(default=10.0, gt=0)
+    """Real seconds a client has to send a request's headers; the connection is closed past it."""
+    api_keepalive_secs: int = Field(default=5, ge=1)
+    """Real seconds an idle keep-alive connection stays open (uvicorn ``timeout_keep_alive``)."""
+    api_max_connections: int = Field(default=1000, ge=1)
+    """Connections and requests at once per api process (uvicorn ``limit_concurrency``); past it a 503."""
+    demo_mode: bool = False
+    """The demo stack (deploy/demo.env): the only configuration in which the api accepts the demo's published
+    token and webhook key."""
+    metrics_token: str | None = None
+    """Bearer token ``/metrics`` requires when set (Prometheus: ``authorization: {credentials_file: …}``)."""
     inline_import_max_bytes: int = 1024 * 1024
     """Uploads up to this size are imported during the request; larger ones by a worker task."""
+    webhook_receipt_retention_days: float = Field(default=30.0, gt=0)
+    """App days a webhook's raw body (numbers, SMS text) is kept; beat erases older ones, keeping the row that
+    recognizes a redelivery."""
+    webhook_receipt_purge_secs: float = Field(default=3600.0, gt=0)
+    """Real seconds between beat's purges of old webhook bodies."""
     recurring_dir: str | None = None
     """Directory of recurring definitions (``*.toml``), synced into the database on every tick."""
     recurring_tick_secs: float = 30.0

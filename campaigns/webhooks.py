@@ -12,7 +12,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
@@ -262,3 +262,21 @@ def _apply(
         answered_by=cb.answered_by,
         channel_limited=cb.channel_limited,
     ).reason
+
+
+PURGE_BATCH = 5000
+
+_ERASE_OLD_BODIES = text(
+    """
+    UPDATE webhook_receipts SET body = ''::bytea
+    WHERE id IN (SELECT id FROM webhook_receipts WHERE received_at < :cutoff AND length(body) > 0 LIMIT :batch)
+    """
+)
+
+
+def purge_receipt_bodies(session: Session, *, now: datetime, retention: timedelta, batch: int = PURGE_BATCH) -> int:
+    """Erase the raw bodies of receipts received before ``now - retention``: they hold phone numbers and SMS text
+    (issue 19 item 14). The rows stay, with their provider key, kind, time and result: the key is all that
+    recognizing a redelivery as a duplicate needs. At most ``batch`` rows per call; the count erased."""
+    erased = session.execute(_ERASE_OLD_BODIES, {"cutoff": now - retention, "batch": batch})
+    return int(getattr(erased, "rowcount", 0) or 0)

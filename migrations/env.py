@@ -23,7 +23,7 @@ def run_migrations() -> None:
     url = config.get_main_option("sqlalchemy.url") or get_settings().database_url
     if not url:
         raise SystemExit("CAMPAIGNS_DATABASE_URL is not set")
-    engine = create_engine(normalize_url(url))
+    engine = create_engine(normalize_url(url), hide_parameters=True)  # no row values in a failed migration's error
     with engine.connect() as conn:
         context.configure(connection=conn, target_metadata=target_metadata, compare_type=True)
         with context.begin_transaction():

@@ -38,6 +38,11 @@ def make_celery() -> Celery:
                 "schedule": min(settings.provider_probe_secs, 5.0),
                 "options": {"expires": min(settings.provider_probe_secs, 5.0)},
             },
+            "purge-webhook-receipts": {
+                "task": "campaigns.purge_webhook_receipts",
+                "schedule": settings.webhook_receipt_purge_secs,
+                "options": {"expires": settings.webhook_receipt_purge_secs},
+            },
             "recurring-tick": {
                 "task": "campaigns.recurring_tick",
                 "schedule": settings.recurring_tick_secs,

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 import uuid
+from datetime import timedelta
 
-from campaigns import campaign, dispatch, lifecycle, logs, metrics
+from campaigns import campaign, dispatch, lifecycle, logs, metrics, webhooks
 from campaigns import importing as importer
 from campaigns.clock import real_seconds_to_app
 from campaigns.db import unit_of_work
@@ -56,6 +57,22 @@ def probe_providers() -> None:
     rt = get_runtime()
     for report in holds.probe_held(rt.sessions, rt.providers, clock=rt.clock, settings=rt.settings):
         log.info("probe of provider %s: %s", report.provider, report.answer)
+
+
+@app.task(name="campaigns.purge_webhook_receipts", acks_late=True, ignore_result=True)  # type: ignore[untyped-decorator]
+def purge_webhook_receipts() -> None:
+    """Erase the bodies of webhook receipts past their retention, a batch per transaction (beat)."""
+    rt = get_runtime()
+    retention = timedelta(days=rt.settings.webhook_receipt_retention_days)
+    total = 0
+    while True:
+        with unit_of_work(rt.sessions) as session:
+            erased = webhooks.purge_receipt_bodies(session, now=rt.clock.now(), retention=retention)
+        total += erased
+        if erased < webhooks.PURGE_BATCH:
+            break
+    if total:
+        log.info("webhook bodies past retention erased: %d", total)
 
 
 @app.task(name="campaigns.import", acks_late=True, ignore_result=True)  # type: ignore[untyped-decorator]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -92,23 +93,93 @@ MAX_STRING = 255
 MAX_INT32 = 2**31 - 1
 """Largest value of the integer columns."""
 
+MAX_TEXT = 25 * 153
+"""Characters of an SMS ``text``: 25 GSM-7 segments of 153, the most any Telnyx route accepts ("Most carriers
+reject concatenated SMS beyond 10 segments … Some aggregator routes accept longer messages, up to 25 segments",
+https://developers.telnyx.com/docs/messaging/messages/sms-chunking; 153 characters a part,
+https://developers.telnyx.com/docs/messaging/messages/character-and-rate-limits)."""
+MAX_VARIABLES = 100
+MAX_VARIABLE_NAME = 128
+MAX_VARIABLE_VALUE = 4096
+"""Telnyx documents no limits for ``dynamic_variables`` (string, number or boolean values interpolated into the
+assistant's instructions, https://developers.telnyx.com/docs/inference/ai-assistants/dynamic-variables). They
+are sent with every dial (TeXML ``AIAssistantDynamicVariables``) and end up in the model's prompt, so these caps
+are ours: generous for personalization (a name, a date, an address, a few sentences of context), far from the
+megabytes a single request could otherwise store and send on every attempt (issue 19 item 7)."""
+MAX_METADATA_KEYS = 100
+MAX_METADATA_VALUE = 1024
+"""``conversation_metadata``: ours too (Telnyx documents none); the same key count, shorter values (ids, tags)."""
+MAX_CALL_SETTINGS_BYTES = 4096
 
-def nul_characters(value: object, pointer: str) -> list[FieldError]:
-    """Where a NUL character hides in a JSON value (PostgreSQL stores none in text or JSONB): one error per
-    string or key that holds one, named by its JSON pointer."""
+
+def size_problems(body: dict[str, Any]) -> list[FieldError]:
+    """Fields over their size caps (``MAX_*`` above), each named by its JSON pointer."""
+    found: list[FieldError] = []
+    text = body.get("text")
+    if isinstance(text, str) and len(text) > MAX_TEXT:
+        found.append(FieldError("/text", f"must be at most {MAX_TEXT} characters (25 SMS segments), not {len(text)}"))
+    for field, max_keys, max_value in (
+        ("dynamic_variables", MAX_VARIABLES, MAX_VARIABLE_VALUE),
+        ("conversation_metadata", MAX_METADATA_KEYS, MAX_METADATA_VALUE),
+    ):
+        entries = body.get(field)
+        if not isinstance(entries, dict):
+            continue
+        if len(entries) > max_keys:
+            found.append(FieldError(f"/{field}", f"must have at most {max_keys} keys, not {len(entries)}"))
+            continue
+        for key, value in entries.items():
+            pointer = f"/{field}/{_pointer_token(key)[:MAX_VARIABLE_NAME]}"
+            if len(str(key)) > MAX_VARIABLE_NAME:
+                found.append(FieldError(pointer, f"keys must be at most {MAX_VARIABLE_NAME} characters"))
+            elif isinstance(value, str) and len(value) > max_value:
+                found.append(FieldError(pointer, f"must be at most {max_value} characters, not {len(value)}"))
+    settings = body.get("call_settings")
+    if isinstance(settings, dict) and len(json.dumps(settings, default=str)) > MAX_CALL_SETTINGS_BYTES:
+        found.append(FieldError("/call_settings", f"must be at most {MAX_CALL_SETTINGS_BYTES} bytes as JSON"))
+    return found
+
+
+def _has_lone_surrogate(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _pointer_token(key: object) -> str:
+    return str(key).replace("~", "~0").replace("/", "~1").encode("utf-8", "backslashreplace").decode()
+
+
+def _strings_where(value: object, pointer: str, bad: Callable[[str], bool], what: str) -> list[FieldError]:
+    """One error per string or key of a JSON value for which ``bad`` holds, named by its JSON pointer."""
     if isinstance(value, str):
-        return [FieldError(pointer, "must not contain NUL characters (\\u0000)")] if "\x00" in value else []
+        return [FieldError(pointer, f"must not contain {what}")] if bad(value) else []
     found: list[FieldError] = []
     if isinstance(value, dict):
         for key, item in value.items():
-            key_pointer = f"{pointer}/{str(key).replace('~', '~0').replace('/', '~1')}"
-            if isinstance(key, str) and "\x00" in key:
-                found.append(FieldError(key_pointer, "keys must not contain NUL characters (\\u0000)"))
-            found.extend(nul_characters(item, key_pointer))
+            key_pointer = f"{pointer}/{_pointer_token(key)}"
+            if isinstance(key, str) and bad(key):
+                found.append(FieldError(key_pointer, f"keys must not contain {what}"))
+            found.extend(_strings_where(item, key_pointer, bad, what))
     elif isinstance(value, list):
         for i, item in enumerate(value):
-            found.extend(nul_characters(item, f"{pointer}/{i}"))
+            found.extend(_strings_where(item, f"{pointer}/{i}", bad, what))
     return found
+
+
+def lone_surrogates(value: object, pointer: str) -> list[FieldError]:
+    """Where a lone UTF-16 surrogate (JSON ``"\\ud800"``) hides in a JSON value: no UTF-8 text holds one, so
+    PostgreSQL cannot store it and no provider could be sent it."""
+    return _strings_where(value, pointer, _has_lone_surrogate, "lone surrogates (\\ud800-\\udfff)")
+
+
+def nul_characters(value: object, pointer: str) -> list[FieldError]:
+    """Where a NUL character or a lone surrogate hides in a JSON value (PostgreSQL stores neither in text or
+    JSONB): one error per string or key that holds one, named by its JSON pointer."""
+    nul = _strings_where(value, pointer, lambda text: "\x00" in text, "NUL characters (\\u0000)")
+    return nul + lone_surrogates(value, pointer)
 
 
 def is_target(value: str) -> bool:
@@ -217,6 +288,7 @@ def validate_create(
     for name in unknown:
         bad(name, "is not a known field")
     errors.extend(nul_characters(body, ""))
+    errors.extend(size_problems(body))
 
     if channel == Channel.SMS_CHAT and isinstance(message, str) and isinstance(variables, dict) and not errors:
         message = _rendered_text(message, variables, targets, bad)

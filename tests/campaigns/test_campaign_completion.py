@@ -80,8 +80,11 @@ def test_a_finished_campaign_is_completed_and_no_longer_counted_active(
 
     gauges = _gauges(sessions, clock)
     assert gauges["campaigns_active_campaigns"] == [({}, 2.0)]
-    shown = {labels["campaign"] for labels, _ in gauges["campaigns_campaign_events"]}
-    assert shown == {"finished", "running"}  # a completed campaign keeps its final numbers on the dashboard
+    shown = {labels["campaign_id"] for labels, _ in gauges["campaigns_campaign_events"]}
+    assert shown == {
+        str(ids["finished"]),
+        str(ids["running"]),
+    }  # a completed campaign keeps its final numbers on the dashboard
 
 
 def test_a_completed_campaign_with_an_event_made_live_again_shows_active(
@@ -114,7 +117,8 @@ def test_per_campaign_attempts_by_outcome(sessions: sessionmaker[Session], clock
     attempts = {
         labels["outcome"]: value
         for labels, value in _gauges(sessions, clock)["campaigns_campaign_attempts"]
-        if labels["campaign"] == "outcomes"
+        if labels["campaign_id"] == str(owner.id)
     }
+    assert all("campaign" not in labels for labels, _ in _gauges(sessions, clock)["campaigns_campaign_attempts"])
     # An attempt recorded before outcomes existed counts by its call status, completed read as answered.
     assert attempts == {"answered": 2, "voicemail": 1, "busy": 1, "channel_limited": 1}

@@ -19,6 +19,6 @@ def test_outcome_panels_and_the_campaign_selector() -> None:
     (selector,) = dashboard["templating"]["list"]
     assert selector["name"] == "campaign" and "campaigns_campaign_events" in selector["definition"]
     for title in ("Connect rate ($campaign)", "Outcomes ($campaign)"):
-        assert 'campaign=~"$campaign"' in exprs[title] and "campaigns_campaign_attempts" in exprs[title]
+        assert 'campaign_id=~"$campaign"' in exprs[title] and "campaigns_campaign_attempts" in exprs[title]
     ids = [p["id"] for p in dashboard["panels"]]
     assert len(ids) == len(set(ids))

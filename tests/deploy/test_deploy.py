@@ -98,16 +98,85 @@ def test_every_compose_command_exists_in_the_cli(service: str) -> None:
     _cli_accepts(compose()["services"][service]["command"])
 
 
+def demo_env() -> dict[str, str]:
+    lines = (DEPLOY / "demo.env").read_text().splitlines()
+    return dict(line.split("=", 1) for line in lines if line.strip() and not line.startswith("#"))
+
+
 def test_compose_demo_keys_match() -> None:
-    """The simulator signs with the demo private key; the api verifies with its public half."""
+    """The simulator signs with the demo private key; the demo's api verifies with its public half."""
     from campaigns.telephony.signatures import load_public_key, private_key_from_b64, public_key_b64
 
     services = compose()["services"]
     private = services["simulator"]["environment"]["CAMPAIGNS_SIMULATOR_PRIVATE_KEY"]
-    default_public = re.search(r":-([^}]+)}", services["api"]["environment"]["CAMPAIGNS_TELNYX_PUBLIC_KEY"])
-    assert default_public is not None
-    assert public_key_b64(private_key_from_b64(private)) == default_public.group(1)
-    load_public_key(default_public.group(1))
+    public = demo_env()["CAMPAIGNS_TELNYX_PUBLIC_KEY"]
+    assert public_key_b64(private_key_from_b64(private)) == public
+    load_public_key(public)
+    assert demo_env()["CAMPAIGNS_DEMO_MODE"] == "true"
+
+
+SECRETS = ("CAMPAIGNS_API_TOKEN", "CAMPAIGNS_TELNYX_API_KEY", "CAMPAIGNS_TELNYX_PUBLIC_KEY", "CAMPAIGNS_METRICS_TOKEN")
+
+
+def test_compose_has_no_default_secret_outside_the_demo_profile() -> None:
+    """Issue 19 item 12: only the demo may run on demo secrets; nothing else gets one by default."""
+    services = compose()["services"]
+    for name, service in services.items():
+        if "demo" in service.get("profiles", []):
+            continue
+        environment = service.get("environment", {})
+        for key in (*SECRETS, "GF_SECURITY_ADMIN_PASSWORD"):
+            value = str(environment.get(key, ""))
+            default = re.search(r":-([^}]*)}", value)
+            assert default is None or default.group(1) == "", (name, key, value)
+        assert "CAMPAIGNS_SIMULATOR_PRIVATE_KEY" not in environment, name
+        assert str(environment.get("CAMPAIGNS_DEMO_MODE", "false")).endswith(":-false}") or not environment.get(
+            "CAMPAIGNS_DEMO_MODE"
+        ), name
+    assert ":?" in services["api"]["environment"]["CAMPAIGNS_API_TOKEN"]  # compose refuses to start without one
+    for secret in demo_env().values():
+        assert secret not in COMPOSE.read_text() or secret in ("true",), secret
+
+
+def test_compose_monitoring_is_local_and_authenticated() -> None:
+    services = compose()["services"]
+    for name in ("prometheus", "grafana"):
+        for port in services[name]["ports"]:
+            assert str(port).startswith("127.0.0.1:"), (name, port)
+    assert not any("enable-lifecycle" in arg for arg in services["prometheus"]["command"])
+    grafana = services["grafana"]["environment"]
+    assert grafana["GF_AUTH_ANONYMOUS_ENABLED"] == "false"
+    assert ":?" in grafana["GF_SECURITY_ADMIN_PASSWORD"]
+    assert "GF_AUTH_ANONYMOUS_ORG_ROLE" not in grafana
+
+
+def test_the_api_refuses_the_demo_secrets_outside_demo_mode(runtime: Runtime) -> None:
+    from worker.api.guard import InsecureConfiguration
+
+    demo = demo_env()
+    for key, value in (
+        ("api_token", demo["CAMPAIGNS_API_TOKEN"]),
+        ("telnyx_public_key", demo["CAMPAIGNS_TELNYX_PUBLIC_KEY"]),
+    ):
+        settings = runtime.settings.model_copy(update={key: value})
+        with pytest.raises(InsecureConfiguration, match="demo"):
+            create_app(Runtime(settings, runtime.clock, runtime.sessions, runtime.providers))
+        demo_settings = settings.model_copy(update={"demo_mode": True})
+        create_app(Runtime(demo_settings, runtime.clock, runtime.sessions, runtime.providers))
+
+
+def test_campaigns_api_exits_on_the_demo_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    from campaigns.settings import get_settings
+
+    monkeypatch.setenv("CAMPAIGNS_API_TOKEN", demo_env()["CAMPAIGNS_API_TOKEN"])
+    monkeypatch.delenv("CAMPAIGNS_DEMO_MODE", raising=False)
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(cli, ["api", "--port", "1"])
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 2
+    assert "demo token" in result.output
 
 
 # --- Kubernetes --------------------------------------------------------------------------------------------
@@ -307,6 +376,18 @@ def served_api(runtime: Runtime) -> Iterator[str]:
         thread.join(10)
 
 
+def start_prometheus(prometheus: str, config: Path, tmp_path: Path) -> tuple[subprocess.Popen[bytes], int, Any]:
+    """A Prometheus on ``config`` (its process, port and log file), storing under ``tmp_path``."""
+    port = free_port()
+    log = (tmp_path / "prometheus.log").open("wb")
+    process = subprocess.Popen(
+        [prometheus, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'data'}",
+         f"--web.listen-address=127.0.0.1:{port}"],
+        stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    return process, port, log
+
+
 def test_a_real_prometheus_scrapes_the_api_and_evaluates_the_rules(
     served_api: str, sessions: sessionmaker[Session], clock: FrozenClock, tmp_path: Path
 ) -> None:
@@ -326,13 +407,7 @@ def test_a_real_prometheus_scrapes_the_api_and_evaluates_the_rules(
             }
         )
     )
-    port = free_port()
-    log = (tmp_path / "prometheus.log").open("wb")
-    process = subprocess.Popen(
-        [prometheus, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'data'}",
-         f"--web.listen-address=127.0.0.1:{port}"],
-        stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+    process, port, log = start_prometheus(prometheus, config, tmp_path)
     try:
         base = f"http://127.0.0.1:{port}"
         wait_for_port(port, timeout=60)
@@ -374,3 +449,47 @@ def test_a_real_prometheus_scrapes_the_api_and_evaluates_the_rules(
         except subprocess.TimeoutExpired:
             process.kill()
         log.close()
+
+
+def test_a_real_prometheus_scrapes_the_api_with_the_metrics_token(runtime: Runtime, tmp_path: Path) -> None:
+    """The api job's ``authorization`` in deploy/prometheus.yml, with a token: the scrape is up, and refused
+    (401) for a scraper without it."""
+    import uvicorn
+
+    prometheus = _binary("prometheus")
+    settings = runtime.settings.model_copy(update={"metrics_token": "scrape-secret"})
+    app = create_app(Runtime(settings, runtime.clock, runtime.sessions, runtime.providers))
+    api_port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=api_port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deployed = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
+    job = next(j for j in deployed["scrape_configs"] if j["job_name"] == "campaigns-api")
+    (tmp_path / "secrets").mkdir()
+    (tmp_path / job["authorization"]["credentials_file"]).write_text("scrape-secret")
+    config = tmp_path / "prometheus.yml"
+    targets = [{"targets": [f"127.0.0.1:{api_port}"]}]
+    config.write_text(yaml.safe_dump({"global": {"scrape_interval": "1s"}, "scrape_configs": [
+        {**job, "static_configs": targets},
+        {"job_name": "no-token", "static_configs": targets},
+    ]}))  # fmt: skip
+    process, port, log = start_prometheus(prometheus, config, tmp_path)
+    try:
+        wait_for_port(api_port, timeout=30)
+        wait_for_port(port, timeout=60)
+
+        def health() -> dict[str, str] | None:
+            try:
+                body = httpx.get(f"http://127.0.0.1:{port}/api/v1/targets", timeout=5).json()
+            except (httpx.HTTPError, ValueError):
+                return None
+            seen = {t["labels"]["job"]: t["health"] for t in body["data"]["activeTargets"]}
+            return seen if "unknown" not in seen.values() and len(seen) == 2 else None
+
+        assert poll(health, timeout=60, interval=0.5) == {"campaigns-api": "up", "no-token": "down"}
+    finally:
+        process.terminate()
+        process.wait(30)
+        log.close()
+        server.should_exit = True
+        thread.join(10)

@@ -8,11 +8,13 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from starlette.types import Receive, Scope, Send
 
+from campaigns.settings import get_settings
 from worker.api.campaigns import celery_enqueue_import
 from worker.api.campaigns import router as campaigns_router
 from worker.api.deps import EnqueueImport
 from worker.api.errors import install as install_error_handlers
 from worker.api.events import router as events_router
+from worker.api.guard import RequestGuard, refuse_demo_secrets
 from worker.api.operations import MetricsExposition
 from worker.api.operations import router as operations_router
 from worker.api.recurring import router as recurring_router
@@ -24,15 +26,24 @@ from worker.runtime import Runtime, get_runtime
 
 
 class CampaignsAPI(FastAPI):
-    """FastAPI, with the webhook receivers answered before its middleware stack (``WebhookFastPath``)."""
+    """FastAPI, with the webhook receivers answered before its middleware stack (``WebhookFastPath``) and every
+    other request checked before a byte of its body is read (``RequestGuard``: token, loopback, body cap)."""
 
     webhook_fast_path: WebhookFastPath | None = None
+    guard: RequestGuard | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         fast = self.webhook_fast_path
         if fast is not None and fast.handles(scope):
             await fast(scope, receive, send)
             return
+        if self.guard is not None:
+            await self.guard(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+    async def unguarded(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """FastAPI itself: what the guard passes a request on to."""
         await super().__call__(scope, receive, send)
 
     def openapi(self) -> dict[str, Any]:
@@ -70,7 +81,11 @@ def _validation_errors_are_400(schema: dict[str, Any]) -> None:
 
 
 def create_app(runtime: Runtime | None = None, enqueue_import: EnqueueImport | None = None) -> CampaignsAPI:
-    """The API; ``runtime`` defaults to the process-wide one (tests pass their own), ``enqueue_import`` to Celery."""
+    """The API; ``runtime`` defaults to the process-wide one (tests pass their own), ``enqueue_import`` to Celery.
+
+    Raises ``InsecureConfiguration`` when a published demo secret is configured outside demo mode.
+    """
+    refuse_demo_secrets(runtime.settings if runtime is not None else get_settings())
     app = CampaignsAPI(
         title="campaigns",
         version="0.1.0",
@@ -84,6 +99,7 @@ def create_app(runtime: Runtime | None = None, enqueue_import: EnqueueImport | N
     receiver = WebhookReceiver(lambda: runtime or get_runtime())
     app.state.webhooks = receiver
     app.webhook_fast_path = WebhookFastPath(receiver)
+    app.guard = RequestGuard(app.unguarded, lambda: runtime.settings if runtime is not None else get_settings())
     install_error_handlers(app)
     for router in (
         webhooks_router,

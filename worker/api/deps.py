@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import IO, Annotated
@@ -14,6 +15,7 @@ from starlette.datastructures import UploadFile
 
 from campaigns.db import unit_of_work
 from campaigns.errors import FieldError, ValidationFailed
+from campaigns.events import lone_surrogates
 from campaigns.paging import DEFAULT_PAGE_SIZE, MAX_PAGE_NUMBER, MAX_PAGE_SIZE, Page
 from worker.api.errors import Unauthorized
 from worker.runtime import Runtime, get_runtime
@@ -68,9 +70,16 @@ async def json_body(request: Request) -> object:
     """The body as parsed JSON; the domain validates its content (every problem at once, with pointers)."""
     raw = await request.body()
     try:
-        return json.loads(raw or b"null")
+        parsed = json.loads(raw or b"null")
     except (ValueError, UnicodeDecodeError):
         raise ValidationFailed([FieldError("", "request body is not valid JSON")]) from None
+    except RecursionError:  # 100k-deep arrays: the parser gives up, and so do we (a 400, not a 500)
+        raise ValidationFailed([FieldError("", "request body is nested too deeply")]) from None
+    # No route can store or send a lone surrogate (no UTF-8 text holds one): a 400 here, not a 500 at the INSERT.
+    problems = lone_surrogates(parsed, "")
+    if problems:
+        raise ValidationFailed(problems)
+    return parsed
 
 
 JsonBody = Annotated[object, Depends(json_body)]
@@ -90,9 +99,14 @@ def too_large(limit: int) -> ValidationFailed:
     )
 
 
-async def upload_chunks(upload: UploadFile) -> AsyncIterator[bytes]:
-    while block := await upload.read(1024 * 1024):
-        yield block
+def uploaded_size(upload: UploadFile, limit: int) -> int:
+    """The size of a file the form parser spooled, refused past ``limit``; the file is left at its start."""
+    upload.file.seek(0, os.SEEK_END)
+    size = upload.file.tell()
+    upload.file.seek(0)
+    if size > limit:
+        raise too_large(limit)
+    return size
 
 
 async def spool(chunks: AsyncIterator[bytes], target: IO[bytes], limit: int) -> int:

@@ -44,6 +44,21 @@ def not_found(detail: str) -> JSONResponse:
     return error_response(404, NOT_FOUND_CODE, "Resource not found", detail)
 
 
+class BodyTooLarge(StarletteHTTPException):
+    """The request body crossed its cap while it was being read.
+
+    An ``HTTPException``: FastAPI turns any other exception raised while it parses a body into a 400.
+    """
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"the request body is over the {limit} byte limit")
+        self.limit = limit
+
+
+def too_large_body(limit: int) -> tuple[int, dict[str, Any]]:
+    return error_body(413, INVALID_CODE, "Request too large", f"the request body is over the {limit} byte limit")
+
+
 class Unauthorized(Exception):
     """No valid bearer token."""
 
@@ -104,6 +119,13 @@ async def _bad_request(_: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"errors": errors}, status_code=400)
 
 
+async def _body_too_large(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, BodyTooLarge)
+    status, body = too_large_body(exc.limit)
+    # The rest of the body is never read: close the connection rather than leave it to the next request.
+    return JSONResponse(body, status_code=status, headers={"Connection": "close"})
+
+
 async def _http(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     return error_response(exc.status_code, str(exc.status_code), "Error", str(exc.detail))
@@ -118,3 +140,4 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(IdempotencyKeyReused, _key_reused)
     app.add_exception_handler(RequestValidationError, _bad_request)
     app.add_exception_handler(StarletteHTTPException, _http)
+    app.add_exception_handler(BodyTooLarge, _body_too_large)

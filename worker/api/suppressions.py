@@ -14,7 +14,7 @@ from campaigns import suppression
 from campaigns.db import unit_of_work
 from campaigns.errors import FieldError, ValidationFailed
 from campaigns.paging import page_envelope
-from worker.api.deps import Auth, JsonBody, PageDep, RuntimeDep, SessionDep, spool, upload_chunks
+from worker.api.deps import Auth, JsonBody, PageDep, RuntimeDep, SessionDep, spool, uploaded_size
 from worker.api.errors import not_found, responses
 from worker.api.schemas.common import json_body
 from worker.api.schemas.suppressions import Suppression, SuppressionCreate, SuppressionImport, SuppressionPage
@@ -131,20 +131,21 @@ async def import_suppressions(
         raise ValidationFailed([FieldError("/note", f"must be at most {MAX_NOTE} characters, without NUL")])
     region = _check_region(default_region)
     limit = runtime.settings.max_upload_bytes
-    spooled = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)  # noqa: SIM115 (closed below)
+    if request.headers.get("content-type", "").startswith("multipart/form-data"):
+        form = await request.form()
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            raise ValidationFailed([FieldError("/file", "a multipart field 'file' with the numbers is required")])
+        data: IO[bytes] = upload.file  # as the form parser spooled it: no second copy
+        uploaded_size(upload, limit)
+    else:
+        data = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)  # noqa: SIM115 (closed below)
+        await spool(request.stream(), data, limit)
+        data.seek(0)
     try:
-        if request.headers.get("content-type", "").startswith("multipart/form-data"):
-            form = await request.form()
-            upload = form.get("file")
-            if not isinstance(upload, UploadFile):
-                raise ValidationFailed([FieldError("/file", "a multipart field 'file' with the numbers is required")])
-            await spool(upload_chunks(upload), spooled, limit)
-        else:
-            await spool(request.stream(), spooled, limit)
-        spooled.seek(0)
-        report = await run_in_threadpool(_import, runtime, spooled, reason, note, region)
+        report = await run_in_threadpool(_import, runtime, data, reason, note, region)
     finally:
-        spooled.close()
+        data.close()
     return report.as_dict()
 
 

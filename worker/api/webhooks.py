@@ -61,6 +61,8 @@ def _parse_json(raw: bytes, attempt_hint: str | None) -> telephony.Callback:
         return telephony.parse_json_event(body, attempt_hint)
     except ValueError as exc:
         raise telephony.WebhookRejected(str(exc)) from None
+    except RecursionError:
+        raise telephony.WebhookRejected("body is nested too deeply") from None
 
 
 RECEIVERS: Final[dict[str, tuple[str, Callable[[bytes, str | None], telephony.Callback]]]] = {

@@ -40,18 +40,25 @@ def api(
 
     if workers > 1:
         metrics_server.prepare_multiprocess()  # before prometheus_client is imported: /metrics sums every process
-    import uvicorn
 
     configure_logging()
     if not get_settings().api_token and host not in ("127.0.0.1", "localhost", "::1"):
         typer.echo("refusing to bind a non-loopback address without CAMPAIGNS_API_TOKEN", err=True)
         raise typer.Exit(2)
+    from worker.api import server
+    from worker.api.guard import InsecureConfiguration, refuse_demo_secrets
+
+    try:
+        refuse_demo_secrets(get_settings())
+    except InsecureConfiguration as exc:
+        typer.echo(f"refusing to start: {exc}", err=True)
+        raise typer.Exit(2) from None
     if workers > 1:
-        uvicorn.run("worker.api:create_app", factory=True, host=host, port=port, workers=workers, log_level="warning")
+        server.run("worker.api:create_app", factory=True, host=host, port=port, workers=workers)
         return
     from worker.api import create_app
 
-    uvicorn.run(create_app(), host=host, port=port, log_level="warning")
+    server.run(create_app(), host=host, port=port)
 
 
 MetricsPort = Annotated[
