@@ -9,8 +9,9 @@ import uuid
 from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
-from campaigns import campaign, metrics
+from campaigns import campaign
 from campaigns.clock import FrozenClock
+from campaigns.metrics_database import DatabaseCollector
 from campaigns.models import CallAttempt, Campaign, ScheduledEvent
 from campaigns.states import CampaignStatus, ImportStatus
 from tests.factories import call_body, make_event
@@ -40,7 +41,7 @@ def _attempt(event_id: uuid.UUID, clock: FrozenClock, **values: object) -> CallA
 
 
 def _gauges(sessions: sessionmaker[Session], clock: FrozenClock) -> dict[str, list[tuple[dict[str, str], float]]]:
-    collector = metrics.DatabaseCollector(sessions, clock.now, max_age=0)
+    collector = DatabaseCollector(sessions, clock.now, max_age=0)
     return {f.name: [(s.labels, s.value) for s in f.samples] for f in collector.collect()}
 
 

@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bench import harness
 from campaigns import logs, metrics
+from campaigns.metrics_database import DatabaseCollector
 from campaigns.models import CallAttempt, ScheduledEvent
 from campaigns.telephony.signatures import private_key_b64, public_key_b64
 from tests.e2e.test_up import poll
@@ -314,7 +315,7 @@ def test_due_backlog_and_expired_leases_are_read_from_the_database(sessions: ses
             .where(ScheduledEvent.id == stuck)
             .values(status="in_progress", lease_expires_at=now - timedelta(seconds=1))
         )
-    collector = metrics.DatabaseCollector(sessions, clock.now, max_age=0)
+    collector = DatabaseCollector(sessions, clock.now, max_age=0)
     families = {f.name: f for f in collector.collect()}
     assert families["campaigns_db_collector_up"].samples[0].value == 1
     assert families["campaigns_due_events"].samples[0].value == 2
@@ -326,7 +327,7 @@ def test_due_backlog_and_expired_leases_are_read_from_the_database(sessions: ses
         ("in_progress", "phone_call"): 1, ("in_progress", "sms_chat"): 0,
     }  # fmt: skip
     # Cached for max_age: a second scrape within it does not query again.
-    cached = metrics.DatabaseCollector(sessions, clock.now, max_age=60)
+    cached = DatabaseCollector(sessions, clock.now, max_age=60)
     assert list(cached.collect()) is not None and cached.collect() is cached.collect()
 
 
@@ -334,7 +335,7 @@ def test_a_database_that_cannot_answer_reports_down_instead_of_failing_the_scrap
     from sqlalchemy import create_engine
 
     broken = sessionmaker(bind=create_engine("postgresql+psycopg://nobody@127.0.0.1:1/none"))
-    collector = metrics.DatabaseCollector(broken, lambda: datetime.now(UTC), max_age=0)
+    collector = DatabaseCollector(broken, lambda: datetime.now(UTC), max_age=0)
     families = {f.name: f for f in collector.collect()}
     assert families["campaigns_db_collector_up"].samples[0].value == 0
     assert "campaigns_events" not in families

@@ -14,6 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from sqlalchemy import text
 
 from campaigns import metrics as app_metrics
+from campaigns.metrics_database import DatabaseCollector
 from worker.api.deps import RuntimeDep
 from worker.api.schemas.operations import Health, Readiness
 from worker.runtime import Runtime
@@ -99,7 +100,7 @@ class MetricsExposition:
 
     def __call__(self, runtime: Runtime) -> bytes:
         if self._registry is None:
-            collector = app_metrics.DatabaseCollector(runtime.sessions, runtime.clock.now)
+            collector = DatabaseCollector(runtime.sessions, runtime.clock.now)
             self._registry = app_metrics.api_registry(collector)
         return generate_latest(self._registry)
 
