@@ -106,3 +106,10 @@ def clock_from_settings(settings: Settings) -> Clock:
 def real_seconds_to_app(clock: Clock, seconds: float) -> timedelta:
     """An operational duration (a lease, a back-off) measured in real seconds, expressed in app time."""
     return timedelta(seconds=seconds * clock.rate)
+
+
+def app_to_real(clock: Clock, instant: datetime) -> datetime:
+    """The real instant at which ``clock`` reads ``instant`` (what a provider, never warped, stamps then)."""
+    if isinstance(clock, WarpedClock):
+        return clock.origin + (instant - clock.start) / clock.rate
+    return instant

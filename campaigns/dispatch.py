@@ -23,7 +23,7 @@ from campaigns import lifecycle, logs, suppression
 from campaigns.clock import Clock, real_seconds_to_app
 from campaigns.db import unit_of_work
 from campaigns.lifecycle import holds
-from campaigns.settings import Settings
+from campaigns.settings import Settings, sending_lease
 from campaigns.telephony import (
     DispatchRequest,
     DispatchResult,
@@ -71,7 +71,9 @@ def dispatch_attempts(
     with unit_of_work(factory) as session:
         requests = lifecycle.begin_dispatch_many(session, attempt_ids, now=clock.now())
     accepted: list[tuple[uuid.UUID, DispatchResult]] = []
-    dispatch_lease = real_seconds_to_app(clock, settings.claim_lease_secs)
+    # Until its answer is recorded, an attempt ``sending`` is looked at once its short sending lease expires (its
+    # worker is taken for dead): soon enough that a Call Control dial is re-sent within Telnyx's dedupe window.
+    dispatch_lease = real_seconds_to_app(clock, sending_lease(settings))
 
     def send(request: DispatchRequest) -> str:
         with logs.bind(attempt_id=str(request.attempt_id)):

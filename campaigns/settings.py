@@ -10,7 +10,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Generic, Literal, TypeVar
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -40,6 +40,17 @@ class Settings(BaseSettings):
     """Call Control connection id, used when ``call_provider`` is ``call_control``."""
     telnyx_messaging_profile_id: str | None = None
     provider_timeout_secs: float = 10.0
+    sending_lease_secs: float | None = Field(default=None, gt=0)
+    """Real seconds an attempt may stay ``sending`` (committed, its request on the wire) before the reconciler takes
+    it for the request of a dead worker (re-sent with the same ``command_id`` on Call Control, looked up in the
+    TeXML call list, else failed closed). Unset: ``provider_timeout_secs`` + ``SENDING_MARGIN_SECS``. It must be
+    longer than ``provider_timeout_secs``; see ``sending_lease``."""
+    telnyx_account_sid: str | None = None
+    """The Telnyx account SID of ``GET /texml/Accounts/{account_sid}/Calls``: with it, a TeXML attempt whose outcome
+    is unknown is looked up in the account's call list before it fails closed; unset, it fails closed as before."""
+    unknown_lookup_secs: float = Field(default=300.0, gt=0)
+    """Real seconds after its request that a TeXML attempt with an unknown outcome keeps being looked up in the call
+    list (Telnyx calls the list eventually consistent) before it fails closed."""
     claim_batch_size: int = 200
     dispatch_batch_size: int = Field(default=25, ge=1, le=1000)
     """Claimed attempts per dispatch task: sent concurrently by one worker, with two commits per task."""
@@ -97,6 +108,28 @@ class Settings(BaseSettings):
     """Directory of recurring definitions (``*.toml``), synced into the database on every tick."""
     recurring_tick_secs: float = 30.0
     """Real seconds between beat's checks for due recurring definitions."""
+
+    @model_validator(mode="after")
+    def _sending_outlasts_the_request(self) -> Settings:
+        lease = self.sending_lease_secs
+        if lease is not None and lease <= self.provider_timeout_secs:
+            raise ValueError(
+                f"CAMPAIGNS_SENDING_LEASE_SECS ({lease:g}) must be longer than CAMPAIGNS_PROVIDER_TIMEOUT_SECS "
+                f"({self.provider_timeout_secs:g}): a request still waiting for its answer would be taken for a "
+                "dead worker's"
+            )
+        return self
+
+
+SENDING_MARGIN_SECS = 10.0
+"""Added to ``provider_timeout_secs`` for the default ``sending_lease``: the connect (5 s) and the time a busy worker
+takes to record the answer. A live request is then never taken for a dead worker's."""
+
+
+def sending_lease(settings: Settings) -> float:
+    """Real seconds an attempt stays ``sending`` before the reconciler acts on it (``sending_lease_secs``)."""
+    lease = settings.sending_lease_secs
+    return settings.provider_timeout_secs + SENDING_MARGIN_SECS if lease is None else lease
 
 
 T = TypeVar("T")

@@ -9,7 +9,17 @@ from typing import Any
 from celery import Celery
 from celery.signals import worker_process_init, worker_process_shutdown
 
-from campaigns.settings import get_settings
+from campaigns.settings import Settings, get_settings, sending_lease
+from campaigns.telephony import RESEND_WINDOW_SECS
+
+
+def reconcile_every(settings: Settings) -> float:
+    """Real seconds between two reconciler runs: ``RECONCILE_INTERVAL_SECS``, or less. An attempt left ``sending``
+    by a dead worker is looked at once its sending lease expires, and a Call Control dial is re-sent only within
+    ``RESEND_WINDOW_SECS`` of its request; beat runs the reconciler at least twice in between (every 12.5 s with
+    the defaults), never more often than every second."""
+    room = RESEND_WINDOW_SECS - sending_lease(settings)
+    return min(settings.reconcile_interval_secs, max(1.0, room / 2))
 
 
 def make_celery() -> Celery:
@@ -29,7 +39,7 @@ def make_celery() -> Celery:
         beat_schedule={
             "reconcile-expired-leases": {
                 "task": "campaigns.reconcile",
-                "schedule": settings.reconcile_interval_secs,
+                "schedule": reconcile_every(settings),
             },
             "probe-held-providers": {
                 "task": "campaigns.probe_providers",

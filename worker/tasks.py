@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import uuid
 from datetime import timedelta
 
 from campaigns import campaign, dispatch, lifecycle, logs, metrics, webhooks
 from campaigns import importing as importer
-from campaigns.clock import real_seconds_to_app
+from campaigns.clock import app_to_real, real_seconds_to_app
 from campaigns.db import unit_of_work
+from campaigns.settings import sending_lease
 from campaigns.telephony import RESEND_WINDOW_SECS
 from worker.celery_app import app
 from worker.runtime import get_runtime
@@ -37,11 +39,16 @@ def reconcile() -> None:
         providers=rt.providers,
         call_lease=real_seconds_to_app(rt.clock, rt.settings.call_lease_secs),
         resend_within=real_seconds_to_app(rt.clock, RESEND_WINDOW_SECS),
+        lookup=lifecycle.CallLookup(
+            every=real_seconds_to_app(rt.clock, sending_lease(rt.settings)),
+            until=real_seconds_to_app(rt.clock, rt.settings.unknown_lookup_secs),
+            provider_time=functools.partial(app_to_real, rt.clock),
+        ),
     )
     for action in metrics.RECONCILE_ACTIONS:
         if getattr(report, action):
             metrics.RECONCILED.labels(action).inc(getattr(report, action))
-    if report.withdrawn or report.failed_unknown or report.extended or report.completed_sms or report.resent:
+    if any(getattr(report, action) for action in metrics.RECONCILE_ACTIONS):
         log.info("reconciled expired leases: %s", report)
     with unit_of_work(rt.sessions) as session:  # finished campaigns stop counting as active
         completed = campaign.complete_finished_campaigns(session, now=rt.clock.now())

@@ -56,9 +56,10 @@ from campaigns.lifecycle.outcomes import (
     apply_sms_outcome_locked,
     next_retry_time,
 )
-from campaigns.lifecycle.reconcile import ReconcileReport, reconcile_expired_leases
+from campaigns.lifecycle.reconcile import CallLookup, ReconcileReport, reconcile_expired_leases
 
 __all__ = [
+    "CallLookup",
     "ClaimCheck",
     "Claimed",
     "Defer",

@@ -7,11 +7,12 @@ attempt is closed as unknown and the event fails closed.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, aliased, sessionmaker
 
 import campaigns.lifecycle.transitions as transitions
 from campaigns import metrics
@@ -46,6 +47,29 @@ class ReconcileReport:
     resent: int = 0
     """Unknown attempts sent again, with the same id, to a provider that ignores repeats (Call Control's
     ``command_id``) and accepted: the call exists exactly once, and its callbacks settle it."""
+    found_placed: int = 0
+    """Unknown attempts whose call the provider's call list shows (TeXML): placed, their call id kept; the status
+    query and the callbacks settle them."""
+    looked_up: int = 0
+    """Unknown attempts looked up in the provider's call list and not found yet (asked again later)."""
+
+
+def _same_instant(instant: datetime) -> datetime:
+    return instant
+
+
+@dataclass(frozen=True)
+class CallLookup:
+    """How the reconciler looks an unknown attempt up in a provider's call list (``Telephony.find_call``).
+
+    ``every``: how long to wait before asking again after no match (app time); ``until``: how long after its
+    request an attempt keeps being looked up before it fails closed (app time; the list is eventually
+    consistent); ``provider_time``: an app instant as the provider's clock reads it (the clock may be warped).
+    """
+
+    every: timedelta
+    until: timedelta
+    provider_time: Callable[[datetime], datetime] = field(default=_same_instant)
 
 
 @dataclass(frozen=True)
@@ -65,6 +89,30 @@ class _Resend:
     request: DispatchRequest
 
 
+@dataclass(frozen=True)
+class _Lookup:
+    """An attempt whose request may or may not have reached a provider that lists calls: looked up there."""
+
+    provider: str
+    request: DispatchRequest
+    sent_at: datetime
+    exclude: frozenset[str] = frozenset()
+    """The call ids of the event's other attempts (the same numbers, earlier): never this attempt's call."""
+
+
+@dataclass
+class _Questions:
+    """What a reconcile pass asks the provider once its first transaction is committed."""
+
+    checks: list[_LiveCheck] = field(default_factory=list)
+    resends: list[_Resend] = field(default_factory=list)
+    lookups: list[_Lookup] = field(default_factory=list)
+
+
+TOOK_OVER = "the worker recorded no answer from the provider within the sending lease"
+"""Why a ``sending`` attempt became ``unknown`` in the reconciler's hands (its worker is taken for dead)."""
+
+
 def reconcile_expired_leases(
     sessions: sessionmaker[Session],
     *,
@@ -73,6 +121,7 @@ def reconcile_expired_leases(
     call_lease: timedelta,
     limit: int = 500,
     resend_within: timedelta | None = None,
+    lookup: CallLookup | None = None,
 ) -> ReconcileReport:
     """Settle ``in_progress`` events whose lease expired without a terminal outcome.
 
@@ -81,10 +130,19 @@ def reconcile_expired_leases(
     - sent and the provider cannot tell (``call_is_alive`` is ``None``: a 404, a 5xx, a timeout): lease extended,
       never past the longest the call could last (``LONGEST_CALL`` from its request); past that, closed as unknown;
     - an SMS the provider accepted (``sent``) with no final receipt: completed, as Telnyx would report it;
-    - a request whose outcome is unknown (``sending``: the worker died; ``unknown``: it timed out) to a provider
-      that ignores repeats (``dedupes_repeats``: Call Control's ``command_id``), no more than ``resend_within``
-      after it left: sent again with the same id; accepted, the attempt is ``sent`` (one call either way);
+    - a request whose outcome is unknown (``sending`` past the sending lease: the worker died; ``unknown``: it
+      timed out) to a provider that ignores repeats (``dedupes_repeats``: Call Control's ``command_id``), no more
+      than ``resend_within`` after it left: sent again with the same id; accepted, the attempt is ``sent`` (one
+      call either way);
+    - such a request to a provider that lists calls (``lists_calls``: TeXML with an account SID), with
+      ``lookup`` given: looked up in the call list; a call from the agent number to the target created after the
+      request is this attempt's (``sent`` with its id: the status query and the callbacks settle it); none yet:
+      asked again ``lookup.every`` later, until ``lookup.until`` after the request, then failed closed;
     - otherwise the attempt is closed as unknown and the event fails closed. It is never re-dialled.
+
+    A ``sending`` attempt the reconciler acts on becomes ``unknown`` first: its worker, if it is alive after all
+    and its answer merely late, then records nothing but an acceptance (a late refusal cannot withdraw an attempt
+    whose repeat may have been accepted, which would let the event be dialled again with a new attempt).
 
     Three short transactions, so no event stays locked while the provider is asked about a call: a webhook for
     that event (or for any event batched with it) would wait behind a provider round trip per expired call. The
@@ -94,12 +152,24 @@ def reconcile_expired_leases(
     call is over and whose attempt is still the one asked about.
     """
     dedupes = {p.name for p in (providers.calls, providers.sms) if p.dedupes_repeats}
+    listers = {p.name for p in (providers.calls, providers.sms) if p.lists_calls} if lookup is not None else set()
     with unit_of_work(sessions) as session:
-        report, checks, resends = _settle_expired(
-            session, now=now, call_lease=call_lease, limit=limit, dedupes=dedupes, resend_within=resend_within
+        report, questions = _settle_expired(
+            session,
+            now=now,
+            call_lease=call_lease,
+            limit=limit,
+            dedupes=dedupes,
+            resend_within=resend_within,
+            listers=listers,
+            lookup=lookup,
         )
-    if resends:
-        _resend(sessions, resends, providers=providers, now=now, call_lease=call_lease, report=report)
+    if questions.resends:
+        _resend(sessions, questions.resends, providers=providers, now=now, call_lease=call_lease, report=report)
+    if questions.lookups and lookup is not None:
+        _look_up(sessions, questions.lookups, providers=providers, now=now, lookup=lookup, call_lease=call_lease,
+                 report=report)  # fmt: skip
+    checks = questions.checks
     if not checks:
         return report
 
@@ -171,6 +241,58 @@ def _resend(
         session.flush()
 
 
+def _look_up(
+    sessions: sessionmaker[Session],
+    lookups: list[_Lookup],
+    *,
+    providers: Providers,
+    now: datetime,
+    lookup: CallLookup,
+    call_lease: timedelta,
+    report: ReconcileReport,
+) -> None:
+    """Look each up with no lock held; keep the calls found; fail closed those past the bound (nobody can tell)."""
+
+    def ask(item: _Lookup) -> tuple[uuid.UUID, str | Exception | None]:
+        provider = providers.by_name(item.provider)
+        try:
+            since = lookup.provider_time(item.sent_at)
+            return item.request.attempt_id, provider.find_call(item.request, since=since, exclude=item.exclude)
+        except Exception as exc:  # the list could not be read: the provider cannot tell (yet)
+            return item.request.attempt_id, exc
+
+    answers = dict(request_pool("reconcile", RECONCILE_CONCURRENCY).map(ask, lookups))
+    found = [
+        (item.request.attempt_id, DispatchResult(item.provider, answer))
+        for item in lookups
+        if isinstance(answer := answers[item.request.attempt_id], str)
+    ]
+    over = {item.request.attempt_id: item for item in lookups if now >= item.sent_at + lookup.until}
+    with unit_of_work(sessions) as session:
+        record_dispatched_many(session, found, now=now, call_lease=call_lease)
+        report.found_placed += len(found)
+        report.looked_up += len(lookups) - len(found)
+        given_up = [a for a in over if not isinstance(answers[a], str)]
+        for attempt, event in lock_attempts_by_id(session, given_up):
+            if attempt.state not in (AttemptState.SENDING, AttemptState.UNKNOWN):
+                continue  # a callback, or the worker's late answer, proved it placed meanwhile
+            if not transitions.current_attempt_matches(event, attempt):
+                continue
+            answer = answers[attempt.id]
+            request = over[attempt.id].request
+            why = (
+                f"the provider request timed out after sending, and the provider's call list showed no call from "
+                f"{request.from_} to {request.to} within {lookup.until.total_seconds():g} s"
+                if answer is None
+                else f"the provider request timed out after sending, and the provider's call list could not be "
+                f"read: {type(answer).__name__}: {answer}"
+            )
+            transitions.fail_unknown(attempt, event, now, why)
+            report.failed_unknown += 1
+            report.looked_up -= 1
+        session.flush()
+
+
 def _settle_expired(
     session: Session,
     *,
@@ -179,12 +301,14 @@ def _settle_expired(
     limit: int,
     dedupes: set[str],
     resend_within: timedelta | None,
-) -> tuple[ReconcileReport, list[_LiveCheck], list[_Resend]]:
-    """Everything a reconcile pass can decide without the provider; the sent calls to ask about, and the
-    unknown requests to send again, come back."""
+    listers: set[str],
+    lookup: CallLookup | None,
+) -> tuple[ReconcileReport, _Questions]:
+    """Everything a reconcile pass can decide without the provider; the sent calls to ask about, the unknown
+    requests to send again and the ones to look up in the provider's call list come back."""
     report = ReconcileReport()
-    checks: list[_LiveCheck] = []
-    resends: list[_Resend] = []
+    questions = _Questions()
+    checks, resends, lookups = questions.checks, questions.resends, questions.lookups
     events = session.scalars(
         select(ScheduledEvent)
         .where(ScheduledEvent.status == EventStatus.IN_PROGRESS, ScheduledEvent.lease_expires_at < now)
@@ -194,7 +318,7 @@ def _settle_expired(
         .with_for_update(skip_locked=True)
     ).all()
     if not events:
-        return report, checks, resends
+        return report, questions
     current = {  # each event's current attempt, one query for the batch
         attempt.event_id: attempt
         for attempt in session.scalars(
@@ -236,16 +360,20 @@ def _settle_expired(
                 checks.append(_LiveCheck(attempt.id, attempt.provider, attempt.provider_id))
                 continue
         unsent = attempt.state in (AttemptState.SENDING, AttemptState.UNKNOWN)
-        if (
-            unsent
-            and attempt.provider in dedupes
-            and resend_within is not None
-            and attempt.attempted_at is not None
-            and now - attempt.attempted_at < resend_within
-        ):
-            event.lease_expires_at = now + call_lease  # a concurrent pass leaves it alone
-            resends.append(_Resend(attempt.provider, dispatch_request(attempt, event)))
-            continue
+        sent_at = attempt.attempted_at
+        if unsent and sent_at is not None and attempt.provider in dedupes | listers:
+            resend = attempt.provider in dedupes and resend_within is not None and now - sent_at < resend_within
+            if resend or (attempt.provider in listers and lookup is not None):
+                if attempt.state == AttemptState.SENDING:
+                    transitions.outcome_unknown(attempt, TOOK_OVER)  # a late answer of its worker can only accept
+                request = dispatch_request(attempt, event)
+                if resend:
+                    event.lease_expires_at = now + call_lease  # a concurrent pass leaves it alone
+                    resends.append(_Resend(attempt.provider, request))
+                elif lookup is not None:
+                    event.lease_expires_at = now + lookup.every
+                    lookups.append(_Lookup(attempt.provider, request, sent_at))
+                continue
         why = (
             "the provider request timed out after sending"
             if unsent
@@ -255,5 +383,26 @@ def _settle_expired(
         report.failed_unknown += 1
     if withdrawn:
         session.execute(delete(CallAttempt).where(CallAttempt.id.in_(withdrawn)))
+    if lookups:
+        lookups[:] = _excluding_known_calls(session, lookups)
     session.flush()
-    return report, checks, resends
+    return report, questions
+
+
+def _excluding_known_calls(session: Session, lookups: list[_Lookup]) -> list[_Lookup]:
+    """Each lookup with the call ids of its event's other attempts: those calls are never this attempt's."""
+    ids = [item.request.attempt_id for item in lookups]
+    sibling = aliased(CallAttempt)
+    rows = session.execute(
+        select(CallAttempt.id, sibling.provider_id)
+        .join(sibling, sibling.event_id == CallAttempt.event_id)
+        .where(CallAttempt.id.in_(ids), sibling.id != CallAttempt.id, sibling.provider_id.is_not(None))
+    ).all()
+    known: dict[uuid.UUID, set[str]] = {}
+    for attempt_id, provider_id in rows:
+        if provider_id:
+            known.setdefault(attempt_id, set()).add(provider_id)
+    return [
+        _Lookup(item.provider, item.request, item.sent_at, frozenset(known.get(item.request.attempt_id, ())))
+        for item in lookups
+    ]

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Protocol
 
 from campaigns.states import Channel, MachineDetection
@@ -49,4 +51,15 @@ class Telephony(Protocol):
 
     def call_is_alive(self, provider_id: str) -> bool | None:
         """Whether a dispatched call is still up; ``None`` when the provider cannot tell."""
+        ...
+
+    @property
+    def lists_calls(self) -> bool:
+        """The provider can list the calls from one number to another (``find_call`` may be asked)."""
+        ...
+
+    def find_call(self, request: DispatchRequest, *, since: datetime, exclude: Collection[str]) -> str | None:
+        """The id of a call from ``request.from_`` to ``request.to`` created at or after ``since`` (provider time)
+        whose id is not in ``exclude``, or ``None`` when the provider lists none. Raises a ``ProviderError`` when
+        the list cannot be read (the provider cannot tell)."""
         ...

@@ -5,13 +5,17 @@ No idempotency key exists on this endpoint, so a request whose outcome is unknow
 
 from __future__ import annotations
 
+from collections.abc import Collection
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from typing import Any
+from urllib.parse import quote, urlencode
 
 from campaigns.states import CallStatus, MachineDetection
 from campaigns.telephony.call_control import call_control_is_alive
 from campaigns.telephony.errors import OutcomeUnknown, PermanentProviderError
 from campaigns.telephony.protocol import DispatchRequest, DispatchResult
-from campaigns.telephony.transport import HttpAdapter, callback_url, post_json
+from campaigns.telephony.transport import HttpAdapter, callback_url, get_json, post_json
 
 
 def texml_detection(mode: str, status_callback: str) -> dict[str, Any]:
@@ -67,3 +71,68 @@ class TelnyxTexml(HttpAdapter):
 
     def call_is_alive(self, provider_id: str) -> bool | None:
         return call_control_is_alive(self.client, provider_id)
+
+    @property
+    def lists_calls(self) -> bool:
+        return bool(self.settings.telnyx_account_sid)
+
+    def find_call(self, request: DispatchRequest, *, since: datetime, exclude: Collection[str]) -> str | None:
+        """Look the call up in ``GET /texml/Accounts/{account_sid}/Calls``, filtered by ``From``, ``To`` and
+        ``StartTime_gt`` (day resolution: the day before ``since``, so a request just after midnight is covered).
+
+        The list "is eventually consistent" (developers.telnyx.com/api-reference/texml-rest-commands/
+        fetch-multiple-call-resources), so ``None`` is no proof that no call was created: the reconciler asks
+        again until its bound. Parameters and fields: the official SDK's ``texml/accounts/
+        call_retrieve_calls_params.py`` (``From``, ``To``, ``StartTime_gt`` "YYYY-MM-DD", ``page[size]``) and
+        ``call_retrieve_calls_response.py`` (``calls[]`` with ``sid``, ``from``, ``to``, ``date_created``,
+        ``start_time``; ``next_page_uri``). A list longer than one page, without a match on it, cannot tell.
+        """
+        account_sid = self.settings.telnyx_account_sid
+        if not account_sid:
+            raise PermanentProviderError("no TeXML account SID: set CAMPAIGNS_TELNYX_ACCOUNT_SID")
+        query = {
+            "From": request.from_,
+            "To": request.to,
+            "StartTime_gt": (since - timedelta(days=1)).date().isoformat(),
+            "page[size]": str(LIST_PAGE_SIZE),
+        }
+        data = get_json(self.client, f"texml/Accounts/{quote(account_sid, safe='')}/Calls?{urlencode(query)}")
+        calls = data.get("calls")
+        if not isinstance(calls, list):
+            raise OutcomeUnknown("the TeXML call list answered without a 'calls' list")
+        placed = sorted(
+            (created, str(call["sid"]))
+            for call in calls
+            if isinstance(call, dict)
+            and isinstance(call.get("sid"), str)
+            and call["sid"] not in exclude
+            and call.get("from") == request.from_
+            and call.get("to") == request.to
+            and (created := provider_instant(call.get("date_created") or call.get("start_time"))) is not None
+            and created >= since - CLOCK_SKEW
+        )
+        if placed:
+            return placed[0][1]
+        if data.get("next_page_uri"):
+            raise OutcomeUnknown(f"the TeXML call list has more than {LIST_PAGE_SIZE} calls to {request.to}")
+        return None
+
+
+LIST_PAGE_SIZE = 50
+CLOCK_SKEW = timedelta(seconds=5)
+"""How far the provider's clock may be behind ours when it stamps a call's creation."""
+
+
+def provider_instant(value: object) -> datetime | None:
+    """A call's timestamp as the TeXML API writes it: ISO 8601, or RFC 2822 as in Twilio-style APIs; ``None``
+    when it is neither (such a call is not taken for this attempt's)."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        try:
+            parsed = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)

@@ -11,7 +11,9 @@ import ssl
 import threading
 import time
 import uuid
+from collections.abc import Collection
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from typing import Any, TypeVar
 from urllib.parse import urlencode
 
@@ -27,6 +29,7 @@ from campaigns.telephony.errors import (
     ProviderHeld,
     TransientProviderError,
 )
+from campaigns.telephony.protocol import DispatchRequest
 
 E = TypeVar("E", bound=ProviderError)
 
@@ -105,6 +108,14 @@ class HttpAdapter:
     def __init__(self, settings: Settings, client: httpx.Client | None = None) -> None:
         self.settings = settings
         self._client = client
+
+    @property
+    def lists_calls(self) -> bool:
+        """Whether ``find_call`` can be asked (only TeXML with an account SID can)."""
+        return False
+
+    def find_call(self, request: DispatchRequest, *, since: datetime, exclude: Collection[str]) -> str | None:
+        raise NotImplementedError(f"{type(self).__name__} cannot list calls")
 
     @property
     def client(self) -> httpx.Client:

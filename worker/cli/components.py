@@ -128,6 +128,9 @@ def simulator(
     ] = 5.0,
     seed: Annotated[int | None, typer.Option()] = None,
     callbacks: Annotated[bool, typer.Option("--callbacks/--no-callbacks", help="Send status callbacks")] = True,
+    list_delay: Annotated[
+        float, typer.Option(help="Real seconds before a placed call shows in the TeXML call list")
+    ] = 0.0,
 ) -> None:
     """Run the Telnyx simulator (a test double speaking the Telnyx wire format)."""
     from worker import simulator as sim
@@ -139,6 +142,7 @@ def simulator(
         mix=sim.parse_mix(mix) if mix else None,
         seed=seed,
         callbacks=callbacks,
+        list_delay=list_delay,
     )
     sim.run(host=host, port=port, config=config)
 

@@ -8,6 +8,7 @@ the benchmarks that drive it.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import re
 import time
 import uuid
@@ -17,6 +18,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from campaigns.clock import iso, utcnow_real
 from campaigns.states import CallStatus, MessageStatus
 from worker.simulator.config import (
     ACCOUNT_REJECTIONS,
@@ -261,6 +263,41 @@ async def retrieve_call(call_control_id: str, request: Request) -> JSONResponse:
             }
         }
     )
+
+
+@router.get("/v2/texml/Accounts/{account_sid}/Calls")
+async def list_texml_calls(account_sid: str, request: Request) -> JSONResponse:
+    """TeXML's call list, filtered by ``From``, ``To`` and ``StartTime_gt`` (a date: calls started after that day),
+    in the shape of the official SDK's ``texml/accounts/call_retrieve_calls_response.py``. A call shows only
+    ``list_delay`` seconds after it was placed (Telnyx: "This endpoint is eventually consistent")."""
+    authorize(request)
+    query = request.query_params
+    after = query.get("StartTime_gt")
+    try:
+        after_day = datetime.date.fromisoformat(after) if after else None
+    except ValueError:
+        raise invalid("'StartTime_gt' must be a date, YYYY-MM-DD.", "StartTime_gt") from None
+    visible_until = utcnow_real() - datetime.timedelta(seconds=_delivery(request).config.list_delay)
+    calls = [
+        {
+            "account_sid": account_sid,
+            "sid": call.call_control_id,
+            "from": call.from_,
+            "to": call.to,
+            "direction": "outbound",
+            "status": call.status or ("in-progress" if call.is_alive else CallStatus.COMPLETED),
+            "date_created": iso(call.started_at),
+            "start_time": iso(call.started_at),
+            "duration": str(call.call_duration or 0),
+            "uri": f"/v2/texml/Accounts/{account_sid}/Calls/{call.call_control_id}",
+        }
+        for call in _state(request).calls.values()
+        if call.started_at <= visible_until
+        and query.get("From") in (None, call.from_)
+        and query.get("To") in (None, call.to)
+        and (after_day is None or call.started_at.date() > after_day)
+    ]
+    return JSONResponse({"calls": calls, "page": 0, "page_size": len(calls), "start": 0, "next_page_uri": None})
 
 
 @router.post("/v2/messages")

@@ -55,11 +55,14 @@ class Call:
     started_at: datetime
     is_alive: bool = True
     call_duration: int | None = None
+    status: str | None = None
+    """The terminal status once the call is over."""
     conversation_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     """The conversation an answered call has with the assistant (``call.conversation.ended``)."""
 
     def hang_up(self, status: str, completed_duration_secs: int) -> None:
         self.is_alive = False
+        self.status = status
         self.call_duration = completed_duration_secs if status == CallStatus.COMPLETED else 0
 
 

@@ -14,6 +14,7 @@ from campaigns.clock import FrozenClock
 from campaigns.db import unit_of_work
 from campaigns.dispatch import dispatch_attempt
 from campaigns.models import ScheduledEvent
+from campaigns.settings import sending_lease
 from tests.conftest import TEST_TELNYX_BASE_URL
 from tests.factories import make_event
 from worker.runtime import Runtime
@@ -68,3 +69,26 @@ def run_call(rt: Runtime, clock: FrozenClock, event_id: uuid.UUID, outcome: str)
     texml_callback(rt, attempt_id, "initiated", 0)
     texml_callback(rt, attempt_id, outcome, 3, duration="42" if outcome == "completed" else "0")
     return attempt_id
+
+
+def runtime_with(rt: Runtime, **changes: object) -> Runtime:
+    """``rt`` with some settings changed (``call_provider``, ``telnyx_account_sid``, ...), on its own client."""
+    settings = rt.settings.model_copy(update=changes)
+    client = httpx.Client(base_url=settings.telnyx_base_url + "/", timeout=2.0)
+    providers = telephony.providers_from_settings(settings, client)
+    return Runtime(settings=settings, clock=rt.clock, sessions=rt.sessions, providers=providers)
+
+
+def reconcile_as_beat(rt: Runtime) -> lifecycle.ReconcileReport:
+    """One reconcile pass with the parameters the beat task gives it (frozen clock: app time is real time)."""
+    return lifecycle.reconcile_expired_leases(
+        rt.sessions,
+        now=rt.clock.now(),
+        providers=rt.providers,
+        call_lease=timedelta(seconds=rt.settings.call_lease_secs),
+        resend_within=timedelta(seconds=telephony.RESEND_WINDOW_SECS),
+        lookup=lifecycle.CallLookup(
+            every=timedelta(seconds=sending_lease(rt.settings)),
+            until=timedelta(seconds=rt.settings.unknown_lookup_secs),
+        ),
+    )
