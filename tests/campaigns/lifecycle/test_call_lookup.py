@@ -76,7 +76,7 @@ def test_a_call_the_list_shows_is_the_attempts_call(rt: Runtime, clock: FrozenCl
 def test_the_list_is_asked_again_until_the_bound_then_the_event_fails_closed(rt: Runtime, clock: FrozenClock) -> None:
     """A call made before the request, and another attempt's call, are not this attempt's; the list is eventually
     consistent, so an empty answer is asked again a sending lease later, until ``unknown_lookup_secs``."""
-    event_id, attempt_id, sent_at = died_while_sending(rt, clock)
+    event_id, _attempt_id, sent_at = died_while_sending(rt, clock)
     with unit_of_work(rt.sessions) as s:  # the event's earlier attempt, to the same number
         s.add(CallAttempt(event_id=event_id, attempt_number=0, state="finished", provider="texml",
                           claimed_at=sent_at, provider_id="v3:earlier"))  # fmt: skip
