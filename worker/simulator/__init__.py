@@ -5,7 +5,8 @@ It implements the small part of the Telnyx API the worker calls (``/v2/texml/ai_
 /v2/texml/Accounts/{account_sid}/Calls`` filtered by ``From`` / ``To`` / ``StartTime_gt``, where a call shows
 ``list_delay`` seconds after it was placed: Telnyx calls that list eventually consistent), decides each call's
 or message's outcome from a script or a random mix, and posts **signed** status callbacks and webhooks back, so
-the real provider adapters and the webhook path run end to end. It keeps everything in memory and answers any non-empty bearer token.
+the real provider adapters and the webhook path run end to end. It keeps everything in memory and answers any
+non-empty bearer token.
 
 Control endpoints (no auth): ``POST /_simulator/script``, ``GET /_simulator/calls``,
 ``GET /_simulator/messages``, ``GET /_simulator/public-key``, ``POST /_simulator/reset``, ``GET /healthz``,
