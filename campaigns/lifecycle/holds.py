@@ -234,14 +234,21 @@ class RateBackoff:
         )
 
     def note(self, session: Session, *, now: datetime) -> datetime:
-        return note_refusal(session, self.provider, now=now, base=self.base, cap=self.cap)
+        """A refusal learnt from a callback: a wait of ``base``, never doubled. Such callbacks arrive seconds after
+        their dials, so refusals of dials made before the wait began keep arriving after it ended; doubling on
+        them would grow every wait to the cap (measured: 10% of calls refused kept a campaign stalled at the
+        60 s cap). The account's own cap, ``CAMPAIGNS_MAX_CONCURRENT_CALLS``, is what keeps calls under the limit."""
+        return note_refusal(session, self.provider, now=now, base=self.base, cap=self.cap, escalate=False)
 
 
-def note_refusal(session: Session, provider: str, *, now: datetime, base: timedelta, cap: timedelta) -> datetime:
+def note_refusal(
+    session: Session, provider: str, *, now: datetime, base: timedelta, cap: timedelta, escalate: bool = True
+) -> datetime:
     """The provider refused a request for its rate: push the shared "not before" instant on. Returns it.
 
     Refusals while a wait is running (the rest of the same burst) keep that wait; a refusal soon after the wait
-    ended doubles the next one; one long after starts again from ``base``.
+    ended doubles the next one (unless ``escalate`` is false: then every wait is ``base``); one long after starts
+    again from ``base``.
     """
     session.execute(
         insert(ProviderBackoff)
@@ -252,7 +259,7 @@ def note_refusal(session: Session, provider: str, *, now: datetime, base: timede
     assert row is not None  # inserted above or already there; nothing deletes these rows
     if row.not_before > now:
         return row.not_before
-    recent = row.level > 0 and now < row.not_before + backoff_delay(row.level, base=base, cap=cap)
+    recent = escalate and row.level > 0 and now < row.not_before + backoff_delay(row.level, base=base, cap=cap)
     row.level = row.level + 1 if recent else 1
     row.not_before = now + backoff_delay(row.level, base=base, cap=cap)
     row.updated_at = now

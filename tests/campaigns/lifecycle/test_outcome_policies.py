@@ -225,6 +225,10 @@ def test_a_channel_limit_refusal_backs_the_whole_call_provider_off(runtime: Runt
     assert event.status == "pending" and event.deferred_reason is not None and "backing off" in event.deferred_reason
     clock.advance(backoff.base.total_seconds())
     assert len(claim(runtime)) == 1
+    with unit_of_work(runtime.sessions) as s:  # more refusals right after the wait: callbacks lag their dials, so
+        for _ in range(5):  # a refusal learnt from one never doubles the wait (it would grow to the cap)
+            clock.advance(backoff.base.total_seconds())
+            assert backoff.note(s, now=clock.now()) == clock.now() + backoff.base
 
 
 @respx.mock
