@@ -15,7 +15,7 @@ import logging
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, wait
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -74,9 +74,11 @@ def dispatch_attempts(
             dispatch_lease=real_seconds_to_app(clock, settings.claim_lease_secs),
         )
     accepted: list[tuple[uuid.UUID, DispatchResult]] = []
+    sent_at: dict[uuid.UUID, datetime] = {}  # each request's own time, not the batch's (the export shows it)
 
     def send(request: DispatchRequest) -> str:
         with logs.bind(attempt_id=str(request.attempt_id)):
+            sent_at[request.attempt_id] = clock.now()
             try:
                 result = providers.for_channel(request.channel).dispatch(request)
             except (TransientProviderError, PermanentProviderError, ProviderHeld, OutcomeUnknown) as exc:
@@ -101,7 +103,11 @@ def dispatch_attempts(
     if accepted:
         with unit_of_work(factory) as session:
             lifecycle.record_dispatched_many(
-                session, accepted, now=clock.now(), call_lease=real_seconds_to_app(clock, settings.call_lease_secs)
+                session,
+                accepted,
+                now=clock.now(),
+                call_lease=real_seconds_to_app(clock, settings.call_lease_secs),
+                sent_at=sent_at,
             )
     return [outcome.result() for outcome in sends]
 

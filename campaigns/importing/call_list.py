@@ -7,7 +7,7 @@ row and byte readers.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Final
 
@@ -43,6 +43,8 @@ class ParsedRow:
     """``metadata.<key>`` columns → ``conversation_metadata``."""
     variables: dict[str, str]
     """Every other named column → ``dynamic_variables``."""
+    source: dict[str, str] = field(default_factory=dict, compare=False)
+    """The row as written, header → value, every column: kept for the export (``source_values``), never sent."""
 
 
 @dataclass(frozen=True, slots=True)

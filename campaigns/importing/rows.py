@@ -201,6 +201,7 @@ def read_rows(
                 text,
                 {key: fields[i].strip() for i, key in meta_cols} if meta_cols else {},
                 {key: fields[i].strip() for i, key in var_cols} if var_cols else {},
+                source=dict(zip(names, fields, strict=True)),
             )
     except UnicodeDecodeError as exc:
         raise decode_error(codec, exc, f"in or after row {row_number + 1}") from None

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 
 from sqlalchemy import text
@@ -151,22 +151,24 @@ def begin_dispatch_many(
 _RECORD_DISPATCHED = text(
     f"""
     WITH v AS (
-        SELECT * FROM unnest(CAST(:ids AS uuid[]), CAST(:provider_ids AS text[]), CAST(:statuses AS text[]))
-            AS v(id, provider_id, status)
+        SELECT * FROM unnest(CAST(:ids AS uuid[]), CAST(:provider_ids AS text[]), CAST(:statuses AS text[]),
+                             CAST(:sent_at AS timestamptz[]))
+            AS v(id, provider_id, status, sent_at)
     ),
     moved AS (
         UPDATE call_attempts AS a
         SET state = '{SENT}', provider_id = coalesce(a.provider_id, v.provider_id),
-            last_status = coalesce(a.last_status, v.status)
+            last_status = coalesce(a.last_status, v.status), attempted_at = coalesce(v.sent_at, a.attempted_at)
         FROM v WHERE a.id = v.id AND a.state IN ('{SENDING}', '{UNKNOWN}')
-        RETURNING a.event_id
+        RETURNING a.event_id, v.sent_at
     ),
     kept AS (
         UPDATE call_attempts AS a SET provider_id = v.provider_id
         FROM v WHERE a.id = v.id AND a.state NOT IN ('{SENDING}', '{UNKNOWN}') AND a.provider_id IS NULL
         RETURNING a.id
     )
-    UPDATE scheduled_events AS e SET lease_expires_at = :lease_until
+    UPDATE scheduled_events AS e
+    SET lease_expires_at = :lease_until, dispatched_at = coalesce(moved.sent_at, e.dispatched_at)
     FROM moved WHERE e.id = moved.event_id AND e.id = ANY(CAST(:in_progress AS uuid[]))
     """
 )
@@ -182,8 +184,12 @@ def record_dispatched_many(
     *,
     now: datetime,
     call_lease: timedelta,
+    sent_at: Mapping[uuid.UUID, datetime] | None = None,
 ) -> None:
     """The provider accepted these requests: keep their ids (one transaction, three set-based statements).
+
+    ``sent_at``: when each request went out. ``begin_dispatch_many`` stamped the whole batch with the time it
+    committed ``sending``; this replaces it with each request's own time (the export's dispatch times).
 
     The events are locked first, in id order, as every batch path locks them (no deadlock with a webhook batch);
     then the provider id is kept (a callback may have stored it first), a ``sending`` (or ``unknown``) attempt
@@ -207,6 +213,7 @@ def record_dispatched_many(
             "ids": ids,
             "provider_ids": [by_id[i].provider_id for i in ids],
             "statuses": [by_id[i].status for i in ids],
+            "sent_at": [(sent_at or {}).get(i) for i in ids],
             "lease_until": now + call_lease,
         },
     )

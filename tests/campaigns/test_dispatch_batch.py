@@ -155,7 +155,8 @@ def test_recording_a_batch_does_not_walk_every_call_in_progress(session: Session
         text("UPDATE scheduled_events SET status = 'in_progress', lease_expires_at = now() WHERE assistant_id = 'plan'")
     )
     ids = [uuid.uuid4() for _ in range(25)]
-    params = {"ids": ids, "provider_ids": ["x"] * 25, "statuses": ["queued"] * 25, "in_progress": ids}
+    params = {"ids": ids, "provider_ids": ["x"] * 25, "statuses": ["queued"] * 25, "in_progress": ids,
+              "sent_at": [None] * 25}  # fmt: skip
     explain = text("EXPLAIN " + str(_RECORD_DISPATCHED))
     plan = "\n".join(row[0] for row in session.execute(explain, {**params, "lease_until": None}))
     assert "ix_scheduled_events_lease_in_progress" not in plan, plan
