@@ -173,7 +173,9 @@ class CallAttempt(Base):
     attempted_at: Mapped[datetime | None] = mapped_column(TZ)
     finished_at: Mapped[datetime | None] = mapped_column(TZ)
     answered_at: Mapped[datetime | None] = mapped_column(TZ)
-    """When the provider reported the call answered (null: never answered)."""
+    """When the answered callback arrived (null: never answered): TeXML's ``CallStatus=in-progress``
+    (https://developers.telnyx.com/api-reference/callbacks/texml-call-answered) or Call Control's
+    ``call.answered``."""
     provider_id: Mapped[str | None] = mapped_column(String(255))
     """call_sid / call_control_id for calls, message id for SMS."""
     # A call status or an SMS delivery status (both channels' attempts live here), and no CHECK constraint: strings.
