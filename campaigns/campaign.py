@@ -13,7 +13,7 @@ import phonenumbers
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from campaigns import windows
+from campaigns import pending, windows
 from campaigns.clock import iso
 from campaigns.errors import Conflict, FieldError, NotFound, ValidationFailed
 from campaigns.events import (
@@ -441,24 +441,10 @@ def serialize_campaign(
     if counts is not None:
         body["counts"] = counts
         body["attempts"] = attempt_counts(session, campaign.id)
-        body["held"] = held_count(session, campaign.id)
+        body["held"] = pending.held_count(session, campaign.id)
         held = holds.open_holds(session) if open_holds is None else open_holds
         body["provider_holds"] = provider_holds(held, campaign.telnyx_conversation_channel)
     return body
-
-
-def held_count(session: Session, campaign_id: uuid.UUID) -> int:
-    """Pending events that will never be dispatched until someone fixes them (zone unknown, no opening)."""
-    return int(
-        session.scalar(
-            select(func.count()).where(
-                ScheduledEvent.campaign_id == campaign_id,
-                ScheduledEvent.status == EventStatus.PENDING,
-                ScheduledEvent.scheduled_at_fixed_datetime >= windows.HOLD_UNTIL,
-            )
-        )
-        or 0
-    )
 
 
 def _call_list_fields(campaign: Campaign) -> dict[str, Any]:

@@ -123,6 +123,8 @@ class ScheduledEvent(Base):
     campaign_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
     source_row: Mapped[int | None] = mapped_column(Integer)
     """Row number in the campaign's uploaded file."""
+    source_values: Mapped[dict[str, str] | None] = mapped_column(JSONB)
+    """The uploaded row as written: header → value, every column (the phone too); null outside campaigns."""
     state: Mapped[str | None] = mapped_column(String(8))
     ruleset: Mapped[str] = mapped_column(String(64), default="none")
     timezone: Mapped[str | None] = mapped_column(String(64))
@@ -170,6 +172,10 @@ class CallAttempt(Base):
     claimed_at: Mapped[datetime] = mapped_column(TZ)
     attempted_at: Mapped[datetime | None] = mapped_column(TZ)
     finished_at: Mapped[datetime | None] = mapped_column(TZ)
+    answered_at: Mapped[datetime | None] = mapped_column(TZ)
+    """When the answered callback arrived (null: never answered): TeXML's ``CallStatus=in-progress``
+    (https://developers.telnyx.com/api-reference/callbacks/texml-call-answered) or Call Control's
+    ``call.answered``."""
     provider_id: Mapped[str | None] = mapped_column(String(255))
     """call_sid / call_control_id for calls, message id for SMS."""
     # A call status or an SMS delivery status (both channels' attempts live here), and no CHECK constraint: strings.

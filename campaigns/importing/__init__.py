@@ -12,7 +12,7 @@ Owns the rows a campaign gets from its file (``scheduled_events`` rows created b
   :class:`StagingHook` contract for checks run on the staged rows (do-not-contact, recurring due times).
 - :mod:`.uploads`: uploads stored in PostgreSQL and their background import (:func:`run_stored_import`).
 - :mod:`.new_campaign`: :func:`import_new_campaign`, the one way to create a campaign from a CSV.
-- :mod:`.export`: the results and rejected-rows CSV exports.
+- :mod:`.export`: the results, per-attempt and rejected-rows CSV exports.
 """
 
 from campaigns.importing.call_list import (
@@ -23,7 +23,7 @@ from campaigns.importing.call_list import (
     RowError,
     SettingsMismatch,
 )
-from campaigns.importing.export import export_issues, export_results
+from campaigns.importing.export import export_attempts, export_issues, export_results
 from campaigns.importing.loader import (
     DEFAULT_STAGING_HOOKS,
     ImportIssueRow,
@@ -56,6 +56,7 @@ __all__ = [
     "UploadReader",
     "apply_report",
     "delete_upload",
+    "export_attempts",
     "export_issues",
     "export_results",
     "import_new_campaign",

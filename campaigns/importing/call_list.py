@@ -65,6 +65,8 @@ class ParsedRow:
     variables: dict[str, str]
     """Every variable column, by its (mapped or normalized) name; only the layout's ``sent_variables`` go to the
     provider as ``dynamic_variables``."""
+    source: dict[str, str] = field(default_factory=dict, compare=False)
+    """The row as written, header → value, every column: kept for the export (``source_values``), never sent."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -146,6 +146,7 @@ def _encode(rows: list[ParsedRow]) -> str:
                     _copy_text(body),
                     _copy_text(json.dumps(row.metadata) if row.metadata else "{}"),
                     _copy_text(json.dumps(row.variables) if row.variables else "{}"),
+                    _copy_text(json.dumps(row.source) if row.source else None),
                 )
             )
         )
@@ -198,7 +199,7 @@ def _driver(session: Session) -> Any:
 STAGING = """
 CREATE TEMP TABLE import_staging (
     id uuid, row_number integer, phone text, scheduled_at timestamptz, timezone text, state text, body text,
-    metadata jsonb, variables jsonb
+    metadata jsonb, variables jsonb, source jsonb
 ) ON COMMIT DROP;
 CREATE TEMP TABLE import_staging_issues (
     row_number integer, col text, value text, reason text, kind text
@@ -317,13 +318,13 @@ def load_rows(
                        scheduled_at_fixed_datetime, status, conversation_metadata, dynamic_variables, text,
                        created_at, updated_at, errors, max_retries_client_errors, retry_interval_secs, retry_count,
                        cancel_requested, campaign_id, source_row, state, ruleset, timezone, connection_id,
-                       answering_machine_detection, voicemail_action, retry_policy)
+                       answering_machine_detection, voicemail_action, retry_policy, source_values)
                    SELECT id, %(assistant)s, %(channel)s, phone, %(agent)s,
                           coalesce(scheduled_at, %(start)s), %(pending)s, metadata,
                           variables - %(unsent)s::text[], body,
                           %(now)s, %(now)s, '[]'::jsonb, %(retries)s, %(interval)s, 0,
                           false, %(campaign)s, row_number, state, %(ruleset)s, timezone, %(connection)s,
-                          %(amd)s, %(voicemail)s, %(policy)s::jsonb
+                          %(amd)s, %(voicemail)s, %(policy)s::jsonb, source
                    FROM import_staging
                    ON CONFLICT (campaign_id, telnyx_end_user_target) WHERE campaign_id IS NOT NULL DO NOTHING""",
                 {

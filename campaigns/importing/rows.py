@@ -242,6 +242,7 @@ def read_rows(
                 text,
                 {key: fields[i].strip() for i, key in meta_cols} if meta_cols else {},
                 variables,
+                source=dict(zip(names, fields, strict=True)),
             )
     except UnicodeDecodeError as exc:
         raise decode_error(codec, exc, f"in or after row {row_number + 1}") from None

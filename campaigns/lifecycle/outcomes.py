@@ -89,6 +89,8 @@ def apply_progress_locked(
         return OutcomeResult(False, "stale")
     attempt.last_status = status
     attempt.answered = attempt.answered or answered
+    if answered and attempt.answered_at is None:
+        attempt.answered_at = now  # the export's answer time (an out-of-order duplicate keeps the first)
     if sequence is not None:
         attempt.last_sequence = sequence
     return OutcomeResult(True, "progress")

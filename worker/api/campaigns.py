@@ -133,6 +133,13 @@ def export_csv(campaign_id: str, session: SessionDep, runtime: RuntimeDep) -> St
     return _stream(runtime, lambda s: importing.export_results(s, found), f"campaign-{found.id}-results.csv")
 
 
+@router.get("/{campaign_id}/attempts.csv", response_class=StreamingResponse, responses=_CSV)
+def attempts_csv(campaign_id: str, session: SessionDep, runtime: RuntimeDep) -> StreamingResponse:
+    """Every attempt of every event, one row each (a no-answer before the answered call is its own row)."""
+    found = campaign_service.get_campaign(session, campaign_id)
+    return _stream(runtime, lambda s: importing.export_attempts(s, found), f"campaign-{found.id}-attempts.csv")
+
+
 @router.get("/{campaign_id}/errors.csv", response_class=StreamingResponse, responses=_CSV)
 def errors_csv(campaign_id: str, session: SessionDep, runtime: RuntimeDep) -> StreamingResponse:
     """The rows of the upload that were not imported, and why."""

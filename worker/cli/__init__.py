@@ -3,9 +3,9 @@
 Owns the command table below and exports ``app`` (the Typer application) and ``main`` (the console script
 ``campaigns = "worker.cli:main"``; ``python -m worker.cli`` runs it too). One module per command group:
 ``components`` (api, worker, scheduler, beat, simulator, up, demo, migrate), ``campaigns`` (import and its
-alias create, status, export), ``windows``, ``dnc``, ``recurring``; ``common`` holds what they share. A new
-command is a function in its group's module, listed here (a new group is a module with its own ``typer.Typer``,
-added with ``add_typer``).
+alias create, status, export, pause, resume, cancel), ``windows``, ``dnc``, ``recurring``; ``common`` holds what
+they share. A new command is a function in its group's module, listed here (a new group is a module with its
+own ``typer.Typer``, added with ``add_typer``).
 """
 
 from __future__ import annotations
@@ -31,6 +31,9 @@ app.command("import")(campaigns.import_)
 app.command("create", help="The same as import: create a campaign from a CSV call list.")(campaigns.import_)
 app.command()(campaigns.status)
 app.command()(campaigns.export)
+app.command()(campaigns.pause)
+app.command()(campaigns.resume)
+app.command()(campaigns.cancel)
 app.command()(components.demo)
 app.add_typer(windows.app, name="windows")
 app.add_typer(dnc.app, name="dnc")

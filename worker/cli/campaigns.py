@@ -1,16 +1,23 @@
-"""Campaign commands: ``import`` (a CSV call list, with a progress bar and a ``--dry-run`` report), ``status``
-and ``export``."""
+"""Campaign commands: ``import`` (a CSV call list, with a progress bar and a ``--dry-run`` report), ``status``,
+``export`` (results or ``--attempts``), and ``pause``, ``resume``, ``cancel``. Every command that takes a campaign
+id takes a unique prefix of it too (``common.resolve_campaign_id``)."""
 
 from __future__ import annotations
 
 import sys
+from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from campaigns.pending import pending_schedule
 from campaigns.states import Channel, EventStatus
-from worker.cli.common import database_runtime, parse_hours_option, reading_progress
+from worker.cli.common import database_runtime, parse_hours_option, reading_progress, resolve_campaign_id
+
+if TYPE_CHECKING:
+    from rich.table import Table
+    from sqlalchemy.orm import Session
 
 
 def import_(
@@ -163,59 +170,122 @@ def _print_mapping(console: object, report: object) -> None:
 
 
 def status(
-    campaign_id: Annotated[str | None, typer.Argument(help="A campaign id; all campaigns when omitted")] = None,
+    campaign_id: Annotated[
+        str | None, typer.Argument(help="A campaign id or a unique prefix of one; the latest 50 when omitted")
+    ] = None,
 ) -> None:
-    """Show campaign progress as a table."""
+    """Show each campaign's progress: a table per campaign, readable at 80 columns."""
     from rich.console import Console
-    from rich.table import Table
     from sqlalchemy import select
 
     from campaigns import campaign as campaign_service
-    from campaigns.errors import NotFound
     from campaigns.models import Campaign
 
     rt = database_runtime()
-    console = Console()
+    console = Console(highlight=False)
     with rt.sessions() as s:
-        try:
-            found = (
-                [campaign_service.get_campaign(s, campaign_id)]
-                if campaign_id
-                else list(s.scalars(select(Campaign).order_by(Campaign.created_at.desc()).limit(50)))
-            )
-        except NotFound:
-            console.print(f"[red]no campaign {campaign_id}[/red]")
-            raise typer.Exit(1) from None
-        table = Table(title="campaigns")
-        # One column per event status, in EventStatus order (the row below fills them in that order).
-        for col in ("id", "name", "status", "import", "rows", "pending", "in progress", "completed", "failed",
-                    "canceled", "attempts"):  # fmt: skip
-            table.add_column(col, justify="right" if col not in ("id", "name", "status", "import") else "left")
+        if campaign_id:
+            found = [campaign_service.get_campaign(s, resolve_campaign_id(s, campaign_id))]
+        else:
+            found = list(s.scalars(select(Campaign).order_by(Campaign.created_at.desc()).limit(50)))
+        if not found:
+            console.print("no campaigns")
+            return
         for campaign in found:
-            body = campaign_service.serialize_campaign(s, campaign)
-            counts = body["counts"]
-            attempts = ", ".join(f"{k} {v}" for k, v in sorted(body["attempts"].items())) or "-"
-            table.add_row(
-                body["id"], body["name"], body["status"], body["import"]["status"],
-                str(body["import"]["rows_accepted"]), *(str(counts[status]) for status in EventStatus), attempts,
-            )  # fmt: skip
-    console.print(table)
+            console.print(_status_table(s, campaign))
 
 
-def export(campaign_id: Annotated[str, typer.Argument(help="The campaign id")]) -> None:
-    """Write the campaign's results CSV to standard output."""
+def _when(value: datetime | None) -> str:
+    from campaigns.clock import iso
+
+    return iso(value) or "-"
+
+
+def _status_table(session: Session, campaign: object) -> Table:
+    """One campaign as label / value rows: two narrow columns, so that it fits 80 columns however long the
+    counts (a value wraps inside its cell)."""
+    from rich import box
+    from rich.table import Table
+
     from campaigns import campaign as campaign_service
-    from campaigns.errors import NotFound
+    from campaigns.models import Campaign
+
+    assert isinstance(campaign, Campaign)
+    body = campaign_service.serialize_campaign(session, campaign)
+    pending = pending_schedule(session, campaign.id)
+    counts, imported = body["counts"], body["import"]
+    table = Table(title=f"{body['id']}  {body['name']}", title_justify="left", show_header=False,
+                  box=box.SIMPLE, padding=(0, 1))  # fmt: skip
+    table.add_column("field", no_wrap=True, style="bold")
+    table.add_column("value", overflow="fold")
+    table.add_row("status", f"{body['status']} ({campaign.telnyx_conversation_channel})")
+    table.add_row(
+        "import",
+        f"{imported['status']}: {imported['rows_total']} rows, {imported['rows_accepted']} accepted, "
+        f"{imported['rows_rejected']} rejected, {imported['rows_duplicate']} duplicate, "
+        f"{imported['rows_suppressed']} suppressed",
+    )
+    table.add_row("events", ", ".join(f"{counts[status]} {status.replace('_', ' ')}" for status in EventStatus))
+    table.add_row("waiting", f"{pending.held} held, {pending.deferred} deferred")
+    table.add_row("next due", _when(pending.next_due))
+    table.add_row("next retry", _when(pending.next_retry))
+    table.add_row("attempts", ", ".join(f"{k} {v}" for k, v in sorted(body["attempts"].items())) or "none")
+    for hold in body["provider_holds"]:
+        table.add_row("provider hold", f"{hold['provider']}: {hold['reason']} since {hold['since']} ({hold['detail']})")
+    return table
+
+
+def export(
+    campaign_id: Annotated[str, typer.Argument(help="The campaign id or a unique prefix of it")],
+    attempts: Annotated[bool, typer.Option("--attempts", help="One row per attempt (attempts.csv)")] = False,
+) -> None:
+    """Write the campaign's results CSV (or, with --attempts, its attempts CSV) to standard output."""
+    from campaigns import campaign as campaign_service
     from campaigns.importing import export as exporter
 
     rt = database_runtime()
     with rt.sessions() as s:
-        try:
-            found = campaign_service.get_campaign(s, campaign_id)
-        except NotFound:
-            typer.echo(f"no campaign {campaign_id}", err=True)
-            raise typer.Exit(1) from None
+        found = campaign_service.get_campaign(s, resolve_campaign_id(s, campaign_id))
+        produce = exporter.export_attempts if attempts else exporter.export_results
         out = sys.stdout
-        for line in exporter.export_results(s, found):
+        for line in produce(s, found):
             out.write(line)
         out.flush()
+
+
+def _control(verb: str, campaign_id: str) -> None:
+    """``pause``, ``resume`` or ``cancel``: the domain function the HTTP route calls, in one unit of work."""
+    from campaigns import campaign as campaign_service
+    from campaigns.db import unit_of_work
+    from campaigns.errors import Conflict
+
+    rt = database_runtime()
+    try:
+        with unit_of_work(rt.sessions) as s:
+            found = campaign_service.get_campaign(s, resolve_campaign_id(s, campaign_id), for_update=True)
+            now = rt.clock.now()
+            if verb == "cancel":
+                canceled = campaign_service.cancel(s, found, now=now)
+                done = f"canceled: {canceled} pending events canceled; events in progress make no further attempts"
+            else:
+                (campaign_service.pause if verb == "pause" else campaign_service.resume)(s, found, now=now)
+                done = "paused" if verb == "pause" else "resumed"
+    except Conflict as exc:
+        typer.echo(f"campaign {campaign_id}: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"campaign {found.id} {done}")
+
+
+def pause(campaign_id: Annotated[str, typer.Argument(help="The campaign id or a unique prefix of it")]) -> None:
+    """Stop dispatching the campaign's events (as POST /v1/campaigns/{id}/pause); calls under way finish."""
+    _control("pause", campaign_id)
+
+
+def resume(campaign_id: Annotated[str, typer.Argument(help="The campaign id or a unique prefix of it")]) -> None:
+    """Dispatch a paused campaign's events again (as POST /v1/campaigns/{id}/resume)."""
+    _control("resume", campaign_id)
+
+
+def cancel(campaign_id: Annotated[str, typer.Argument(help="The campaign id or a unique prefix of it")]) -> None:
+    """Cancel the pending events (as POST /v1/campaigns/{id}/cancel); events in progress make no further attempts."""
+    _control("cancel", campaign_id)

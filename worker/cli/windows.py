@@ -43,20 +43,28 @@ def _load(name: str, custom_hours: str | None) -> object:
 
 @app.command("check")
 def check(
-    phone: Annotated[str, typer.Argument(help="E.164 number, e.g. +13055550123")],
+    phone: Annotated[str, typer.Argument(help="A number as a call list has it: +13055550123, '(305) 555-0123'")],
     at: Annotated[str | None, typer.Option("--at", help="UTC or offset instant (default: now)")] = None,
     ruleset: Annotated[str, typer.Option(help="Ruleset: us, ca, au, none, custom, or one from RULESETS_DIR")] = "us",
     timezone: Annotated[str | None, typer.Option(help="The row's IANA time zone, if the list has one")] = None,
     state: Annotated[str | None, typer.Option(help="The row's US state, if the list has one")] = None,
     default_zone: Annotated[str | None, typer.Option(help="The campaign's default zone")] = None,
     hours: Annotated[str | None, typer.Option(help="custom hours: 'mon-fri=09:00-17:00,sat=10:00-14:00'")] = None,
+    region: Annotated[str, typer.Option(help="Region of national numbers, as a campaign's default_region")] = "US",
 ) -> None:
     """Explain whether PHONE may be contacted at an instant: zones, rules, verdict and the next opening.
+
+    PHONE may be written in any format the import accepts; a national number is read in --region (default US).
 
     Exit status: 0 allowed, 1 blocked or held.
     """
     from campaigns import windows
+    from campaigns.phones import InvalidPhone, to_e164
 
+    try:  # the number as an import reads it (campaigns.phones), so '(212) 555-0101' is +12125550101
+        phone = to_e164(phone, default_region=region or None)
+    except InvalidPhone as exc:
+        raise typer.BadParameter(f"{exc} (national numbers are read in region {region})", param_hint="PHONE") from None
     instant = _parse_at(at)
     rules = _load(ruleset, hours)
     assert isinstance(rules, windows.Ruleset)

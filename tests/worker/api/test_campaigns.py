@@ -77,12 +77,19 @@ def test_mixed_file_counts_errors_and_export(client: TestClient, clock: FrozenCl
     rows = list(csv.DictReader(io.StringIO(exported.text)))
     assert [r["source_row"] for r in rows] == ["2", "3", "6", "8"]
     by_row = {r["source_row"]: r for r in rows}
-    assert by_row["3"]["phone"] == "'+13125550102"  # E.164 starts with '+': neutralized
+    assert by_row["3"]["phone"] == "+13125550102"  # E.164 starts with '+' but cannot run: left as it is
     assert by_row["3"]["first_name"] == '\'=HYPERLINK("http://evil")'
     assert by_row["6"]["first_name"] == "'-Bob"
     assert by_row["8"]["first_name"] == "Line\nbreak"
     assert by_row["2"]["metadata.customer_id"] == "c-1"
     assert by_row["2"]["status"] == "pending" and by_row["2"]["attempts"] == "0"
+    assert by_row["3"]["phone_as_written"] == "(312) 555-0102" and by_row["3"]["row.phone"] == "(312) 555-0102"
+
+    attempts = client.get(f"/v1/campaigns/{campaign['id']}/attempts.csv")
+    assert attempts.status_code == 200 and attempts.headers["content-type"].startswith("text/csv")
+    assert attempts.text.splitlines()[0].startswith("event_id,source_row,phone,phone_as_written,attempt_number")
+    assert len(attempts.text.splitlines()) == 1  # nothing dispatched yet
+    assert client.get(f"/v1/campaigns/{uuid.uuid4()}/attempts.csv").status_code == 404
 
     events = client.get(f"/v1/campaigns/{campaign['id']}/events", params={"page[size]": 10}).json()
     assert events["meta"]["total_results"] == 4

@@ -155,6 +155,7 @@ def test_every_operation_answers_as_documented_on_real_data(
     assert seeded("GET", v2, EVENTS, params={"status": "failed"}).json()["meta"]["total_results"] == 2
     seeded("GET", campaign + "/export.csv", url + "/export.csv")
     seeded("GET", campaign + "/errors.csv", url + "/errors.csv")
+    seeded("GET", campaign + "/attempts.csv", url + "/attempts.csv")
     assert seeded("DELETE", v2_one, one.format(event_id=call["scheduled_event_id"])).status_code == 204
     assert seeded("DELETE", v2_one, one.format(event_id=call["scheduled_event_id"])).status_code == 404
 

@@ -147,7 +147,7 @@ def test_campaign_upload_skips_listed_numbers_and_reports_them(client: TestClien
     campaign = r.json()
     assert (campaign["import"]["rows_accepted"], campaign["import"]["rows_suppressed"]) == (1, 1)
     errors = client.get(f"/v1/campaigns/{campaign['id']}/errors.csv").text.splitlines()
-    assert errors[1] == "3,phone,'+12125550147,on the do-not-contact list (manual),suppressed"
+    assert errors[1] == "3,phone,+12125550147,on the do-not-contact list (manual),suppressed"
 
 
 def test_stored_upload_imported_by_the_task_skips_listed_numbers(runtime: Runtime) -> None:
@@ -174,4 +174,4 @@ def test_stored_upload_imported_by_the_task_skips_listed_numbers(runtime: Runtim
         body = c.get(f"/v1/campaigns/{queued[0]}").json()
         assert (body["import"]["rows_accepted"], body["import"]["rows_suppressed"]) == (2, 1)
         errors = c.get(f"/v1/campaigns/{queued[0]}/errors.csv").text.splitlines()
-        assert errors[1:] == ["3,phone,'+12125550147,on the do-not-contact list (sms_opt_out),suppressed"]
+        assert errors[1:] == ["3,phone,+12125550147,on the do-not-contact list (sms_opt_out),suppressed"]

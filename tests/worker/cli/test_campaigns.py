@@ -4,21 +4,33 @@ from __future__ import annotations
 
 import csv
 import io
+import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
 
+from campaigns import campaign as campaign_service
+from campaigns.db import unit_of_work
+from campaigns.importing.export import ATTEMPT_COLUMNS
 from campaigns.models import Campaign, ScheduledEvent
+from campaigns.windows import HOLD_UNTIL
 from worker.cli import app
 
 DATA = Path(__file__).resolve().parents[2] / "data" / "campaigns"
 
 
-def run(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(app, list(args), env={"COLUMNS": "220"})
+def run(*args: str, columns: int = 220) -> tuple[int, str, str]:
+    result = CliRunner().invoke(app, list(args), env={"COLUMNS": str(columns)})
     return result.exit_code, result.stdout, result.stderr
+
+
+def import_campaign(name: str = "cli") -> str:
+    code, out, err = run(*IMPORT[:3], name, *IMPORT[4:])
+    assert code == 0, err
+    return out.strip().splitlines()[-1]
 
 
 IMPORT = ["import", str(DATA / "mixed.csv"), "--name", "cli", "--assistant-id", "a1", "--from", "+15553456789",
@@ -50,7 +62,12 @@ def test_import_status_export(cli_env: None, sessions: sessionmaker[Session]) ->
     code, out, err = run("export", campaign_id)
     assert code == 0, err
     rows = list(csv.DictReader(io.StringIO(out)))
-    assert len(rows) == 4 and rows[0]["phone"] == "'+12125550101"
+    assert len(rows) == 4 and rows[0]["phone"] == "+12125550101"  # E.164: no formula guard
+    assert rows[1]["phone_as_written"] == "(312) 555-0102"
+
+    code, out, err = run("export", campaign_id[:8], "--attempts")
+    assert code == 0, err
+    assert out.splitlines() == [",".join(ATTEMPT_COLUMNS)]  # nothing dispatched yet
 
 
 def test_bad_settings_and_missing_campaign(cli_env: None) -> None:
@@ -95,3 +112,88 @@ def test_an_unknown_placeholder_refuses_the_campaign_naming_it(cli_env: None, se
 def test_a_bad_map_option_is_named(cli_env: None) -> None:
     code, _, err = run(*EHR_IMPORT, "--map", "Phone Number")
     assert code == 2 and "--map 'Phone Number'" in err
+
+
+def test_status_is_a_table_per_campaign_that_fits_80_columns(cli_env: None, sessions: sessionmaker[Session]) -> None:
+    first = import_campaign("a campaign whose name is long enough to need wrapping inside an eighty column tty")
+    second = import_campaign("second")
+    retry_at = datetime(2026, 6, 1, 15, 0, tzinfo=UTC)
+    due_at = datetime(2026, 6, 1, 14, 0, tzinfo=UTC)
+    with unit_of_work(sessions) as s:
+        events = {
+            e.source_row: e.id for e in s.scalars(select(ScheduledEvent).where(ScheduledEvent.campaign_id == first))
+        }
+        edits = {
+            2: {"scheduled_at_fixed_datetime": HOLD_UNTIL, "deferred_reason": "held: no zone"},
+            3: {"scheduled_at_fixed_datetime": retry_at, "retry_count": 1},
+            6: {"scheduled_at_fixed_datetime": due_at, "deferred_reason": "outside the calling window"},
+            8: {"scheduled_at_fixed_datetime": datetime(2026, 6, 2, tzinfo=UTC)},
+        }  # fmt: skip
+        for row, values in edits.items():
+            s.execute(update(ScheduledEvent).where(ScheduledEvent.id == events[row]).values(**values))
+
+    code, out, err = run("status", columns=80)
+    assert code == 0, err
+    assert max(len(line) for line in out.splitlines()) <= 80, out
+    assert first in out and second in out  # full ids, both campaigns
+    code, out, err = run("status", first[:6], columns=80)
+    assert code == 0, err
+    assert max(len(line) for line in out.splitlines()) <= 80, out
+    assert second not in out
+    lines = [line.split() for line in out.splitlines()]
+    assert ["waiting", "1", "held,", "1", "deferred"] in lines
+    assert ["next", "due", "2026-06-01T14:00:00Z"] in lines and ["next", "retry", "2026-06-01T15:00:00Z"] in lines
+    assert "4 pending, 0 in progress" in out and "7 rows, 4 accepted, 2 rejected, 1 duplicate" in out
+
+
+def campaign_with_id(sessions: sessionmaker[Session], campaign_id: str, name: str) -> None:
+    body = {"name": name, "assistant_id": "a1", "telnyx_agent_target": "+15553456789", "ruleset": "none"}
+    now = datetime(2026, 5, 7, tzinfo=UTC)
+    with unit_of_work(sessions) as s:
+        created = campaign_service.create_campaign(s, campaign_service.validate_settings(body, now=now), now=now)
+        s.execute(update(Campaign).where(Campaign.id == created.id).values(id=uuid.UUID(campaign_id)))
+
+
+def test_ids_are_taken_by_unique_prefix(cli_env: None, sessions: sessionmaker[Session]) -> None:
+    campaign_with_id(sessions, "abcd1234-0000-4000-8000-000000000001", "one")
+    campaign_with_id(sessions, "abcd1299-0000-4000-8000-000000000002", "two")
+    code, out, err = run("status", "abcd12")
+    assert code == 1 and "ambiguous" in err
+    assert "abcd1234-0000-4000-8000-000000000001  one" in err and "abcd1299-0000-4000-8000-000000000002  two" in err
+    code, out, err = run("status", "ABCD1234")  # any case
+    assert code == 0 and "abcd1234-0000-4000-8000-000000000001  one" in out and "two" not in out
+    assert run("export", "abcd12990000")[0] == 0  # dashes optional
+    for verb in ("status", "export", "pause", "resume", "cancel"):
+        code, _, err = run(verb, "abcd5")
+        assert (code, err.strip()) == (1, "no campaign abcd5")
+        code, _, err = run(verb, "abcd12")
+        assert code == 1 and "ambiguous" in err, verb
+    code, _, err = run("pause", "nope!")
+    assert code == 1 and "hexadecimal" in err
+
+
+def test_pause_resume_cancel_do_what_the_http_routes_do(cli_env: None, sessions: sessionmaker[Session]) -> None:
+    campaign_id = import_campaign()
+
+    def state() -> tuple[str, dict[str, int]]:
+        with sessions() as s:
+            found = s.get(Campaign, uuid.UUID(campaign_id))
+            assert found is not None
+            return found.status, campaign_service.event_counts(s, found.id)
+
+    code, out, err = run("pause", campaign_id[:8])
+    assert (code, out.strip()) == (0, f"campaign {campaign_id} paused"), err
+    assert state()[0] == "paused"
+    code, _, err = run("pause", campaign_id)
+    assert code == 1 and "only an active campaign can be paused" in err
+    code, out, err = run("resume", campaign_id)
+    assert (code, out.strip()) == (0, f"campaign {campaign_id} resumed"), err
+    assert state()[0] == "active"
+    code, _, err = run("resume", campaign_id)
+    assert code == 1 and "only a paused campaign can be resumed" in err
+    code, out, err = run("cancel", campaign_id)
+    assert code == 0 and "4 pending events canceled" in out, err
+    status, counts = state()
+    assert (status, counts["canceled"], counts["pending"]) == ("canceled", 4, 0)
+    code, _, err = run("cancel", campaign_id)
+    assert code == 1 and "already canceled" in err

@@ -105,3 +105,20 @@ def test_import_with_custom_hours_and_a_campaign_cap(
             assert (campaign.cap_max_attempts, campaign.cap_window_secs) == (2, 86400)
     finally:
         reset_runtime()
+
+
+@pytest.mark.parametrize("written", ["(212) 555-0101", "212.555.0101", "1-212-555-0101", "+1 212 555 0101"])
+def test_check_reads_the_number_as_the_import_does(written: str) -> None:
+    code, out = run("windows", "check", written, "--at", "2025-07-15T16:00Z")
+    assert code == 0 and "ALLOWED" in out and "+12125550101 at 2025-07-15T16:00:00Z" in out, out
+    assert "candidate zones: America/New_York" in out
+
+
+def test_check_reads_national_numbers_in_the_region_given() -> None:
+    london = ("--ruleset", "custom", "--hours", "mon-fri=09:00-17:00", "--default-zone", "Europe/London")
+    code, out = run("windows", "check", "07400 123456", "--region", "GB", "--at", "2025-07-15T12:00Z", *london)
+    assert code == 0 and "+447400123456" in out, out
+    code, out = run("windows", "check", "07400 123456", "--at", "2025-07-15T12:00Z")
+    assert code == 2 and "'07400 123456'" in out and "region US" in out, out
+    code, out = run("windows", "check", "555-0101", "--at", "2025-07-15T12:00Z")
+    assert code == 2 and "'555-0101'" in out, out
