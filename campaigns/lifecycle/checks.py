@@ -173,10 +173,20 @@ class FrequencyCapCheck:
         return None
 
 
+def rate_budget(rate: float) -> tuple[int, float]:
+    """A campaign's ``max_dispatches_per_second`` as at most ``n`` attempts in any ``window`` seconds: the window
+    is ⌈1/rate⌉ s (one second from one per second up), ``n`` the whole attempts the rate allows in it (at least
+    one), so the rate is never exceeded over any window: 0.2/s → 1 per 5 s, 0.5/s → 1 per 2 s, 2.5/s → 2 per 1 s."""
+    window = max(1.0, float(math.ceil(1 / rate - 1e-9)))
+    return max(1, math.floor(rate * window + 1e-9)), window
+
+
 class PacingCheck:
     """A campaign's ``max_concurrent_calls`` and ``max_dispatches_per_second``, counted once per claim batch.
 
-    Live calls are attempts not yet finished; the dispatch rate counts attempts claimed in the last (app) second.
+    Live calls are attempts not yet finished; the dispatch rate allows the attempts of :func:`rate_budget` in
+    any rolling window of app seconds, so a fractional rate is honoured (0.2/s is one attempt in any 5 s, 0.5/s
+    one in any 2 s; a one-second window compared with ``used >= rate`` let 0.2/s dial once a second, issue #19).
     Events over a limit go back to ``pending`` shortly after, without consuming an attempt.
     """
 
@@ -196,12 +206,13 @@ class PacingCheck:
             ).one()
             self.limits[campaign_id] = (row[0], row[1])
             live = recent = 0
+            window = rate_budget(row[1])[1] if row[1] is not None else 1.0
             if row[0] is not None or row[1] is not None:
                 live, recent = session.execute(
                     select(
                         # Live: claimed, sending, sent or unknown.
                         func.count().filter(CallAttempt.state != AttemptState.FINISHED),
-                        func.count().filter(CallAttempt.claimed_at > now - timedelta(seconds=1)),
+                        func.count().filter(CallAttempt.claimed_at > now - timedelta(seconds=window)),
                     )
                     .join(ScheduledEvent, ScheduledEvent.id == CallAttempt.event_id)
                     .where(ScheduledEvent.campaign_id == campaign_id)
@@ -211,7 +222,7 @@ class PacingCheck:
         used = self.used[campaign_id]
         if max_live is not None and used[0] >= max_live:
             return Defer(now + timedelta(seconds=1), f"pacing: {max_live} concurrent calls in progress", kind="pacing")
-        if max_rate is not None and used[1] >= max_rate:
+        if max_rate is not None and used[1] >= rate_budget(max_rate)[0]:
             return Defer(
                 now + timedelta(seconds=1), f"pacing: {max_rate:g} dispatches per second reached", kind="pacing"
             )

@@ -3,11 +3,16 @@ do-not-contact list have files of their own)."""
 
 from __future__ import annotations
 
+import io
+import itertools
+from datetime import datetime, timedelta
+
 import respx
 from sqlalchemy import select
 
 from campaigns.clock import FrozenClock
 from campaigns.db import unit_of_work
+from campaigns.lifecycle.checks import rate_budget
 from campaigns.models import ScheduledEvent
 from tests.campaigns.lifecycle.harness import (
     TEXML,
@@ -68,3 +73,38 @@ def test_pacing_limits_concurrency_and_rate_without_consuming_attempts(runtime: 
         assert all(
             e.deferred_reason == "pacing: 3 concurrent calls in progress" and e.retry_count == 0 for e in waiting
         )
+
+
+def test_rate_budget_never_exceeds_a_fractional_rate() -> None:
+    assert rate_budget(0.2) == (1, 5.0)
+    assert rate_budget(0.5) == (1, 2.0)
+    assert rate_budget(1) == (1, 1.0)
+    assert rate_budget(2.5) == (2, 1.0)
+    for rate in (0.05, 0.2, 0.3, 0.5, 0.7, 1, 2.5, 30):
+        dials, window = rate_budget(rate)
+        assert dials >= 1 and dials / window <= rate + 1e-9
+
+
+def test_a_half_dial_per_second_campaign_measured_over_twenty_seconds(runtime: Runtime, clock: FrozenClock) -> None:
+    """Issue #19 item 4: 0.2/s configured dialed 1.00/s, since the rate was ``used >= rate`` over one second."""
+    from campaigns import campaign as campaign_service
+    from campaigns import importing as importer
+
+    settings = campaign_service.validate_settings(
+        {"name": "slow", "assistant_id": "a1", "telnyx_agent_target": "+15553456789", "ruleset": "none",
+         "max_dispatches_per_second": 0.5},
+        now=clock.now(),
+    )  # fmt: skip
+    data = "phone\n" + "".join(f"+1212555{n:04d}\n" for n in range(30))
+    with unit_of_work(runtime.sessions) as s:
+        campaign = campaign_service.create_campaign(s, settings, now=clock.now())
+        importer.load_call_list(s, campaign, io.BytesIO(data.encode()), now=clock.now())
+    clock.advance(1)
+    start = clock.now()
+    claimed_at: list[datetime] = []
+    while clock.now() < start + timedelta(seconds=20):  # 20 app seconds in quarter-second steps
+        claimed_at += [clock.now() for _ in claim(runtime)]
+        clock.advance(0.25)
+    assert len(claimed_at) == 10  # 0.5/s over 20 s, not 20 (one a second) nor 30
+    for first, second in itertools.pairwise(claimed_at):
+        assert second - first >= timedelta(seconds=2)  # never two in any 2 s
