@@ -173,6 +173,29 @@ def test_custom_weekly_window_of_a_campaign(runtime: Runtime, clock: FrozenClock
     assert len(claim(runtime)) == 1
 
 
+@pytest.mark.parametrize(
+    "hours",
+    [{"mon-fri": "09:00-20:00", "fri": "09:00-17:00"}, {"fri": "09:00-17:00", "mon-fri": "09:00-20:00"}],
+)
+def test_a_single_day_beats_an_overlapping_range_whatever_the_key_order(
+    runtime: Runtime, clock: FrozenClock, hours: dict[str, str]
+) -> None:
+    """Issue #19 item 2: the keys went through ``sort_keys`` and JSONB, so "mon-fri" was applied last and a Friday
+    18:00 in London was dialed."""
+    clock.set(datetime(2025, 7, 18, 17, 0, tzinfo=UTC))  # Friday 18:00 in London (BST)
+    campaign_of(runtime, ["+447911123456"], ruleset="custom", timezone="Europe/London",
+                custom_windows={"hours": hours})  # fmt: skip
+    assert claim(runtime) == []
+    with runtime.sessions() as s:
+        event = s.scalars(select(ScheduledEvent)).one()
+    assert event.deferred_until == datetime(2025, 7, 21, 8, 0, tzinfo=UTC)  # Monday 09:00 BST
+    assert event.deferred_reason is not None and "outside the calling window" in event.deferred_reason
+    clock.set(datetime(2025, 7, 17, 17, 0, tzinfo=UTC))  # a Thursday at 18:00 is inside mon-fri 09:00-20:00
+    with unit_of_work(runtime.sessions) as s:
+        s.scalars(select(ScheduledEvent)).one().scheduled_at_fixed_datetime = clock.now()
+    assert len(claim(runtime)) == 1
+
+
 def test_a_ruleset_that_disappeared_holds_instead_of_calling(runtime: Runtime, clock: FrozenClock) -> None:
     clock.set(NOON_MIAMI)
     body = call_body(clock.now(), ruleset="us")
@@ -193,6 +216,8 @@ def test_a_ruleset_that_disappeared_holds_instead_of_calling(runtime: Runtime, c
          "is only used with ruleset custom"),
         ({"ruleset": "custom", "custom_windows": {"hours": {"mon": "17:00-09:00"}}}, "/campaign/custom_windows",
          "custom_windows.hours.mon: '17:00-09:00' must be a non-empty span"),
+        ({"ruleset": "custom", "custom_windows": {"hours": {"thu-sat": "10:00-12:00", "mon-fri": "09:00-17:00"}}},
+         "/campaign/custom_windows", "custom_windows.hours: 'mon-fri' and 'thu-sat' both set thu; overlapping keys"),
         ({"ruleset": "mars"}, "/campaign/ruleset", "must be one of au, ca, custom, none, us"),
         ({"cap_max_attempts": 0}, "/campaign/cap_max_attempts", "must be a positive integer"),
         ({"cap_window_secs": 60}, "/campaign/cap_window_secs", "needs cap_max_attempts"),
