@@ -11,6 +11,7 @@ claim applies its answer through ``transitions``).
 from __future__ import annotations
 
 import functools
+import logging
 import math
 import uuid
 from collections.abc import Iterable
@@ -21,11 +22,13 @@ from typing import Protocol
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from campaigns import windows
+from campaigns import logs, windows
 from campaigns.models import CallAttempt, Campaign, ProviderBackoff, ProviderHold, ScheduledEvent, Suppression
-from campaigns.phones import e164_or_none
+from campaigns.phones import contact_number, is_sip_uri, sip_user_looks_numeric
 from campaigns.settings import Settings, get_settings
 from campaigns.states import AttemptState, Channel, EventStatus
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -67,7 +70,7 @@ def window_context(session: Session, event: ScheduledEvent) -> tuple[windows.Rul
         )
     except windows.RulesetError:
         ruleset = None
-    if event.timezone_candidates is None:
+    if event.timezone_candidates is None:  # a SIP URI target: ``windows`` reads the number in its user part
         event.timezone_candidates = windows.candidate_zones(
             phone=event.telnyx_end_user_target,
             timezone=event.timezone,
@@ -80,8 +83,39 @@ def window_context(session: Session, event: ScheduledEvent) -> tuple[windows.Rul
     return ruleset, recipient
 
 
+NOT_A_NUMBER_NO_WINDOW = "no calling window: the SIP target's user part is no phone number (a SIP username)"
+"""Logged for a SIP target such as ``sip:alice@pbx.example``: no number-based rule can apply to it."""
+
+
+def sip_window_exception(target: str) -> Defer | str | None:
+    """How the calling window treats a SIP URI target whose user part gives no number: a user part of digits
+    that cannot be read as a number is held (it is meant as one: never dial it unchecked); a SIP username gets
+    no window (the returned sentence says so). ``None``: not such a target (a number, or a SIP URI of one)."""
+    if not is_sip_uri(target) or contact_number(target) is not None:
+        return None
+    if sip_user_looks_numeric(target):
+        return Defer(
+            windows.HOLD_UNTIL,
+            "held: the SIP target's user part is digits but not a phone number in international form "
+            "(write it as sip:+<country code><number>@host)",
+            kind="held",
+        )
+    return NOT_A_NUMBER_NO_WINDOW
+
+
 def window_check(session: Session, event: ScheduledEvent, now: datetime) -> Defer | None:
-    """Defer an event whose recipient is outside the calling window to the next opening (or hold it)."""
+    """Defer an event whose recipient is outside the calling window to the next opening (or hold it).
+
+    A SIP URI target is checked as the number in its user part; see :func:`sip_window_exception` for one
+    without a number.
+    """
+    if event.ruleset != "none":
+        exception = sip_window_exception(event.telnyx_end_user_target)
+        if isinstance(exception, Defer):
+            return exception
+        if exception is not None:
+            log.info(exception, extra=logs.event_fields(event))
+            return None
     context = window_context(session, event)
     if context is None:
         return None
@@ -106,6 +140,12 @@ def window_check(session: Session, event: ScheduledEvent, now: datetime) -> Defe
         opening,
         f"outside the calling window ({ruleset.label}: {', '.join(blocking)}) in {', '.join(recipient.zones)}",
     )
+
+
+def recipient_key(target: str) -> str:
+    """What an attempt's ``recipient`` stores, the key frequency caps count by: the number a target reaches
+    (a SIP URI's user part included), or the target as written when it reaches no number."""
+    return _canonical(target)
 
 
 class FrequencyCapCheck:
@@ -138,7 +178,10 @@ class FrequencyCapCheck:
         caps = self._caps(session, event)
         if not caps:
             return None
-        target = event.telnyx_end_user_target
+        # Counted per number: a SIP URI of a number shares the number's history (attempts store ``recipient``
+        # as :func:`recipient_key`; rows written before that hold the target as written, so both are read).
+        written = event.telnyx_end_user_target
+        target = recipient_key(written)
         if target not in self.batch:
             locked = session.execute(
                 text("SELECT pg_try_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": f"cap:{target}"}
@@ -152,7 +195,7 @@ class FrequencyCapCheck:
         history = list(
             session.scalars(
                 select(CallAttempt.claimed_at)
-                .where(CallAttempt.recipient == target, CallAttempt.claimed_at > now - longest)
+                .where(CallAttempt.recipient.in_({target, written}), CallAttempt.claimed_at > now - longest)
                 .order_by(CallAttempt.claimed_at.desc())
             )
         )
@@ -372,8 +415,9 @@ class AccountPacingCheck:
 
 @functools.lru_cache(maxsize=4096)  # ~10 µs a miss; a campaign's numbers rarely repeat soon, so kept small
 def _canonical(target: str) -> str:
-    """The listed form of an event's target: the events API keeps ``+4402…`` as written, the list ``+442…``."""
-    return e164_or_none(target) or target
+    """The listed form of an event's target: the events API keeps ``+4402…`` as written, the list ``+442…``; a
+    SIP URI is listed as the number in its user part (``sip:+12125550147@sip.telnyx.com`` → ``+12125550147``)."""
+    return contact_number(target) or target
 
 
 def suppressed_targets(session: Session, targets: Iterable[str]) -> dict[str, str]:

@@ -265,3 +265,63 @@ def test_a_call_held_in_the_queue_past_closing_time_is_not_sent(runtime: Runtime
     assert event.status == "pending" and event.retry_count == 0 and event.attempts == []
     assert event.scheduled_at_fixed_datetime == datetime(2025, 7, 16, 12, 0, tzinfo=UTC)  # 08:00 EDT
     assert event.deferred_reason is not None and "calling window" in event.deferred_reason
+
+
+def test_a_sip_uri_of_a_florida_number_gets_florida_windows(runtime: Runtime, clock: FrozenClock) -> None:
+    """Issue #19 item 3: a SIP URI target was never given a window (its zones came from nothing)."""
+    clock.set(datetime(2025, 7, 15, 0, 30, tzinfo=UTC))  # 20:30 EDT: past Florida's 20:00
+    body = call_body(clock.now(), ruleset="us", telnyx_end_user_target="sip:+13055550123@sip.telnyx.com")
+    body["scheduled_at_fixed_datetime"] = (clock.now() + timedelta(seconds=1)).isoformat()
+    event_id = create(runtime, body)
+    clock.advance(1)
+    assert claim(runtime) == []
+    event = load(runtime.sessions, event_id)
+    assert event.status == "pending" and event.deferred_until == datetime(2025, 7, 15, 12, 0, tzinfo=UTC)
+    assert event.deferred_reason is not None and "FL" in event.deferred_reason
+
+
+@respx.mock
+def test_a_sip_uri_and_its_number_share_the_frequency_cap(runtime: Runtime, clock: FrozenClock) -> None:
+    respx.post(TEXML).mock(side_effect=texml_ok)
+    clock.set(NOON_MIAMI)
+    spellings = [FLORIDA, "sip:+13055550123@sip.telnyx.com", "sip:13055550123@pstn.example", FLORIDA]
+    ids = []
+    for n, target in enumerate(spellings):
+        body = call_body(
+            clock.now(), ruleset="us", telnyx_end_user_target=target, telnyx_agent_target=f"+1555345678{n}"
+        )
+        body["scheduled_at_fixed_datetime"] = (clock.now() + timedelta(seconds=1)).isoformat()
+        ids.append(create(runtime, body))
+        clock.advance(1)
+        claimed = claim(runtime)
+        if n < 3:
+            assert len(claimed) == 1, target
+            clock.advance(600)
+    fourth = load(runtime.sessions, ids[3])
+    assert fourth.status == "pending" and fourth.deferred_reason is not None
+    assert fourth.deferred_reason.startswith("frequency cap: 3 attempts per 24 h")
+
+
+def test_a_sip_username_gets_no_window_and_it_is_said(
+    runtime: Runtime, clock: FrozenClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock.set(datetime(2025, 7, 15, 7, 0, tzinfo=UTC))  # 03:00 in New York: every US window is closed
+    body = call_body(clock.now(), ruleset="us", telnyx_end_user_target="sip:alice@pbx.example")
+    body["scheduled_at_fixed_datetime"] = (clock.now() + timedelta(seconds=1)).isoformat()
+    create(runtime, body)
+    clock.advance(1)
+    with caplog.at_level("INFO", logger="campaigns.lifecycle.checks"):
+        assert len(claim(runtime)) == 1
+    assert "no calling window: the SIP target's user part is no phone number" in caplog.text
+
+
+def test_a_sip_uri_of_digits_that_are_no_number_is_held(runtime: Runtime, clock: FrozenClock) -> None:
+    clock.set(NOON_MIAMI)
+    body = call_body(clock.now(), ruleset="us", telnyx_end_user_target="sip:5550123@pstn.example")
+    body["scheduled_at_fixed_datetime"] = (clock.now() + timedelta(seconds=1)).isoformat()
+    event_id = create(runtime, body)
+    clock.advance(1)
+    assert claim(runtime) == []
+    event = load(runtime.sessions, event_id)
+    assert event.scheduled_at_fixed_datetime == windows.HOLD_UNTIL
+    assert event.deferred_reason is not None and "user part is digits but not a phone number" in event.deferred_reason
