@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     time_warp_origin: datetime | None = None
     time_start: datetime | None = None
     default_ruleset: str = "none"
+    callback_hint_secret: str | None = None
+    """The MAC key of the attempt hint in callback URLs (``campaigns.telephony.hints``); unset: derived from
+    ``TELNYX_API_KEY`` (else ``DATABASE_URL``). The API and the workers must agree on it."""
     rulesets_dir: Path | None = None
     """Extra ruleset TOML files; a file whose ``name`` matches a shipped ruleset replaces it (no release needed)."""
 
