@@ -79,6 +79,9 @@ class Settings(BaseSettings):
     """Uploads up to this size are imported during the request; larger ones by a worker task."""
     recurring_dir: str | None = None
     """Directory of recurring definitions (``*.toml``), synced into the database on every tick."""
+    recurring_min_interval_secs: float = Field(default=300.0, ge=0)
+    """The shortest interval a recurring definition's schedule may have (its cron is refused below it, naming the
+    interval) and the least time between two runs of one definition (a run sooner than that is skipped)."""
     recurring_tick_secs: float = 30.0
     """Real seconds between beat's checks for due recurring definitions."""
 

@@ -1,4 +1,4 @@
-"""``campaigns recurring``: list definitions, validate a definition file, run one now."""
+"""``campaigns recurring``: list definitions, validate a definition file, run one now, delete one."""
 
 from __future__ import annotations
 
@@ -121,3 +121,26 @@ def run_now(
         typer.echo(str(campaign_id))
     if result.status == "failed":
         raise typer.Exit(1)
+
+
+@app.command("delete")
+def delete(name: Annotated[str, typer.Argument(help="The definition's name (or id)")]) -> None:
+    """Delete a definition made through the API, with its run history; the campaigns it created stay.
+
+    A definition file's definition is deleted by removing its file from CAMPAIGNS_RECURRING_DIR.
+    """
+    from campaigns import recurring
+    from campaigns.db import unit_of_work
+    from campaigns.errors import Conflict, NotFound
+
+    rt = database_runtime()
+    try:
+        with unit_of_work(rt.sessions) as s:
+            deleted = recurring.delete_definition(s, name)
+    except NotFound:
+        typer.echo(f"no recurring definition {name!r}", err=True)
+        raise typer.Exit(1) from None
+    except Conflict as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"deleted recurring definition {deleted!r}")
