@@ -51,19 +51,24 @@ def test_window_defers_the_claim_and_moves_a_late_retry_to_the_morning(runtime: 
     assert event.scheduled_at_fixed_datetime == datetime(2025, 7, 16, 12, 0, tzinfo=UTC)  # next morning, 08:00 EDT
 
 
-def test_pacing_limits_concurrency_and_rate_without_consuming_attempts(runtime: Runtime, clock: FrozenClock) -> None:
+def paced_campaign(runtime: Runtime, clock: FrozenClock, numbers: int, **pacing: object) -> None:
+    """A campaign without calling window, ``numbers`` numbers due now, with the pacing settings given."""
     from campaigns import campaign as campaign_service
     from campaigns import importing as importer
 
     settings = campaign_service.validate_settings(
         {"name": "paced", "assistant_id": "a1", "telnyx_agent_target": "+15553456789", "ruleset": "none",
-         "max_concurrent_calls": 3},
+         **pacing},
         now=clock.now(),
     )  # fmt: skip
-    data = "phone\n" + "".join(f"+1212555{n:04d}\n" for n in range(10))
+    data = "phone\n" + "".join(f"+1212555{n:04d}\n" for n in range(numbers))
     with unit_of_work(runtime.sessions) as s:
         campaign = campaign_service.create_campaign(s, settings, now=clock.now())
-        importer.load_call_list(s, campaign, __import__("io").BytesIO(data.encode()), now=clock.now())
+        importer.load_call_list(s, campaign, io.BytesIO(data.encode()), now=clock.now())
+
+
+def test_pacing_limits_concurrency_and_rate_without_consuming_attempts(runtime: Runtime, clock: FrozenClock) -> None:
+    paced_campaign(runtime, clock, 10, max_concurrent_calls=3)
     clock.advance(1)
     assert len(claim(runtime)) == 3
     assert claim(runtime) == []  # three calls are live: the rest wait, with no attempt created
@@ -87,18 +92,7 @@ def test_rate_budget_never_exceeds_a_fractional_rate() -> None:
 
 def test_a_half_dial_per_second_campaign_measured_over_twenty_seconds(runtime: Runtime, clock: FrozenClock) -> None:
     """Issue #19 item 4: 0.2/s configured dialed 1.00/s, since the rate was ``used >= rate`` over one second."""
-    from campaigns import campaign as campaign_service
-    from campaigns import importing as importer
-
-    settings = campaign_service.validate_settings(
-        {"name": "slow", "assistant_id": "a1", "telnyx_agent_target": "+15553456789", "ruleset": "none",
-         "max_dispatches_per_second": 0.5},
-        now=clock.now(),
-    )  # fmt: skip
-    data = "phone\n" + "".join(f"+1212555{n:04d}\n" for n in range(30))
-    with unit_of_work(runtime.sessions) as s:
-        campaign = campaign_service.create_campaign(s, settings, now=clock.now())
-        importer.load_call_list(s, campaign, io.BytesIO(data.encode()), now=clock.now())
+    paced_campaign(runtime, clock, 30, max_dispatches_per_second=0.5)
     clock.advance(1)
     start = clock.now()
     claimed_at: list[datetime] = []

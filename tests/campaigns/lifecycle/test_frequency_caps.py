@@ -267,12 +267,17 @@ def test_a_call_held_in_the_queue_past_closing_time_is_not_sent(runtime: Runtime
     assert event.deferred_reason is not None and "calling window" in event.deferred_reason
 
 
+def us_call_due_now(clock: FrozenClock, target: str, **overrides: object) -> dict[str, object]:
+    """A call to ``target`` under ruleset ``us``, due a second from now."""
+    body = call_body(clock.now(), ruleset="us", telnyx_end_user_target=target, **overrides)
+    body["scheduled_at_fixed_datetime"] = (clock.now() + timedelta(seconds=1)).isoformat()
+    return body
+
+
 def test_a_sip_uri_of_a_florida_number_gets_florida_windows(runtime: Runtime, clock: FrozenClock) -> None:
     """Issue #19 item 3: a SIP URI target was never given a window (its zones came from nothing)."""
     clock.set(datetime(2025, 7, 15, 0, 30, tzinfo=UTC))  # 20:30 EDT: past Florida's 20:00
-    body = call_body(clock.now(), ruleset="us", telnyx_end_user_target="sip:+13055550123@sip.telnyx.com")
-    body["scheduled_at_fixed_datetime"] = (clock.now() + timedelta(seconds=1)).isoformat()
-    event_id = create(runtime, body)
+    event_id = create(runtime, us_call_due_now(clock, "sip:+13055550123@sip.telnyx.com"))
     clock.advance(1)
     assert claim(runtime) == []
     event = load(runtime.sessions, event_id)
@@ -287,11 +292,7 @@ def test_a_sip_uri_and_its_number_share_the_frequency_cap(runtime: Runtime, cloc
     spellings = [FLORIDA, "sip:+13055550123@sip.telnyx.com", "sip:13055550123@pstn.example", FLORIDA]
     ids = []
     for n, target in enumerate(spellings):
-        body = call_body(
-            clock.now(), ruleset="us", telnyx_end_user_target=target, telnyx_agent_target=f"+1555345678{n}"
-        )
-        body["scheduled_at_fixed_datetime"] = (clock.now() + timedelta(seconds=1)).isoformat()
-        ids.append(create(runtime, body))
+        ids.append(create(runtime, us_call_due_now(clock, target, telnyx_agent_target=f"+1555345678{n}")))
         clock.advance(1)
         claimed = claim(runtime)
         if n < 3:
@@ -306,9 +307,7 @@ def test_a_sip_username_gets_no_window_and_it_is_said(
     runtime: Runtime, clock: FrozenClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     clock.set(datetime(2025, 7, 15, 7, 0, tzinfo=UTC))  # 03:00 in New York: every US window is closed
-    body = call_body(clock.now(), ruleset="us", telnyx_end_user_target="sip:alice@pbx.example")
-    body["scheduled_at_fixed_datetime"] = (clock.now() + timedelta(seconds=1)).isoformat()
-    create(runtime, body)
+    create(runtime, us_call_due_now(clock, "sip:alice@pbx.example"))
     clock.advance(1)
     with caplog.at_level("INFO", logger="campaigns.lifecycle.checks"):
         assert len(claim(runtime)) == 1
@@ -317,9 +316,7 @@ def test_a_sip_username_gets_no_window_and_it_is_said(
 
 def test_a_sip_uri_of_digits_that_are_no_number_is_held(runtime: Runtime, clock: FrozenClock) -> None:
     clock.set(NOON_MIAMI)
-    body = call_body(clock.now(), ruleset="us", telnyx_end_user_target="sip:5550123@pstn.example")
-    body["scheduled_at_fixed_datetime"] = (clock.now() + timedelta(seconds=1)).isoformat()
-    event_id = create(runtime, body)
+    event_id = create(runtime, us_call_due_now(clock, "sip:5550123@pstn.example"))
     clock.advance(1)
     assert claim(runtime) == []
     event = load(runtime.sessions, event_id)
