@@ -376,6 +376,8 @@ class RecurringDefinition(Base):
     origin: Mapped[str] = mapped_column(String(16))
     origin_path: Mapped[str | None] = mapped_column(Text)
     """The TOML file a ``file`` definition was read from."""
+    allowed_root: Mapped[str | None] = mapped_column(Text)
+    """The directory a run may read files from (symlinks resolved); set for every API definition."""
     spec_hash: Mapped[str] = mapped_column(String(64))
     next_run_at: Mapped[datetime | None] = mapped_column(TZ)
     last_run_at: Mapped[datetime | None] = mapped_column(TZ)
@@ -426,6 +428,9 @@ class RecurringFile(Base):
     sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
     path: Mapped[str] = mapped_column(Text)
     size: Mapped[int] = mapped_column(BigInteger)
+    mtime_ns: Mapped[int | None] = mapped_column(BigInteger)
+    """The file's modification time when it was read: a later run skips a file at the same path, size and mtime
+    without reading and hashing it again."""
     run_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("recurring_runs.id", ondelete="CASCADE"), index=True)
     campaign_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
     seen_at: Mapped[datetime] = mapped_column(TZ)

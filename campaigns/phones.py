@@ -45,10 +45,15 @@ __all__ = [
     "R_PHONE_TOO_SHORT",
     "InvalidPhone",
     "PhoneNormalizer",
+    "contact_number",
     "e164_or_none",
+    "is_sip_uri",
     "normalize_phone",
     "parse_e164",
     "phone_normalizer",
+    "sip_user_looks_numeric",
+    "sip_user_number",
+    "sip_user_part",
     "to_e164",
 ]
 
@@ -397,3 +402,60 @@ def parse_e164(phone: str | None) -> phonenumbers.PhoneNumber | None:
         return phonenumbers.parse(phone)
     except phonenumbers.NumberParseException:
         return None
+
+
+# --- SIP URI targets ---------------------------------------------------------------------------------------
+
+_SIP_USER: Final = re.compile(r"^sips?:([^@;?]+)@", re.IGNORECASE)
+_VISUAL_SEPARATORS: Final = str.maketrans("", "", "-.() ")  # RFC 3966 §5.1.1 visual-separator (and spaces)
+
+
+def is_sip_uri(target: str) -> bool:
+    """Whether an event target is a SIP URI (``sip:`` / ``sips:``) rather than a number."""
+    return target[:4].lower() == "sip:" or target[:5].lower() == "sips:"
+
+
+def sip_user_part(target: str) -> str | None:
+    """A SIP URI's user part, unescaped and without visual separators; ``None`` for anything else."""
+    match = _SIP_USER.match(target.strip())
+    if match is None:
+        return None
+    from urllib.parse import unquote
+
+    return unquote(match.group(1)).translate(_VISUAL_SEPARATORS)
+
+
+def sip_user_looks_numeric(target: str) -> bool:
+    """Whether a SIP URI's user part is digits (with or without ``+``): meant as a number, even one that
+    :func:`sip_user_number` cannot read (such a target is held, never dialed without its checks)."""
+    user = sip_user_part(target)
+    return user is not None and user.removeprefix("+").isdigit()
+
+
+def sip_user_number(target: str) -> str | None:
+    """The phone number a SIP URI's user part dials, in E.164; ``None`` when the user part is no number.
+
+    ``sip:+12125550147@sip.telnyx.com`` and ``sip:12125550147@pstn.example`` both reach +12125550147: a gateway
+    routes a numeric user part to the number (Telnyx requires SIP usernames to "begin with a non-numeric
+    character" precisely so that digits are never a username, developers.telnyx.com/docs/voice/sip-trunking/
+    features/sip-uri-calling). Visual separators (RFC 3966 §5.1.1) and percent-escapes are read through. Digits
+    without ``+`` count only when ``+digits`` is a valid number (``1001``, an extension, is not).
+    """
+    user = sip_user_part(target)
+    if user is None:
+        return None
+    if user.startswith("+"):
+        return e164_or_none(user) if user[1:].isdigit() else None
+    if not user.isdigit() or not 7 <= len(user) <= 15:
+        return None
+    e164, _ = normalize_phone("+" + user, default_region=None)
+    return e164
+
+
+def contact_number(target: str) -> str | None:
+    """The E.164 number an event target reaches, for every check made on a number (do-not-contact, calling
+    windows, frequency caps): the number itself, the number in a SIP URI's user part, or ``None`` (a SIP
+    username such as ``sip:alice@pbx.example``, which no number-based check can apply to)."""
+    if is_sip_uri(target):
+        return sip_user_number(target)
+    return e164_or_none(target)

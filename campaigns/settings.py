@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     time_warp_origin: datetime | None = None
     time_start: datetime | None = None
     default_ruleset: str = "none"
+    callback_hint_secret: str | None = None
+    """The MAC key of the attempt hint in callback URLs (``campaigns.telephony.hints``); unset: derived from
+    ``TELNYX_API_KEY`` (else ``DATABASE_URL``). The API and the workers must agree on it."""
     rulesets_dir: Path | None = None
     """Extra ruleset TOML files; a file whose ``name`` matches a shipped ruleset replaces it (no release needed)."""
 
@@ -106,6 +109,9 @@ class Settings(BaseSettings):
     """Real seconds between beat's purges of old webhook bodies."""
     recurring_dir: str | None = None
     """Directory of recurring definitions (``*.toml``), synced into the database on every tick."""
+    recurring_min_interval_secs: float = Field(default=300.0, ge=0)
+    """The shortest interval a recurring definition's schedule may have (its cron is refused below it, naming the
+    interval) and the least time between two runs of one definition (a run sooner than that is skipped)."""
     recurring_tick_secs: float = 30.0
     """Real seconds between beat's checks for due recurring definitions."""
 

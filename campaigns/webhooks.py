@@ -22,6 +22,7 @@ from campaigns.lifecycle import outcomes
 from campaigns.lifecycle.holds import RateBackoff
 from campaigns.models import CallAttempt, ScheduledEvent
 from campaigns.states import PROGRESS_CALL_STATUSES, CallStatus, Channel
+from campaigns.telephony import hints
 from campaigns.telephony.callbacks import Callback, hangup_call_status
 
 
@@ -43,17 +44,29 @@ DETECTION, CONVERSATION = "amd", "conversation"
 def _resolve_attempts(session: Session, callbacks: Sequence[Callback]) -> list[tuple[uuid.UUID, uuid.UUID] | None]:
     """The (attempt, event) each callback is about: the attempt it names, else the one with its provider id.
 
-    Two queries for a whole batch: one for the named attempts (the usual case), one for the provider ids of the
-    rest.
+    A named attempt is believed only as :func:`hints.hint_applies` allows: never when its stored call or message
+    id differs from the callback's (an unsigned ``?attempt_id=`` must not outrank a signed body, issue #19), and
+    before that id is stored only when the hint is signed. Two queries for a whole batch: one for the named
+    attempts (the usual case), one for the provider ids of the rest.
     """
     hinted = {cb.attempt_id for cb in callbacks if cb.attempt_id is not None}
-    by_id: dict[uuid.UUID, uuid.UUID] = {}
+    by_id: dict[uuid.UUID, tuple[uuid.UUID, str | None]] = {}
     if hinted:
-        rows = session.execute(select(CallAttempt.id, CallAttempt.event_id).where(CallAttempt.id.in_(hinted)))
-        by_id = {attempt_id: event_id for attempt_id, event_id in rows}
-    provider_ids = {
-        cb.provider_id for cb in callbacks if cb.provider_id and (cb.attempt_id is None or cb.attempt_id not in by_id)
-    }
+        rows = session.execute(
+            select(CallAttempt.id, CallAttempt.event_id, CallAttempt.provider_id).where(CallAttempt.id.in_(hinted))
+        )
+        by_id = {attempt_id: (event_id, provider_id) for attempt_id, event_id, provider_id in rows}
+
+    def named(cb: Callback) -> tuple[uuid.UUID, uuid.UUID] | None:
+        found = by_id.get(cb.attempt_id) if cb.attempt_id is not None else None
+        if found is None or cb.attempt_id is None:
+            return None
+        if not hints.hint_applies(cb.attempt_hint_signed, cb.provider_id, found[1]):
+            return None
+        return cb.attempt_id, found[0]
+
+    believed = [named(cb) for cb in callbacks]
+    provider_ids = {cb.provider_id for cb, pair in zip(callbacks, believed, strict=True) if cb.provider_id and not pair}
     by_provider_id: dict[str, tuple[uuid.UUID, uuid.UUID]] = {}
     if provider_ids:
         rows_by_provider = session.execute(
@@ -65,9 +78,9 @@ def _resolve_attempts(session: Session, callbacks: Sequence[Callback]) -> list[t
             if provider_id is not None:
                 by_provider_id.setdefault(provider_id, (attempt_id, event_id))
     resolved: list[tuple[uuid.UUID, uuid.UUID] | None] = []
-    for cb in callbacks:
-        if cb.attempt_id is not None and cb.attempt_id in by_id:
-            resolved.append((cb.attempt_id, by_id[cb.attempt_id]))
+    for cb, pair in zip(callbacks, believed, strict=True):
+        if pair is not None:
+            resolved.append(pair)
         else:
             resolved.append(by_provider_id.get(cb.provider_id) if cb.provider_id else None)
     return resolved

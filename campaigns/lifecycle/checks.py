@@ -11,6 +11,7 @@ claim applies its answer through ``transitions``).
 from __future__ import annotations
 
 import functools
+import logging
 import math
 import uuid
 from collections.abc import Iterable
@@ -21,11 +22,13 @@ from typing import Protocol
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from campaigns import windows
+from campaigns import logs, windows
 from campaigns.models import CallAttempt, Campaign, ProviderBackoff, ProviderHold, ScheduledEvent, Suppression
-from campaigns.phones import e164_or_none
+from campaigns.phones import contact_number, is_sip_uri, sip_user_looks_numeric
 from campaigns.settings import Settings, get_settings
 from campaigns.states import AttemptState, Channel, EventStatus
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -67,7 +70,7 @@ def window_context(session: Session, event: ScheduledEvent) -> tuple[windows.Rul
         )
     except windows.RulesetError:
         ruleset = None
-    if event.timezone_candidates is None:
+    if event.timezone_candidates is None:  # a SIP URI target: ``windows`` reads the number in its user part
         event.timezone_candidates = windows.candidate_zones(
             phone=event.telnyx_end_user_target,
             timezone=event.timezone,
@@ -80,8 +83,39 @@ def window_context(session: Session, event: ScheduledEvent) -> tuple[windows.Rul
     return ruleset, recipient
 
 
+NOT_A_NUMBER_NO_WINDOW = "no calling window: the SIP target's user part is no phone number (a SIP username)"
+"""Logged for a SIP target such as ``sip:alice@pbx.example``: no number-based rule can apply to it."""
+
+
+def sip_window_exception(target: str) -> Defer | str | None:
+    """How the calling window treats a SIP URI target whose user part gives no number: a user part of digits
+    that cannot be read as a number is held (it is meant as one: never dial it unchecked); a SIP username gets
+    no window (the returned sentence says so). ``None``: not such a target (a number, or a SIP URI of one)."""
+    if not is_sip_uri(target) or contact_number(target) is not None:
+        return None
+    if sip_user_looks_numeric(target):
+        return Defer(
+            windows.HOLD_UNTIL,
+            "held: the SIP target's user part is digits but not a phone number in international form "
+            "(write it as sip:+<country code><number>@host)",
+            kind="held",
+        )
+    return NOT_A_NUMBER_NO_WINDOW
+
+
 def window_check(session: Session, event: ScheduledEvent, now: datetime) -> Defer | None:
-    """Defer an event whose recipient is outside the calling window to the next opening (or hold it)."""
+    """Defer an event whose recipient is outside the calling window to the next opening (or hold it).
+
+    A SIP URI target is checked as the number in its user part; see :func:`sip_window_exception` for one
+    without a number.
+    """
+    if event.ruleset != "none":
+        exception = sip_window_exception(event.telnyx_end_user_target)
+        if isinstance(exception, Defer):
+            return exception
+        if exception is not None:
+            log.info(exception, extra=logs.event_fields(event))
+            return None
     context = window_context(session, event)
     if context is None:
         return None
@@ -106,6 +140,12 @@ def window_check(session: Session, event: ScheduledEvent, now: datetime) -> Defe
         opening,
         f"outside the calling window ({ruleset.label}: {', '.join(blocking)}) in {', '.join(recipient.zones)}",
     )
+
+
+def recipient_key(target: str) -> str:
+    """What an attempt's ``recipient`` stores, the key frequency caps count by: the number a target reaches
+    (a SIP URI's user part included), or the target as written when it reaches no number."""
+    return _canonical(target)
 
 
 class FrequencyCapCheck:
@@ -138,7 +178,10 @@ class FrequencyCapCheck:
         caps = self._caps(session, event)
         if not caps:
             return None
-        target = event.telnyx_end_user_target
+        # Counted per number: a SIP URI of a number shares the number's history (attempts store ``recipient``
+        # as :func:`recipient_key`; rows written before that hold the target as written, so both are read).
+        written = event.telnyx_end_user_target
+        target = recipient_key(written)
         if target not in self.batch:
             locked = session.execute(
                 text("SELECT pg_try_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": f"cap:{target}"}
@@ -152,7 +195,7 @@ class FrequencyCapCheck:
         history = list(
             session.scalars(
                 select(CallAttempt.claimed_at)
-                .where(CallAttempt.recipient == target, CallAttempt.claimed_at > now - longest)
+                .where(CallAttempt.recipient.in_({target, written}), CallAttempt.claimed_at > now - longest)
                 .order_by(CallAttempt.claimed_at.desc())
             )
         )
@@ -173,10 +216,20 @@ class FrequencyCapCheck:
         return None
 
 
+def rate_budget(rate: float) -> tuple[int, float]:
+    """A campaign's ``max_dispatches_per_second`` as at most ``n`` attempts in any ``window`` seconds: the window
+    is ⌈1/rate⌉ s (one second from one per second up), ``n`` the whole attempts the rate allows in it (at least
+    one), so the rate is never exceeded over any window: 0.2/s → 1 per 5 s, 0.5/s → 1 per 2 s, 2.5/s → 2 per 1 s."""
+    window = max(1.0, float(math.ceil(1 / rate - 1e-9)))
+    return max(1, math.floor(rate * window + 1e-9)), window
+
+
 class PacingCheck:
     """A campaign's ``max_concurrent_calls`` and ``max_dispatches_per_second``, counted once per claim batch.
 
-    Live calls are attempts not yet finished; the dispatch rate counts attempts claimed in the last (app) second.
+    Live calls are attempts not yet finished; the dispatch rate allows the attempts of :func:`rate_budget` in
+    any rolling window of app seconds, so a fractional rate is honoured (0.2/s is one attempt in any 5 s, 0.5/s
+    one in any 2 s; a one-second window compared with ``used >= rate`` let 0.2/s dial once a second, issue #19).
     Events over a limit go back to ``pending`` shortly after, without consuming an attempt.
     """
 
@@ -196,12 +249,13 @@ class PacingCheck:
             ).one()
             self.limits[campaign_id] = (row[0], row[1])
             live = recent = 0
+            window = rate_budget(row[1])[1] if row[1] is not None else 1.0
             if row[0] is not None or row[1] is not None:
                 live, recent = session.execute(
                     select(
                         # Live: claimed, sending, sent or unknown.
                         func.count().filter(CallAttempt.state != AttemptState.FINISHED),
-                        func.count().filter(CallAttempt.claimed_at > now - timedelta(seconds=1)),
+                        func.count().filter(CallAttempt.claimed_at > now - timedelta(seconds=window)),
                     )
                     .join(ScheduledEvent, ScheduledEvent.id == CallAttempt.event_id)
                     .where(ScheduledEvent.campaign_id == campaign_id)
@@ -211,7 +265,7 @@ class PacingCheck:
         used = self.used[campaign_id]
         if max_live is not None and used[0] >= max_live:
             return Defer(now + timedelta(seconds=1), f"pacing: {max_live} concurrent calls in progress", kind="pacing")
-        if max_rate is not None and used[1] >= max_rate:
+        if max_rate is not None and used[1] >= rate_budget(max_rate)[0]:
             return Defer(
                 now + timedelta(seconds=1), f"pacing: {max_rate:g} dispatches per second reached", kind="pacing"
             )
@@ -361,8 +415,9 @@ class AccountPacingCheck:
 
 @functools.lru_cache(maxsize=4096)  # ~10 µs a miss; a campaign's numbers rarely repeat soon, so kept small
 def _canonical(target: str) -> str:
-    """The listed form of an event's target: the events API keeps ``+4402…`` as written, the list ``+442…``."""
-    return e164_or_none(target) or target
+    """The listed form of an event's target: the events API keeps ``+4402…`` as written, the list ``+442…``; a
+    SIP URI is listed as the number in its user part (``sip:+12125550147@sip.telnyx.com`` → ``+12125550147``)."""
+    return contact_number(target) or target
 
 
 def suppressed_targets(session: Session, targets: Iterable[str]) -> dict[str, str]:

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 import campaigns.lifecycle.transitions as transitions
 from campaigns.ids import uuid7
-from campaigns.lifecycle.checks import ClaimCheck, Defer, Suppress, default_checks
+from campaigns.lifecycle.checks import ClaimCheck, Defer, Suppress, default_checks, recipient_key
 from campaigns.lifecycle.locking import WITHOUT_ATTEMPTS
 from campaigns.models import CallAttempt, ScheduledEvent
 from campaigns.states import AttemptState, CampaignStatus, EventStatus
@@ -103,7 +103,7 @@ def claim_due_events(
                 "provider": providers.for_channel(event.telnyx_conversation_channel).name,
                 "claimed_at": now,
                 "answered": False,
-                "recipient": event.telnyx_end_user_target,
+                "recipient": recipient_key(event.telnyx_end_user_target),
             }
         )
         claimed.append(Claimed(event_id=event.id, attempt_id=attempt_id))

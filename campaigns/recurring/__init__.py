@@ -42,6 +42,7 @@ from campaigns.recurring.serialize import serialize_definition, serialize_run
 from campaigns.recurring.store import (
     SyncReport,
     count_definitions,
+    delete_definition,
     get_definition,
     last_runs,
     list_definitions,
@@ -57,6 +58,7 @@ __all__ = [
     "SyncReport",
     "check_cron",
     "count_definitions",
+    "delete_definition",
     "due_time",
     "get_definition",
     "last_runs",

@@ -9,7 +9,7 @@ import os
 import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,8 @@ from campaigns import campaign as campaign_service
 from campaigns import windows
 from campaigns.errors import FieldError, ValidationFailed
 from campaigns.recurring.due import DueRule, parse_due
-from campaigns.recurring.schedule import check_cron
+from campaigns.recurring.schedule import check_cron, shortest_interval
+from campaigns.settings import get_settings
 
 DEFINITION_FIELDS = ("name", "cron", "timezone", "source", "due", "dedupe_key", "enabled", "campaign")
 TEMPLATE_FORBIDDEN = {"name": "is the definition's name plus the run", "start_at": "is the time of each run"}
@@ -38,6 +39,9 @@ class Definition:
     enabled: bool
     origin: str
     origin_path: str | None = None
+    allowed_root: str | None = None
+    """The directory every file a run reads must lie in, symlinks resolved (an API definition's is
+    ``CAMPAIGNS_RECURRING_DIR`` when it was stored); ``None``: a definition file's, any file the worker reads."""
 
     @property
     def rule(self) -> DueRule:
@@ -49,6 +53,8 @@ class Definition:
             "dedupe_key": list(self.dedupe_key), "campaign": self.campaign, "enabled": self.enabled,
             "origin_path": self.origin_path,
         }  # fmt: skip
+        if self.allowed_root is not None:  # only when set: the hashes of definition files stay as they were
+            spec["allowed_root"] = self.allowed_root
         return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -100,12 +106,15 @@ def validate_definition(
     base_dir: Path,
     allowed_root: Path | None = None,
     origin_path: str | None = None,
+    min_interval_secs: float | None = None,
 ) -> Definition:
     """Check a definition (all problems at once) and normalize it. Raises ``ValidationFailed`` whose pointers
     name the fields (``/cron``, ``/campaign/retry_interval_secs``…).
 
     A relative ``source`` is relative to ``base_dir``; with ``allowed_root`` the source must stay inside it
-    (definitions created through the API must not read arbitrary files of the server).
+    (definitions created through the API must not read arbitrary files of the server), and the root is stored
+    with the definition so that every run enforces it. A schedule firing more often than ``min_interval_secs``
+    (default ``CAMPAIGNS_RECURRING_MIN_INTERVAL_SECS``) is refused.
     """
     if not isinstance(body, dict):
         raise ValidationFailed([FieldError("", "a recurring definition must be an object (a TOML table)")])
@@ -125,6 +134,14 @@ def validate_definition(
     problem = check_cron(cron)
     if problem:
         bad("cron", problem)
+    else:
+        assert isinstance(cron, str)
+        if min_interval_secs is None:
+            min_interval_secs = get_settings().recurring_min_interval_secs
+        shortest = shortest_interval(cron)
+        if shortest.total_seconds() < min_interval_secs:
+            bad("cron", f"{cron!r} can fire {_span(shortest)} apart; definitions may run at most once every "
+                f"{_span(timedelta(seconds=min_interval_secs))} (CAMPAIGNS_RECURRING_MIN_INTERVAL_SECS)")  # fmt: skip
     zone = body.get("timezone")
     if not windows.is_timezone(zone):
         bad("timezone", f"{zone!r} is not an IANA time zone name such as America/New_York" if zone else
@@ -194,7 +211,13 @@ def validate_definition(
         enabled=bool(enabled),
         origin=origin,
         origin_path=origin_path,
+        allowed_root=os.path.realpath(allowed_root) if allowed_root is not None else None,
     )
+
+
+def _span(delta: timedelta) -> str:
+    seconds = int(delta.total_seconds())
+    return f"{seconds // 60} min" if seconds % 60 == 0 else f"{seconds} s"
 
 
 def load_definition_file(path: Path, *, now: datetime) -> Definition:

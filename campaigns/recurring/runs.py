@@ -7,12 +7,13 @@ import glob
 import hashlib
 import logging
 import os
+import re
 import tempfile
 import uuid
 import zoneinfo
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
@@ -33,6 +34,7 @@ from campaigns.recurring.due import parse_due
 from campaigns.recurring.schedule import latest_fire, next_fire
 from campaigns.recurring.staging import RunStaging, resolve_columns
 from campaigns.recurring.store import get_definition, sync_directory
+from campaigns.settings import get_settings
 from campaigns.suppression import mark_suppressed_rows
 
 log = logging.getLogger(__name__)
@@ -56,6 +58,24 @@ class _Counts:
 
     def as_dict(self) -> dict[str, int]:
         return {name: getattr(self, name) for name in self.__dataclass_fields__}
+
+
+def content_free(exc: Exception, known: Iterable[str] = ()) -> str:
+    """Why a file was not imported, without anything the file holds: the error's first sentence up to a colon
+    or parenthesis (where the reader lists what it found), quoted names replaced by ``…`` unless the definition
+    itself names them (``known``: its due and dedupe columns). A header echoed back once showed the first line
+    of /etc/passwd in a run message (issue #19)."""
+    text = (str(exc).splitlines() or [type(exc).__name__])[0]
+    text = re.split(r"[:(]", text, maxsplit=1)[0]
+    names = set(known)
+
+    def quoted(match: re.Match[str]) -> str:
+        name = match.group(1) if match.group(1) is not None else match.group(2)
+        return f"\x00{name}\x01" if name in names else "…"
+
+    text = re.sub(r"'([^']*)'|\"([^\"]*)\"", quoted, text)
+    text = re.sub(r"['\"].*", "…", text)  # an unclosed quote: cut there
+    return text.replace("\x00", "'").replace("\x01", "'").strip() or type(exc).__name__
 
 
 def matching_files(source: str) -> list[Path]:
@@ -128,15 +148,32 @@ def _run_files(
     allowed_root: str | None,
     mark_suppressed: StagingHook | None,
 ) -> list[uuid.UUID]:
-    """Read the new source files into one campaign each; fill in ``run``. Returns the campaigns created."""
+    """Read the new source files into one campaign each; fill in ``run``. Returns the campaigns created.
+
+    Every file read lies in the definition's stored ``allowed_root`` (symlinks resolved); an API definition
+    stored without one falls back to the worker's ``allowed_root`` and reads nothing without either. A file
+    already read at the same path, size and modification time is skipped without being read again (``force``
+    reads it). Messages name files and counts, never what a file holds.
+    """
+    root = definition.allowed_root or (allowed_root if definition.origin == "api" else None)
+    if definition.origin == "api" and root is None:
+        run.status = "failed"
+        run.message = "not run: this API definition has no allowed root (CAMPAIGNS_RECURRING_DIR); re-create it"
+        return []
     files = matching_files(definition.source)
-    if definition.origin == "api" and allowed_root is not None:
-        files = [f for f in files if inside(str(f), allowed_root)]
+    if root is not None:
+        files = [f for f in files if inside(str(f), root)]
     if not files:
         run.status = "no_new_file"
         run.message = f"no new file: nothing matches {definition.source}"
         return []
-    seen = set(session.scalars(select(RecurringFile.sha256).where(RecurringFile.definition_id == definition.id)).all())
+    read_before = session.execute(
+        select(RecurringFile.sha256, RecurringFile.path, RecurringFile.size, RecurringFile.mtime_ns).where(
+            RecurringFile.definition_id == definition.id
+        )
+    ).all()
+    seen = {row.sha256 for row in read_before}
+    unchanged = {(row.path, row.size, row.mtime_ns) for row in read_before if row.mtime_ns is not None}
     campaigns: list[uuid.UUID] = []
     totals = _Counts()
     notes: list[str] = []
@@ -147,6 +184,9 @@ def _run_files(
     label = (run.tick_at or now).astimezone(zoneinfo.ZoneInfo(definition.timezone))
     for path in files:
         try:
+            stat = path.stat()
+            if not force and (str(path), stat.st_size, stat.st_mtime_ns) in unchanged:
+                continue  # read before, as it is now: not read and hashed again
             spool, digest, size = _snapshot(path)
         except OSError as exc:
             notes.append(f"{path.name}: cannot be read ({exc.strerror or exc})")
@@ -182,8 +222,8 @@ def _run_files(
                         rows_suppressed=report.rows_suppressed,
                     )
             except (CsvFileError, ValidationFailed) as exc:
-                entry["error"] = str(exc)
-                notes.append(f"{path.name}: not imported: {exc}")
+                entry["error"] = content_free(exc, [*definition.dedupe_key, parse_due(definition.due).column or ""])
+                notes.append(f"{path.name}: not imported: {entry['error']}")
                 failures += 1
             else:
                 assert campaign_id is not None
@@ -204,18 +244,26 @@ def _run_files(
                     sha256=digest,
                     path=str(path),
                     size=size,
+                    mtime_ns=stat.st_mtime_ns,
                     run_id=run.id,
                     campaign_id=campaign_id,
                     seen_at=now,
                 )
                 .on_conflict_do_update(
                     index_elements=["definition_id", "sha256"],
-                    set_={"path": str(path), "run_id": run.id, "campaign_id": campaign_id, "seen_at": now},
+                    set_={
+                        "path": str(path),
+                        "mtime_ns": stat.st_mtime_ns,
+                        "run_id": run.id,
+                        "campaign_id": campaign_id,
+                        "seen_at": now,
+                    },
                 )
             )
     for name, value in totals.as_dict().items():
         setattr(run, name, value)
     if not run.files and not failures:
+        # Skipped as read before (by content, or unchanged at its path): their rows say when they were read.
         run.status = "no_new_file"
         run.message = f"no new file: {len(files)} file(s) matching {definition.source} already read"
     elif not campaigns:
@@ -273,7 +321,7 @@ def _execute(
         log.exception("recurring run failed", extra={"definition": definition.name})
         campaigns = []
         run.status = "failed"
-        run.message = f"failed: {type(exc).__name__}: {exc}"
+        run.message = f"failed: {type(exc).__name__} (the worker's log has the details)"
     run.finished_at = now
     definition.last_run_at = now
     session.flush()
@@ -284,6 +332,13 @@ def _execute(
         tick_at=tick, campaign_ids=campaigns,
         counts={k: getattr(run, k) for k in _Counts.__dataclass_fields__},
     )  # fmt: skip
+
+
+def _too_soon(definition: RecurringDefinition, at: datetime) -> bool:
+    """Whether the definition ran less than ``CAMPAIGNS_RECURRING_MIN_INTERVAL_SECS`` ago (a schedule stored
+    before the minimum existed, or a wall-time quirk such as a spring-forward gap, must not run it sooner)."""
+    least = timedelta(seconds=get_settings().recurring_min_interval_secs)
+    return definition.last_run_at is not None and at - definition.last_run_at < least
 
 
 def run_due(
@@ -317,6 +372,12 @@ def run_due(
             if definition is None:
                 return results
             assert definition.next_run_at is not None
+            skipped.add(definition.id)
+            if _too_soon(definition, at):
+                log.warning("recurring run skipped: the last run was less than the minimum interval ago",
+                            extra={"definition": definition.name})  # fmt: skip
+                definition.next_run_at = next_fire(definition.cron, definition.timezone, at)
+                continue
             tick, missed = latest_fire(definition.cron, definition.timezone, definition.next_run_at, at)
             result = _execute(
                 s, definition, kind="catch_up" if missed else "scheduled", tick=tick, missed=missed, now=at,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import zoneinfo
 from datetime import UTC, datetime, timedelta
 
@@ -20,6 +21,18 @@ def check_cron(expression: object) -> str | None:
     if not croniter.is_valid(expression):
         return f"{expression!r} is not a valid cron expression"
     return None
+
+
+def shortest_interval(expression: str) -> timedelta:
+    """The shortest time between two fire times of a valid cron expression, on wall time: the smallest gap
+    between the day's minutes it fires at, the wrap from the last of one day to the first of the next included
+    (so on the safe side: as if it fired every day)."""
+    minutes, hours = croniter(expression).expanded[:2]
+    minute_values = range(60) if minutes == ["*"] else [int(m) for m in minutes]
+    hour_values = range(24) if hours == ["*"] else [int(h) for h in hours]
+    times = sorted(h * 60 + m for h in hour_values for m in minute_values)
+    gaps = [b - a for a, b in itertools.pairwise(times)] + [24 * 60 - times[-1] + times[0]]
+    return timedelta(minutes=min(gaps))
 
 
 def next_fire(cron: str, zone: str, after: datetime) -> datetime:

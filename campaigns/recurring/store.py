@@ -1,5 +1,5 @@
-"""Definitions in the database: create or update by name, look up, list, the last run of each, and the sync of a
-directory of definition files."""
+"""Definitions in the database: create or update by name, look up, list, delete, the last run of each, and the
+sync of a directory of definition files."""
 
 from __future__ import annotations
 
@@ -11,14 +11,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from campaigns.db import unit_of_work
 from campaigns.errors import Conflict, NotFound
-from campaigns.models import RecurringDefinition, RecurringRun
+from campaigns.models import Campaign, RecurringDefinition, RecurringRun
 from campaigns.recurring.definitions import (
     Definition,
     DefinitionFileError,
@@ -73,6 +73,7 @@ def upsert_definition(session: Session, definition: Definition, *, now: datetime
             enabled=definition.enabled,
             origin=definition.origin,
             origin_path=definition.origin_path,
+            allowed_root=definition.allowed_root,
             spec_hash=spec,
             next_run_at=next_run,
             created_at=now,
@@ -110,6 +111,7 @@ def upsert_definition(session: Session, definition: Definition, *, now: datetime
     row.cron = definition.cron
     row.timezone = definition.timezone
     row.enabled = definition.enabled
+    row.allowed_root = definition.allowed_root
     row.spec_hash = spec
     row.updated_at = now
     if not definition.enabled:
@@ -124,7 +126,7 @@ def definition_of(row: RecurringDefinition) -> Definition:
     return Definition(
         name=row.name, cron=row.cron, timezone=row.timezone, source=row.source, due=row.due,
         dedupe_key=tuple(row.dedupe_key), campaign=dict(row.campaign), enabled=row.enabled, origin=row.origin,
-        origin_path=row.origin_path,
+        origin_path=row.origin_path, allowed_root=row.allowed_root,
     )  # fmt: skip
 
 
@@ -146,6 +148,21 @@ def get_definition(session: Session, ref: str, *, lock: bool = False) -> Recurri
     if row is None:
         raise NotFound("recurring definition", ref)
     return row
+
+
+def delete_definition(session: Session, ref: str) -> str:
+    """Delete a definition made through the API, with its runs, the files it has read and its reminder keys;
+    returns its name. The campaigns its runs created stay, events and exports included (they only lose the
+    link to their run): cancel them separately. A definition file's definition is the file's: ``Conflict``
+    (the next sync would bring it back)."""
+    row = get_definition(session, ref, lock=True)
+    if row.origin == "file":
+        raise Conflict(f"recurring definition {row.name!r} is defined by the file {row.origin_path}; remove the file")
+    runs = select(RecurringRun.id).where(RecurringRun.definition_id == row.id)
+    session.execute(update(Campaign).where(Campaign.recurring_run_id.in_(runs)).values(recurring_run_id=None))
+    session.execute(delete(RecurringDefinition).where(RecurringDefinition.id == row.id))  # the rest cascades
+    session.expunge(row)
+    return row.name
 
 
 @dataclass

@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any, Final
 
 from campaigns.states import TERMINAL_CALL_STATUSES, AnsweredBy, CallStatus, Channel
+from campaigns.telephony.hints import read_hint
 
 # Call Control hangup causes before an answer → TeXML-style statuses (telnyx-api.md §2, an inference).
 HANGUP_TO_STATUS: Final[Mapping[str, CallStatus]] = {
@@ -114,6 +115,7 @@ class Callback:
     provider_key: str
     kind: str
     attempt_id: uuid.UUID | None
+    """The attempt the callback URL names (a hint: see ``attempt_hint_signed``)."""
     provider_id: str | None
     status: str | None
     terminal: bool
@@ -128,6 +130,9 @@ class Callback:
     """Messaging: the text of an inbound message (for opt-out keywords)."""
     error_codes: tuple[str, ...] = ()
     """Messaging: ``payload.errors[].code`` (40300 means the recipient opted out)."""
+    attempt_hint_signed: bool = False
+    """Whether ``attempt_id`` came with a valid MAC (``hints``): only then may it name an attempt whose provider id
+    is not stored yet; an unsigned hint is believed only when the ids agree (``campaigns.webhooks``)."""
     elapsed: int | None = None
     """Call Control ``call.hangup``: whole seconds from ``payload.start_time`` to the hangup. Telnyx reports no
     duration on this webhook; this is the call's duration when it was answered."""
@@ -183,8 +188,9 @@ def _hangup_elapsed(data: Mapping[str, Any], payload: Mapping[str, Any]) -> int 
     return int((ended - started).total_seconds())
 
 
-def parse_texml_status(form: Mapping[str, str], attempt_hint: str | None) -> Callback:
-    """A form-encoded TeXML status callback."""
+def parse_texml_status(form: Mapping[str, str], attempt_hint: str | None, hint_key: bytes | None = None) -> Callback:
+    """A form-encoded TeXML status callback; ``hint_key`` verifies the attempt hint (``hints.hint_key``)."""
+    hinted, signed = read_hint(attempt_hint, hint_key)
     call_sid = form.get("CallSid") or form.get("CallControlId")
     status = form.get("CallStatus")
     raw_answered_by = form.get("AnsweredBy")
@@ -196,7 +202,8 @@ def parse_texml_status(form: Mapping[str, str], attempt_hint: str | None) -> Cal
         return Callback(
             provider_key=f"texml:{call_sid}:amd:{raw_answered_by}",
             kind="texml.amd",
-            attempt_id=_parse_uuid(attempt_hint),
+            attempt_id=hinted,
+            attempt_hint_signed=signed,
             provider_id=call_sid,
             status="amd",
             terminal=False,
@@ -214,7 +221,8 @@ def parse_texml_status(form: Mapping[str, str], attempt_hint: str | None) -> Cal
     return Callback(
         provider_key=key,
         kind=f"texml.{status}",
-        attempt_id=_parse_uuid(attempt_hint),
+        attempt_id=hinted,
+        attempt_hint_signed=signed,
         provider_id=call_sid,
         status=status,
         terminal=terminal,
@@ -227,8 +235,8 @@ def parse_texml_status(form: Mapping[str, str], attempt_hint: str | None) -> Cal
     )
 
 
-def parse_json_event(body: Mapping[str, Any], attempt_hint: str | None) -> Callback:
-    """A JSON Call Control or messaging webhook."""
+def parse_json_event(body: Mapping[str, Any], attempt_hint: str | None, hint_key: bytes | None = None) -> Callback:
+    """A JSON Call Control or messaging webhook; ``hint_key`` verifies the attempt hint (``hints.hint_key``)."""
     data = body.get("data")
     if not isinstance(data, dict):
         raise WebhookRejected("data is required")
@@ -238,7 +246,7 @@ def parse_json_event(body: Mapping[str, Any], attempt_hint: str | None) -> Callb
     if not isinstance(event_type, str) or not isinstance(payload, dict):
         raise WebhookRejected("data.event_type and data.payload are required")
     key = f"json:{event_id}" if event_id else f"json:{event_type}:{json.dumps(payload, sort_keys=True)[:400]}"
-    attempt_id = _parse_uuid(attempt_hint)
+    attempt_id, signed = read_hint(attempt_hint, hint_key)
     if event_type.startswith("message."):
         to = payload.get("to")
         status = None
@@ -253,6 +261,7 @@ def parse_json_event(body: Mapping[str, Any], attempt_hint: str | None) -> Callb
             provider_key=key,
             kind=event_type,
             attempt_id=None if inbound else attempt_id,
+            attempt_hint_signed=signed and not inbound,
             provider_id=message_id if isinstance(message_id, str) and not inbound else None,
             status=None if inbound or not isinstance(status, str) else status,
             terminal=event_type == "message.finalized",
@@ -270,6 +279,8 @@ def parse_json_event(body: Mapping[str, Any], attempt_hint: str | None) -> Callb
                 attempt_id = _parse_uuid(base64.b64decode(state, validate=True).decode())
             except (binascii.Error, UnicodeDecodeError):
                 attempt_id = None
+            # ``client_state`` is ours (set at dial, echoed by Telnyx) and inside the signed body: as good as a MAC.
+            signed = attempt_id is not None
         call_id = payload.get("call_control_id")
         provider_id = call_id if isinstance(call_id, str) else None
         if event_type == "call.hangup":
@@ -278,6 +289,7 @@ def parse_json_event(body: Mapping[str, Any], attempt_hint: str | None) -> Callb
                 provider_key=key,
                 kind=event_type,
                 attempt_id=attempt_id,
+                attempt_hint_signed=signed,
                 provider_id=provider_id,
                 status=str(cause or "unspecified"),
                 terminal=True,
@@ -292,6 +304,7 @@ def parse_json_event(body: Mapping[str, Any], attempt_hint: str | None) -> Callb
                 provider_key=key,
                 kind=event_type,
                 attempt_id=attempt_id,
+                attempt_hint_signed=signed,
                 provider_id=provider_id,
                 status="amd",
                 terminal=False,
@@ -310,6 +323,7 @@ def parse_json_event(body: Mapping[str, Any], attempt_hint: str | None) -> Callb
                 provider_key=key,
                 kind=event_type,
                 attempt_id=attempt_id,
+                attempt_hint_signed=signed,
                 provider_id=provider_id,
                 status="conversation",
                 terminal=False,
@@ -320,6 +334,7 @@ def parse_json_event(body: Mapping[str, Any], attempt_hint: str | None) -> Callb
             provider_key=key,
             kind=event_type,
             attempt_id=attempt_id,
+            attempt_hint_signed=signed,
             provider_id=provider_id,
             status=CallStatus.IN_PROGRESS if event_type == "call.answered" else event_type.removeprefix("call."),
             terminal=False,
@@ -329,6 +344,7 @@ def parse_json_event(body: Mapping[str, Any], attempt_hint: str | None) -> Callb
         provider_key=key,
         kind=event_type,
         attempt_id=attempt_id,
+        attempt_hint_signed=signed,
         provider_id=None,
         status=None,
         terminal=False,

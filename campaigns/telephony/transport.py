@@ -29,6 +29,7 @@ from campaigns.telephony.errors import (
     ProviderHeld,
     TransientProviderError,
 )
+from campaigns.telephony.hints import signed_hint
 from campaigns.telephony.protocol import DispatchRequest
 
 E = TypeVar("E", bound=ProviderError)
@@ -300,5 +301,7 @@ def _classified(response: httpx.Response, missing: str | None) -> dict[str, Any]
 
 
 def callback_url(settings: Settings, path: str, attempt_id: uuid.UUID) -> str:
-    """Webhook URL that names the attempt, so callbacks match even before the provider id is stored."""
-    return f"{settings.public_base_url.rstrip('/')}{path}?{urlencode({'attempt_id': str(attempt_id)})}"
+    """Webhook URL that names the attempt, MACed (``hints``), so callbacks match even before the provider id is
+    stored and a query parameter cannot point a callback at another attempt."""
+    hint = signed_hint(settings, attempt_id)
+    return f"{settings.public_base_url.rstrip('/')}{path}?{urlencode({'attempt_id': hint})}"

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from campaigns.phones import contact_number, is_sip_uri, sip_user_looks_numeric
 from campaigns.windows.engine import Verdict, is_allowed, next_opening, verdicts
 from campaigns.windows.rulesets import Cap, Rule, Ruleset
 from campaigns.windows.zones import recipient_for, resolve_zones
@@ -22,10 +23,12 @@ class Explanation:
     caps: list[tuple[Rule, Cap]] = field(default_factory=list)
     allowed: bool = False
     next_opening: datetime | None = None
+    no_window: str | None = None
+    """Why no calling window applies although the ruleset has one (a SIP username: no number to apply it to)."""
 
     @property
     def held(self) -> bool:
-        return self.ruleset.needs_zone and not self.zones
+        return self.ruleset.needs_zone and not self.zones and self.no_window is None
 
 
 def explain(
@@ -37,7 +40,13 @@ def explain(
     state: str | None = None,
     default_zone: str | None = None,
 ) -> Explanation:
-    """Everything that decides whether ``phone`` may be contacted at ``instant``."""
+    """Everything that decides whether ``phone`` may be contacted at ``instant``; a SIP URI is explained as the
+    number in its user part, as the claim checks it."""
+    if is_sip_uri(phone) and contact_number(phone) is None and not sip_user_looks_numeric(phone):
+        result = Explanation(instant, ruleset, [], "a SIP username, no phone number", ())
+        result.no_window = "the SIP target's user part is no phone number (a SIP username): no calling window applies"
+        result.allowed = True
+        return result
     zones, source = resolve_zones(phone=phone, timezone=timezone, state=state, default_zone=default_zone)
     recipient = recipient_for(phone=phone, zones=zones, state=state)
     result = Explanation(instant, ruleset, zones, source, recipient.states)

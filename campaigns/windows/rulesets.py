@@ -145,15 +145,38 @@ def _spans(value: object, where: str) -> tuple[tuple[int, int], ...]:
     return tuple(sorted(spans))
 
 
+def specificity(key: str) -> int:
+    """How specific a day key is: a single day (3) beats a range (2) beats ``daily`` / ``all`` / ``mon-sun`` (1)."""
+    key = key.strip().lower()
+    if key in DAYS:
+        return 3
+    return 1 if key in ("daily", "all", "mon-sun") else 2
+
+
 def parse_hours(hours: object, where: str) -> tuple[tuple[tuple[int, int], ...], ...]:
-    """``{"mon-fri": "09:00-17:00", "sat": "closed"}`` → seven interval tuples; days not named are closed."""
+    """``{"mon-fri": "09:00-17:00", "sat": "closed"}`` → seven interval tuples; days not named are closed.
+
+    Where keys overlap, the more specific one decides the day (:func:`specificity`): ``{"mon-fri": "09:00-20:00",
+    "fri": "09:00-17:00"}`` closes Friday at 17:00. Two keys of the same specificity naming one day are an error
+    naming both, so the answer never depends on key order (JSONB and ``sort_keys`` keep none, issue #19).
+    """
     if not isinstance(hours, Mapping) or not hours:
         raise RulesetError(f'{where}: expected a table of days, e.g. {{ mon-fri = "09:00-17:00" }}')
     week: list[tuple[tuple[int, int], ...]] = [() for _ in range(7)]
+    decided_by: list[str | None] = [None] * 7
     for key, value in hours.items():
         spans = _spans(value, f"{where}.{key}")
+        rank = specificity(str(key))
         for day in _day_keys(str(key), f"{where}.{key}"):
-            week[day] = spans
+            other = decided_by[day]
+            if other is not None and specificity(other) == rank:
+                first, second = sorted((other, str(key)))
+                raise RulesetError(
+                    f"{where}: {first!r} and {second!r} both set {DAYS[day]}; overlapping keys must differ in "
+                    "specificity (a single day beats a range beats daily)"
+                )
+            if other is None or specificity(other) < rank:
+                week[day], decided_by[day] = spans, str(key)
     return tuple(week)
 
 

@@ -2,6 +2,7 @@
 
 Zones come from the most specific source available: the row's ``timezone``, its ``state`` (every zone of the
 state), the number's exchange (``phonenumbers``), the campaign's default zone; none: the recipient is held.
+A SIP URI target is located by the number in its user part (``sip:+13055550123@sip.telnyx.com`` is in Florida).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import phonenumbers
 from phonenumbers import timezone as phone_timezones
 
-from campaigns.phones import parse_e164
+from campaigns.phones import is_sip_uri, parse_e164, sip_user_number
 from campaigns.windows.us_states import STATE_ZONES, number_state
 
 
@@ -51,10 +52,16 @@ def number_zones(phone: str) -> tuple[str, ...]:
     return tuple(sorted(zones)) if 0 < len(zones) <= 4 else ()
 
 
+def _number_of(target: str | None) -> str | None:
+    """The number whose geography locates a target: the target, or the number in a SIP URI's user part."""
+    return sip_user_number(target) if target and is_sip_uri(target) else target
+
+
 def resolve_zones(
     *, phone: str | None, timezone: str | None = None, state: str | None = None, default_zone: str | None = None
 ) -> tuple[list[str], str]:
     """Candidate zones and where they came from: row ``timezone`` → row ``state`` → number → campaign default."""
+    phone = _number_of(phone)
     if timezone:
         return [timezone], "timezone column"
     if state and state.upper() in STATE_ZONES:
@@ -78,6 +85,7 @@ def applicable_states(phone: str | None, state: str | None = None) -> tuple[str,
     """US states whose rules apply: the row's ``state`` and the state of the number's exchange (both, if they
     differ: a Florida number may be carried to New York, and Florida's law still presumes it is in Florida)."""
     found: set[str] = set()
+    phone = _number_of(phone)
     if state and state.upper() in STATE_ZONES:
         found.add(state.upper())
     from_number = number_state(phone) if phone else None

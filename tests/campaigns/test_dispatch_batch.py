@@ -39,7 +39,8 @@ def provider(request: httpx.Request) -> httpx.Response:
 
 def sent_attempt_ids(route: respx.Route) -> list[str]:
     return [
-        str(httpx.URL(json.loads(call.request.content)["StatusCallback"]).params["attempt_id"]) for call in route.calls
+        str(httpx.URL(json.loads(call.request.content)["StatusCallback"]).params["attempt_id"]).partition(".")[0]
+        for call in route.calls
     ]
 
 

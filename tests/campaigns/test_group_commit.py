@@ -281,7 +281,8 @@ def test_a_mixed_batch_ends_as_one_callback_at_a_time_would(runtime: Runtime, cl
         _texml(a, provider[calls[0]], "completed", 3, later),
         _json(
             "call.hangup",
-            {"call_control_id": "v3:unknown-d", "client_state": state, "hangup_cause": "user_busy"},
+            # client_state names d; the call id must be d's too (one that differs never applies to d)
+            {"call_control_id": provider[calls[3]], "client_state": state, "hangup_cause": "user_busy"},
             later,
         ),
         _json("call.hangup", {"call_control_id": "v3:nobody", "hangup_cause": "user_busy"}, later),  # unmatched

@@ -157,3 +157,20 @@ def test_parse_e164_reads_only_international_numbers() -> None:
     assert phones.parse_e164("2125550147") is None
     assert phones.parse_e164("+") is None and phones.parse_e164(None) is None
     assert isinstance(phones.parse_e164("+442079460018"), phonenumbers.PhoneNumber)
+
+
+@pytest.mark.parametrize(
+    ("target", "number"),
+    [
+        ("sip:+12125550147@sip.telnyx.com", "+12125550147"),
+        ("sip:12125550147@pstn.example", "+12125550147"),
+        ("SIPS:+1-212-555-0147@pstn.example;user=phone", "+12125550147"),
+        ("sip:%2B12125550147@pstn.example", "+12125550147"),
+        ("sip:alice@pbx.example", None),
+        ("sip:1001@pbx.example", None),  # an extension
+        ("+12125550147", "+12125550147"),
+        ("+4402079460000", "+442079460000"),
+    ],
+)
+def test_contact_number_reads_the_user_part_of_a_sip_uri(target: str, number: str | None) -> None:
+    assert phones.contact_number(target) == number

@@ -122,3 +122,21 @@ def test_listed_numbers_never_reach_the_provider(stack: dict[str, Any]) -> None:
     event = finished(api, later, stack)
     assert event["status"] == "failed" and "provider_block" in event["errors"][0]
     assert len(requests_to(sim, blocked)) == 1  # the later message was never sent
+
+
+def test_a_sip_target_on_the_do_not_contact_list_is_not_dialed(stack: dict[str, Any]) -> None:
+    """Issue #19 item 3: with +12125550147 listed, both SIP URIs of it were dialed."""
+    api, sim = clients(stack)
+    listed = "+12125550147"
+    assert api.post("/v1/suppressions", json={"phone_number": listed, "note": "e2e"}).status_code == 201
+    soon = in_app_minutes(api, 3)
+    targets = ("sip:+12125550147@sip.telnyx.com", "sip:12125550147@pstn.example")
+    events = [schedule(api, soon, target, "phone_call") for target in targets]
+    control = schedule(api, soon, "+15550006666", "phone_call")
+    assert finished(api, control, stack)["status"] == "completed"
+    for event_id, target in zip(events, targets, strict=True):
+        event = finished(api, event_id, stack)
+        assert event["status"] == "failed", event
+        assert event["errors"][0].startswith(f"not dispatched: {target} is on the do-not-contact list (manual")
+        assert requests_to(sim, target) == []  # never sent to the provider
+    assert requests_to(sim, listed) == []

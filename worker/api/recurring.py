@@ -1,4 +1,5 @@
-"""Recurring definitions over HTTP (``/v1/recurring``): list, create or update, detail with run history, run now."""
+"""Recurring definitions over HTTP (``/v1/recurring``): list, create or update, detail with run history, run now,
+delete."""
 
 from __future__ import annotations
 
@@ -81,6 +82,14 @@ def get_definition(
     """A definition (by name or id) with its next runs and its run history, newest first."""
     found = recurring.get_definition(session, _checked_ref(ref))
     return recurring.serialize_definition(session, found, runs=runs, now=runtime.clock.now())
+
+
+@router.delete("/{ref}", status_code=204, responses=responses(400, 404, 409))
+def delete_definition(ref: str, session: SessionDep) -> Response:
+    """Delete a definition made through the API, with its runs and what they read; the campaigns it created
+    stay (cancel them separately). A definition file's definition is 409: remove its file instead."""
+    recurring.delete_definition(session, _checked_ref(ref))
+    return Response(status_code=204)
 
 
 @router.post("/{ref}/run-now", status_code=201, response_model=RunBody, responses=responses(400, 404, 409))

@@ -27,6 +27,7 @@ from campaigns import telephony, webhooks
 from campaigns.clock import utcnow_real
 from campaigns.group_commit import GroupCommit
 from campaigns.lifecycle.holds import RateBackoff
+from campaigns.telephony.hints import hint_key
 from campaigns.telephony.signatures import SIGNATURE_HEADER, TIMESTAMP_HEADER, SignatureError, load_public_key, verify
 from worker.api.errors import AUTH_CODE, INVALID_CODE, error_body, responses
 from worker.api.schemas.operations import WebhookResult
@@ -48,24 +49,24 @@ _public_key = lru_cache(maxsize=4)(load_public_key)
 """The webhook key, decoded once per configured value rather than once per request."""
 
 
-def _parse_texml(raw: bytes, attempt_hint: str | None) -> telephony.Callback:
+def _parse_texml(raw: bytes, attempt_hint: str | None, hint_key: bytes) -> telephony.Callback:
     form = dict(parse_qsl(raw.decode("utf-8", errors="replace"), keep_blank_values=True))
-    return telephony.parse_texml_status(form, attempt_hint)
+    return telephony.parse_texml_status(form, attempt_hint, hint_key)
 
 
-def _parse_json(raw: bytes, attempt_hint: str | None) -> telephony.Callback:
+def _parse_json(raw: bytes, attempt_hint: str | None, hint_key: bytes) -> telephony.Callback:
     try:
         body = json.loads(raw)
         if not isinstance(body, dict):
             raise telephony.WebhookRejected("body must be a JSON object")
-        return telephony.parse_json_event(body, attempt_hint)
+        return telephony.parse_json_event(body, attempt_hint, hint_key)
     except ValueError as exc:
         raise telephony.WebhookRejected(str(exc)) from None
     except RecursionError:
         raise telephony.WebhookRejected("body is nested too deeply") from None
 
 
-RECEIVERS: Final[dict[str, tuple[str, Callable[[bytes, str | None], telephony.Callback]]]] = {
+RECEIVERS: Final[dict[str, tuple[str, Callable[[bytes, str | None, bytes], telephony.Callback]]]] = {
     CALL_STATUS_PATH: ("call_status", _parse_texml),
     JSON_PATH: ("telnyx", _parse_json),
 }
@@ -126,7 +127,7 @@ class WebhookReceiver:
         if rejected is not None:
             return rejected
         try:
-            callback = parse(raw, attempt_hint)
+            callback = parse(raw, attempt_hint, hint_key(self._runtime().settings))
         except telephony.WebhookRejected as exc:
             return error_body(400, INVALID_CODE, "Invalid callback", str(exc))
         now = self._runtime().clock.now()
@@ -202,8 +203,9 @@ _SIGNED: Final = [
      "description": "Base64 Ed25519 signature of f'{timestamp}|{body}'"},
     {"name": TIMESTAMP_HEADER, "in": "header", "required": True, "schema": {"type": "string"},
      "description": "Unix time the callback was signed at"},
-    {"name": "attempt_id", "in": "query", "required": False, "schema": {"type": "string", "format": "uuid"},
-     "description": "The attempt, as put in the callback URL at dispatch"},
+    {"name": "attempt_id", "in": "query", "required": False, "schema": {"type": "string"},
+     "description": "The attempt, as put in the callback URL at dispatch: '<attempt id>.<MAC>' (a bare id, from "
+                    "URLs made before the MAC, applies only where the call or message id agrees)"},
 ]  # fmt: skip
 _ANSWERS: Final = responses(
     400, 401, 413, 500, success={200: {"model": WebhookResult, "description": "Applied (or seen before)"}}

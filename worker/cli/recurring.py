@@ -1,7 +1,9 @@
-"""``campaigns recurring``: list definitions, validate a definition file, run one now."""
+"""``campaigns recurring``: list definitions, validate a definition file, run one now, delete one."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -22,6 +24,21 @@ def _local(value: object, zone: str) -> str:
     if not isinstance(value, datetime):
         return "-"
     return f"{value.astimezone(ZoneInfo(zone)):%Y-%m-%d %H:%M %Z}"
+
+
+@contextmanager
+def _exit_1_on_missing_or_conflict(name: str) -> Iterator[None]:
+    """An unknown definition or a conflict (a run holds it, a file defines it) is a message and exit status 1."""
+    from campaigns.errors import Conflict, NotFound
+
+    try:
+        yield
+    except NotFound:
+        typer.echo(f"no recurring definition {name!r}", err=True)
+        raise typer.Exit(1) from None
+    except Conflict as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None
 
 
 def _sync(rt: Runtime) -> None:
@@ -98,11 +115,10 @@ def run_now(
 ) -> None:
     """Run a definition now; its schedule is unchanged."""
     from campaigns import recurring
-    from campaigns.errors import Conflict, NotFound
 
     rt = database_runtime()
     _sync(rt)
-    try:
+    with _exit_1_on_missing_or_conflict(name):
         result = recurring.run_now(
             rt.sessions,
             name,
@@ -110,14 +126,23 @@ def run_now(
             force=force,
             allowed_root=rt.settings.recurring_dir,
         )
-    except NotFound:
-        typer.echo(f"no recurring definition {name!r}", err=True)
-        raise typer.Exit(1) from None
-    except Conflict as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(1) from None
     typer.echo(f"{result.status}: {result.message}")
     for campaign_id in result.campaign_ids:
         typer.echo(str(campaign_id))
     if result.status == "failed":
         raise typer.Exit(1)
+
+
+@app.command("delete")
+def delete(name: Annotated[str, typer.Argument(help="The definition's name (or id)")]) -> None:
+    """Delete a definition made through the API, with its run history; the campaigns it created stay.
+
+    A definition file's definition is deleted by removing its file from CAMPAIGNS_RECURRING_DIR.
+    """
+    from campaigns import recurring
+    from campaigns.db import unit_of_work
+
+    rt = database_runtime()
+    with _exit_1_on_missing_or_conflict(name), unit_of_work(rt.sessions) as s:
+        deleted = recurring.delete_definition(s, name)
+    typer.echo(f"deleted recurring definition {deleted!r}")

@@ -79,6 +79,9 @@ def check(
     if not rules.needs_zone:
         console.print("  [green]ALLOWED[/]: ruleset none has no calling window")
         return
+    if result.no_window is not None:
+        console.print(f"  [green]ALLOWED[/]: {result.no_window}")
+        return
     if result.held:
         console.print("  [red]HELD[/]: the time zone cannot be determined; give a timezone or state column")
         raise typer.Exit(1)

@@ -74,7 +74,8 @@ def _attempt_id(url: str | None) -> str | None:
     if not url:
         return None
     values = parse_qs(urlsplit(url).query).get("attempt_id")
-    return values[0] if values else None
+    # The hint is "<attempt id>.<mac>" (campaigns.telephony.hints); the request log names the attempt alone.
+    return values[0].partition(".")[0] if values else None
 
 
 class SimulatorState:

@@ -3,18 +3,22 @@ time driven by the frozen clock."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import timedelta
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from campaigns import lifecycle, telephony, webhooks
 from campaigns.clock import FrozenClock
 from campaigns.db import unit_of_work
 from campaigns.dispatch import dispatch_attempt
-from campaigns.models import ScheduledEvent
+from campaigns.models import CallAttempt, ScheduledEvent
 from campaigns.settings import sending_lease
+from campaigns.telephony.hints import hint_key, signed_hint
 from tests.conftest import TEST_TELNYX_BASE_URL
 from tests.factories import make_event
 from worker.runtime import Runtime
@@ -41,8 +45,17 @@ def dispatch(rt: Runtime, attempt_id: uuid.UUID) -> str:
 
 
 def texml_callback(rt: Runtime, attempt_id: uuid.UUID, status: str, seq: int, duration: str = "0") -> str:
-    form = {"CallSid": f"v3:{attempt_id}", "CallStatus": status, "SequenceNumber": str(seq), "CallDuration": duration}
-    cb = telephony.parse_texml_status(form, str(attempt_id))
+    """A TeXML status callback for the attempt's call (its stored call id, else ``v3:<attempt id>``), posted to the
+    URL it was dispatched with (the signed hint)."""
+    with rt.sessions() as s:
+        stored = s.scalar(select(CallAttempt.provider_id).where(CallAttempt.id == attempt_id))
+    form = {
+        "CallSid": stored or f"v3:{attempt_id}",
+        "CallStatus": status,
+        "SequenceNumber": str(seq),
+        "CallDuration": duration,
+    }
+    cb = telephony.parse_texml_status(form, signed_hint(rt.settings, attempt_id), hint_key(rt.settings))
     with unit_of_work(rt.sessions) as s:
         return webhooks.record_and_apply(s, cb, repr(form).encode(), now=rt.clock.now())
 
@@ -55,8 +68,19 @@ def load(sessions: sessionmaker[Session], event_id: uuid.UUID) -> ScheduledEvent
         return event
 
 
+def attempt_in(request: httpx.Request) -> uuid.UUID:
+    """The attempt a provider request is for, read from the hint in its callback URL (``<attempt id>.<mac>``)."""
+    body = json.loads(request.content)
+    url = body.get("StatusCallback") or body.get("webhook_url")
+    (hint,) = parse_qs(urlsplit(url).query)["attempt_id"]
+    return uuid.UUID(hint.partition(".")[0])
+
+
 def texml_ok(request: httpx.Request) -> httpx.Response:
-    return httpx.Response(200, json={"from": "+1", "to": "+1", "status": "queued", "call_sid": f"v3:{uuid.uuid4()}"})
+    """TeXML accepts the call; its ``call_sid`` is ``v3:<attempt id>``, the CallSid :func:`texml_callback` sends
+    (a callback whose call id differs from the stored one never applies to the attempt)."""
+    call_sid = f"v3:{attempt_in(request)}"
+    return httpx.Response(200, json={"from": "+1", "to": "+1", "status": "queued", "call_sid": call_sid})
 
 
 def run_call(rt: Runtime, clock: FrozenClock, event_id: uuid.UUID, outcome: str) -> uuid.UUID:

@@ -173,6 +173,29 @@ def test_custom_weekly_window_of_a_campaign(runtime: Runtime, clock: FrozenClock
     assert len(claim(runtime)) == 1
 
 
+@pytest.mark.parametrize(
+    "hours",
+    [{"mon-fri": "09:00-20:00", "fri": "09:00-17:00"}, {"fri": "09:00-17:00", "mon-fri": "09:00-20:00"}],
+)
+def test_a_single_day_beats_an_overlapping_range_whatever_the_key_order(
+    runtime: Runtime, clock: FrozenClock, hours: dict[str, str]
+) -> None:
+    """Issue #19 item 2: the keys went through ``sort_keys`` and JSONB, so "mon-fri" was applied last and a Friday
+    18:00 in London was dialed."""
+    clock.set(datetime(2025, 7, 18, 17, 0, tzinfo=UTC))  # Friday 18:00 in London (BST)
+    campaign_of(runtime, ["+447911123456"], ruleset="custom", timezone="Europe/London",
+                custom_windows={"hours": hours})  # fmt: skip
+    assert claim(runtime) == []
+    with runtime.sessions() as s:
+        event = s.scalars(select(ScheduledEvent)).one()
+    assert event.deferred_until == datetime(2025, 7, 21, 8, 0, tzinfo=UTC)  # Monday 09:00 BST
+    assert event.deferred_reason is not None and "outside the calling window" in event.deferred_reason
+    clock.set(datetime(2025, 7, 17, 17, 0, tzinfo=UTC))  # a Thursday at 18:00 is inside mon-fri 09:00-20:00
+    with unit_of_work(runtime.sessions) as s:
+        s.scalars(select(ScheduledEvent)).one().scheduled_at_fixed_datetime = clock.now()
+    assert len(claim(runtime)) == 1
+
+
 def test_a_ruleset_that_disappeared_holds_instead_of_calling(runtime: Runtime, clock: FrozenClock) -> None:
     clock.set(NOON_MIAMI)
     body = call_body(clock.now(), ruleset="us")
@@ -193,6 +216,8 @@ def test_a_ruleset_that_disappeared_holds_instead_of_calling(runtime: Runtime, c
          "is only used with ruleset custom"),
         ({"ruleset": "custom", "custom_windows": {"hours": {"mon": "17:00-09:00"}}}, "/campaign/custom_windows",
          "custom_windows.hours.mon: '17:00-09:00' must be a non-empty span"),
+        ({"ruleset": "custom", "custom_windows": {"hours": {"thu-sat": "10:00-12:00", "mon-fri": "09:00-17:00"}}},
+         "/campaign/custom_windows", "custom_windows.hours: 'mon-fri' and 'thu-sat' both set thu; overlapping keys"),
         ({"ruleset": "mars"}, "/campaign/ruleset", "must be one of au, ca, custom, none, us"),
         ({"cap_max_attempts": 0}, "/campaign/cap_max_attempts", "must be a positive integer"),
         ({"cap_window_secs": 60}, "/campaign/cap_window_secs", "needs cap_max_attempts"),
@@ -240,3 +265,60 @@ def test_a_call_held_in_the_queue_past_closing_time_is_not_sent(runtime: Runtime
     assert event.status == "pending" and event.retry_count == 0 and event.attempts == []
     assert event.scheduled_at_fixed_datetime == datetime(2025, 7, 16, 12, 0, tzinfo=UTC)  # 08:00 EDT
     assert event.deferred_reason is not None and "calling window" in event.deferred_reason
+
+
+def us_call_due_now(clock: FrozenClock, target: str, **overrides: object) -> dict[str, object]:
+    """A call to ``target`` under ruleset ``us``, due a second from now."""
+    body = call_body(clock.now(), ruleset="us", telnyx_end_user_target=target, **overrides)
+    body["scheduled_at_fixed_datetime"] = (clock.now() + timedelta(seconds=1)).isoformat()
+    return body
+
+
+def test_a_sip_uri_of_a_florida_number_gets_florida_windows(runtime: Runtime, clock: FrozenClock) -> None:
+    """Issue #19 item 3: a SIP URI target was never given a window (its zones came from nothing)."""
+    clock.set(datetime(2025, 7, 15, 0, 30, tzinfo=UTC))  # 20:30 EDT: past Florida's 20:00
+    event_id = create(runtime, us_call_due_now(clock, "sip:+13055550123@sip.telnyx.com"))
+    clock.advance(1)
+    assert claim(runtime) == []
+    event = load(runtime.sessions, event_id)
+    assert event.status == "pending" and event.deferred_until == datetime(2025, 7, 15, 12, 0, tzinfo=UTC)
+    assert event.deferred_reason is not None and "FL" in event.deferred_reason
+
+
+@respx.mock
+def test_a_sip_uri_and_its_number_share_the_frequency_cap(runtime: Runtime, clock: FrozenClock) -> None:
+    respx.post(TEXML).mock(side_effect=texml_ok)
+    clock.set(NOON_MIAMI)
+    spellings = [FLORIDA, "sip:+13055550123@sip.telnyx.com", "sip:13055550123@pstn.example", FLORIDA]
+    ids = []
+    for n, target in enumerate(spellings):
+        ids.append(create(runtime, us_call_due_now(clock, target, telnyx_agent_target=f"+1555345678{n}")))
+        clock.advance(1)
+        claimed = claim(runtime)
+        if n < 3:
+            assert len(claimed) == 1, target
+            clock.advance(600)
+    fourth = load(runtime.sessions, ids[3])
+    assert fourth.status == "pending" and fourth.deferred_reason is not None
+    assert fourth.deferred_reason.startswith("frequency cap: 3 attempts per 24 h")
+
+
+def test_a_sip_username_gets_no_window_and_it_is_said(
+    runtime: Runtime, clock: FrozenClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock.set(datetime(2025, 7, 15, 7, 0, tzinfo=UTC))  # 03:00 in New York: every US window is closed
+    create(runtime, us_call_due_now(clock, "sip:alice@pbx.example"))
+    clock.advance(1)
+    with caplog.at_level("INFO", logger="campaigns.lifecycle.checks"):
+        assert len(claim(runtime)) == 1
+    assert "no calling window: the SIP target's user part is no phone number" in caplog.text
+
+
+def test_a_sip_uri_of_digits_that_are_no_number_is_held(runtime: Runtime, clock: FrozenClock) -> None:
+    clock.set(NOON_MIAMI)
+    event_id = create(runtime, us_call_due_now(clock, "sip:5550123@pstn.example"))
+    clock.advance(1)
+    assert claim(runtime) == []
+    event = load(runtime.sessions, event_id)
+    assert event.scheduled_at_fixed_datetime == windows.HOLD_UNTIL
+    assert event.deferred_reason is not None and "user part is digits but not a phone number" in event.deferred_reason

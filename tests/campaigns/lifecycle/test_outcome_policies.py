@@ -17,6 +17,7 @@ from campaigns.lifecycle import transitions
 from campaigns.lifecycle.holds import RateBackoff
 from campaigns.lifecycle.locking import lock_attempt
 from campaigns.models import ProviderBackoff
+from campaigns.telephony.hints import hint_key, signed_hint
 from tests.campaigns.lifecycle.harness import TEXML, claim, create, dispatch, load, texml_ok
 from tests.factories import call_body
 from worker.runtime import Runtime
@@ -294,7 +295,7 @@ def test_call_control_detection_and_conversation_events_are_kept(runtime: Runtim
 
     def post(event_type: str, payload: dict[str, object]) -> str:
         body = {"data": {"event_type": event_type, "id": str(uuid.uuid4()), "payload": payload}}
-        cb = telephony.parse_json_event(body, str(attempt_id))
+        cb = telephony.parse_json_event(body, signed_hint(runtime.settings, attempt_id), hint_key(runtime.settings))
         with unit_of_work(runtime.sessions) as s:
             return webhooks.record_and_apply(s, cb, repr(body).encode(), now=clock.now())
 

@@ -216,3 +216,17 @@ def test_a_recipient_error_is_not_an_account_hold() -> None:
     )
     held = account_hold(connection)
     assert held is not None and held.reason == "connection"
+
+
+def test_half_a_dial_per_second_on_the_account_measured_over_twenty_seconds(
+    runtime: Runtime, clock: FrozenClock
+) -> None:
+    settings = capped(runtime, max_dials_per_second=0.5)
+    for n in range(20):
+        create(runtime, due_in(clock, 1, f"+1555020{n:04d}"))
+    clock.advance(1)
+    start, claimed = clock.now(), 0
+    while clock.now() < start + timedelta(seconds=20):  # the injected clock, in quarter-second steps
+        claimed += len(claim_with(runtime, settings))
+        clock.advance(0.25)
+    assert 0 < claimed <= 10  # never more than 0.5/s over the 20 s (two per trailing 5 s: 8)

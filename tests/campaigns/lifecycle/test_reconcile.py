@@ -14,6 +14,7 @@ from sqlalchemy import text
 from campaigns import lifecycle, telephony, webhooks
 from campaigns.clock import FrozenClock
 from campaigns.db import unit_of_work
+from campaigns.telephony.hints import hint_key, signed_hint
 from tests.campaigns.lifecycle.harness import (
     MESSAGES,
     TEXML,
@@ -105,7 +106,11 @@ def test_a_message_whose_request_timed_out_completes_on_its_receipt(runtime: Run
         "data": {"event_type": "message.sent", "id": "sent-1", "payload": {"id": "msg-1", "to": [{"status": "sent"}]}}
     }
     with unit_of_work(runtime.sessions) as s:
-        webhooks.record_and_apply(s, telephony.parse_json_event(body, str(attempt_id)), b"{}", now=clock.now())
+        # Posted to the URL the message was sent with: the signed hint names the attempt whose id is unknown.
+        callback = telephony.parse_json_event(
+            body, signed_hint(runtime.settings, attempt_id), hint_key(runtime.settings)
+        )
+        webhooks.record_and_apply(s, callback, b"{}", now=clock.now())
     clock.advance(7200)  # no final receipt (some carriers give none): settled as sent, like any accepted message
     report = lifecycle.reconcile_expired_leases(
         runtime.sessions, now=clock.now(), providers=runtime.providers, call_lease=timedelta(hours=1)

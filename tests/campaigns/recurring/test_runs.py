@@ -356,3 +356,64 @@ def test_run_now_while_a_run_holds_the_definition_is_a_conflict(
             recurring.run_now(sessions, "appointments", now=clock.now())
         holder.rollback()
     assert recurring.run_now(sessions, "appointments", now=clock.now()).status == "no_new_file"
+
+
+# --- issue #19 item 11 ----------------------------------------------------------------------------------------
+
+
+def test_a_run_does_not_read_again_a_file_it_has_read(
+    sessions: sessionmaker[Session], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from campaigns.recurring import runs as run_module
+
+    read: list[str] = []
+    snapshot = run_module._snapshot
+
+    def counting(path: Path) -> object:
+        read.append(path.name)
+        return snapshot(path)
+
+    monkeypatch.setattr(run_module, "_snapshot", counting)
+    clock = FrozenClock(Z("2026-11-23T11:00Z"))
+    define(sessions, tmp_path, clock.now())
+    (tmp_path / "appointments-1.csv").write_text(HEADER + "+12125550101,Ana,2026-11-25 10:00\n")
+    clock.set(Z("2026-11-23T12:00Z"))
+    assert recurring.run_due(sessions, now=clock.now)[0].status == "completed"
+    assert read == ["appointments-1.csv"]
+    clock.set(Z("2026-11-24T12:00Z"))
+    (again,) = recurring.run_due(sessions, now=clock.now)
+    assert again.status == "no_new_file" and read == ["appointments-1.csv"]  # not opened, not hashed again
+    forced = recurring.run_now(sessions, "appointments", now=clock.now(), force=True)
+    assert forced.counts["rows_duplicate"] == 1 and read == ["appointments-1.csv"] * 2  # --force reads it
+    (tmp_path / "appointments-1.csv").write_text(HEADER + "+12125550102,Ben,2026-11-26 10:00\n")  # rewritten
+    clock.set(Z("2026-11-25T12:00Z"))
+    (changed,) = recurring.run_due(sessions, now=clock.now)
+    assert changed.counts["rows_created"] == 1 and read == ["appointments-1.csv"] * 3
+
+
+def test_a_tick_sooner_than_the_minimum_interval_after_the_last_run_is_skipped(
+    sessions: sessionmaker[Session], tmp_path: Path
+) -> None:
+    clock = FrozenClock(Z("2026-11-23T11:00Z"))
+    definition_id = define(sessions, tmp_path, clock.now())
+    (tmp_path / "appointments-1.csv").write_text(HEADER + "+12125550101,Ana,2026-11-25 10:00\n")
+    clock.set(Z("2026-11-23T11:58Z"))
+    assert recurring.run_now(sessions, "appointments", now=clock.now()).status == "completed"
+    clock.set(Z("2026-11-23T12:00Z"))  # the 07:00 tick, two minutes after that run
+    assert recurring.run_due(sessions, now=clock.now) == []
+    assert [r.kind for r in runs(sessions, definition_id)] == ["manual"]
+    assert definition_row(sessions, definition_id).next_run_at == Z("2026-11-24T12:00Z")  # the next tick runs
+
+
+def test_a_minutely_schedule_is_refused_with_the_minimum() -> None:
+    from campaigns.errors import ValidationFailed
+    from tests.campaigns.recurring.support import body
+
+    with pytest.raises(ValidationFailed) as failed:
+        recurring.validate_definition(body(cron="* * * * *"), now=Z("2026-11-23T11:00Z"), origin="api",
+                                      base_dir=Path("/tmp"))  # fmt: skip
+    (error,) = failed.value.errors
+    assert error.pointer == "/cron" and "can fire 1 min apart" in error.detail
+    assert recurring.schedule.shortest_interval("0,30 8-17 * * 1-5") == timedelta(minutes=30)
+    assert recurring.schedule.shortest_interval("55 23 * * *") == timedelta(days=1)
+    assert recurring.schedule.shortest_interval("0,58 0,23 * * *") == timedelta(minutes=2)  # 23:58 → 00:00

@@ -80,3 +80,27 @@ def test_custom_window_errors() -> None:
         windows.custom_ruleset({"hours": {"mon": "9-5"}})
     with pytest.raises(windows.RulesetError, match="unknown key"):
         windows.custom_ruleset({"hours": {"mon": "09:00-17:00"}, "zone": "Europe/London"})
+
+
+def test_the_more_specific_day_key_wins_in_any_order() -> None:
+    friday = 4
+    for hours in ({"daily": "08:00-21:00", "mon-fri": "09:00-20:00", "fri": "09:00-17:00"},
+                  {"fri": "09:00-17:00", "mon-fri": "09:00-20:00", "daily": "08:00-21:00"}):  # fmt: skip
+        week = windows.parse_hours(hours, "hours")
+        assert week[friday] == ((9 * 3600, 17 * 3600),)
+        assert week[0] == ((9 * 3600, 20 * 3600),)  # Monday: the range
+        assert week[6] == ((8 * 3600, 21 * 3600),)  # Sunday: daily
+    assert windows.parse_hours({"mon-fri": "09:00-17:00", "fri": "closed"}, "hours")[friday] == ()
+
+
+@pytest.mark.parametrize(
+    ("hours", "message"),
+    [
+        ({"mon-wed": "09:00-17:00", "wed-fri": "10:00-12:00"}, "'mon-wed' and 'wed-fri' both set wed"),
+        ({"daily": "09:00-17:00", "all": "10:00-12:00"}, "'all' and 'daily' both set mon"),
+        ({"fri": "09:00-17:00", " FRI": "10:00-12:00"}, "both set fri"),
+    ],
+)
+def test_overlapping_keys_of_one_specificity_are_an_error_naming_both(hours: dict[str, str], message: str) -> None:
+    with pytest.raises(windows.RulesetError, match=message):
+        windows.custom_ruleset({"hours": hours})

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
 
@@ -210,3 +210,79 @@ ruleset = "none"
     assert "no_new_file" in out
     with sessions() as s:
         assert s.scalar(select(func.count()).select_from(Campaign)) == 1
+
+
+# --- issue #19 item 11 ----------------------------------------------------------------------------------------
+
+
+def test_an_api_definition_keeps_its_root_when_the_worker_has_none(
+    client: TestClient, runtime: Runtime, directory: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """With CAMPAIGNS_RECURRING_DIR unset on the worker, ``source = "*"`` followed a symlink to /etc/passwd and
+    echoed its first line in the run message."""
+    from campaigns import recurring
+
+    outside = tmp_path_factory.mktemp("outside") / "passwd"
+    outside.write_text("root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1::/usr/sbin:/usr/sbin/nologin\n")
+    (directory / "lists" / "passwd.csv").symlink_to(outside)
+    (directory / "lists" / "secret.csv").write_text("patient_name_xyz,dob\nAna,1970-01-01\n")  # no phone column
+    r = client.post("/v1/recurring", json=definition(source="lists/*.csv", due="now", dedupe_key=["phone"]))
+    assert r.status_code == 201, r.text
+    with runtime.sessions() as s:
+        assert s.scalars(select(RecurringDefinition.allowed_root)).one() == str(directory.resolve())
+
+    result = recurring.run_now(runtime.sessions, "reminders", now=runtime.clock.now(), allowed_root=None)
+    assert "passwd" not in result.message and "root:x" not in result.message  # never opened: outside the root
+    assert result.message.startswith("secret.csv: not imported: no phone column")
+    assert "patient_name_xyz" not in result.message and "dob" not in result.message  # no file content
+    detail = client.get("/v1/recurring/reminders").json()
+    assert "patient_name_xyz" not in str(detail) and "root:x" not in str(detail)
+
+
+def test_a_schedule_more_often_than_the_minimum_interval_is_refused(client: TestClient) -> None:
+    r = client.post("/v1/recurring", json=definition(cron="*/2 * * * *"))
+    assert r.status_code == 400
+    (error,) = r.json()["errors"]
+    assert error["source"]["pointer"] == "/cron"
+    assert "can fire 2 min apart; definitions may run at most once every 5 min" in error["detail"]
+    assert client.post("/v1/recurring", json=definition(cron="*/5 * * * *")).status_code == 201
+
+
+def test_delete_removes_an_api_definition_and_keeps_its_campaigns(
+    client: TestClient, directory: Path, sessions: sessionmaker[Session]
+) -> None:
+    (directory / "lists" / "a.csv").write_text(CSV)
+    assert client.post("/v1/recurring", json=definition()).status_code == 201
+    run_now = client.post("/v1/recurring/reminders/run-now")
+    assert run_now.status_code == 201 and run_now.json()["campaign_ids"]
+    assert client.delete("/v1/recurring/reminders").status_code == 204
+    assert client.get("/v1/recurring/reminders").status_code == 404
+    assert client.delete("/v1/recurring/reminders").status_code == 404
+    with sessions() as s:
+        campaign = s.scalars(select(Campaign)).one()
+        assert campaign.recurring_run_id is None
+        assert s.scalar(select(func.count()).select_from(ScheduledEvent)) == 2  # its reminders are still scheduled
+    assert client.post("/v1/recurring", json=definition()).status_code == 201  # the name is free again
+
+
+def test_delete_of_a_definition_files_definition_is_a_409_and_the_cli_deletes(
+    cli_env: Path, sessions: sessionmaker[Session]
+) -> None:
+    (cli_env / "reminders.toml").write_text(
+        'name = "from-file"\ncron = "0 7 * * *"\ntimezone = "America/Chicago"\nsource = "lists/*.csv"\n'
+        'due = "now"\ndedupe_key = ["phone"]\n[campaign]\nassistant_id = "a1"\n'
+        'telnyx_agent_target = "+15553456789"\nruleset = "none"\n'
+    )
+    assert run("list")[0] == 0
+    code, _, err = run("delete", "from-file")
+    assert code == 1 and "is defined by the file" in err and "remove the file" in err
+    assert run("delete", "nothing-by-that-name")[0] == 1
+    with sessions() as s:
+        s.execute(update(RecurringDefinition).where(RecurringDefinition.name == "from-file").values(origin="api"))
+        s.commit()
+    (cli_env / "reminders.toml").unlink()
+    code, out, err = run("delete", "from-file")
+    assert code == 0, err
+    assert out.strip() == "deleted recurring definition 'from-file'"
+    with sessions() as s:
+        assert s.scalar(select(func.count()).select_from(RecurringDefinition)) == 0

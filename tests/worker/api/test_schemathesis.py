@@ -179,6 +179,8 @@ def test_every_operation_answers_as_documented_on_real_data(
     seeded("GET", definition, "/v1/recurring/reminders")
     assert seeded("POST", definition + "/run-now", "/v1/recurring/reminders/run-now").status_code == 201
     assert seeded("GET", definition, "/v1/recurring/nope").status_code == 404
+    assert seeded("DELETE", definition, "/v1/recurring/reminders").status_code == 204
+    assert seeded("DELETE", definition, "/v1/recurring/reminders").status_code == 404
 
     seeded("GET", "/healthz")
     seeded("GET", "/readyz")

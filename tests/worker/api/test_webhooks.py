@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 import pytest
@@ -35,6 +35,7 @@ from campaigns.events import parse_datetime
 from campaigns.models import CallAttempt, ScheduledEvent, WebhookReceipt
 from campaigns.settings import Settings
 from campaigns.telephony import providers_from_settings
+from campaigns.telephony.hints import signed_hint
 from campaigns.telephony.signatures import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
@@ -252,7 +253,10 @@ def call(h: Harness, texml_route: respx.Route) -> Dispatched:
     """A phone-call event with a retry budget, created through the API, claimed and dispatched."""
     event_id = h.create(max_retries_client_errors=2, retry_interval_secs=300)
     target = h.claim_and_dispatch(event_id, texml_route, "StatusCallback")
-    assert target.callback_path == f"{CALL_STATUS_PATH}?{urlencode({'attempt_id': str(target.attempt_id)})}"
+    assert (
+        target.callback_path
+        == f"{CALL_STATUS_PATH}?{urlencode({'attempt_id': signed_hint(h.rt.settings, target.attempt_id)})}"
+    )
     assert target.provider_id.startswith("v3:")
     assert h.event(event_id)["status"] == "in_progress"
     return target
@@ -499,7 +503,10 @@ def test_sms_delivery_receipts(h: Harness) -> None:
     event_id = h.create(telnyx_conversation_channel="sms_chat", text="Reminder: tomorrow 10 AM")
     target = h.claim_and_dispatch(event_id, route, "webhook_url")
     assert target.provider_id == "msg-40315"
-    assert target.callback_path == f"{JSON_PATH}?{urlencode({'attempt_id': str(target.attempt_id)})}"
+    assert (
+        target.callback_path
+        == f"{JSON_PATH}?{urlencode({'attempt_id': signed_hint(h.rt.settings, target.attempt_id)})}"
+    )
 
     sent = message_webhook("message.sent", str(uuid.uuid4()), "msg-40315", "sent")
     assert h.post(target.callback_path, sent, JSON).json() == {"result": "progress"}
@@ -647,7 +654,7 @@ def test_texml_terminal_before_the_dial_response_is_matched_by_the_callback_url(
 
     def dial(request: httpx.Request) -> httpx.Response:
         url = urlsplit(json.loads(request.content)["StatusCallback"])
-        attempt_id = uuid.UUID(url.query.removeprefix("attempt_id="))
+        attempt_id = uuid.UUID(parse_qs(url.query)["attempt_id"][0].partition(".")[0])
         early = Dispatched(event_id, attempt_id, "v3:early", f"{url.path}?{url.query}")
         replies.append(h.send_texml(early, "completed", 3, CallDuration="7"))
         return httpx.Response(200, json={"status": "queued", "call_sid": "v3:early"})
@@ -783,3 +790,60 @@ def test_other_methods_and_paths_still_go_through_fastapi(h: Harness) -> None:
     assert h.client.get(CALL_STATUS_PATH).status_code == 405
     assert h.client.post(CALL_STATUS_PATH + "/x", content=b"").status_code == 404
     assert "/webhooks/telnyx/call-status" in h.client.get("/openapi.json").json()["paths"]
+
+
+# --- the attempt hint in the callback URL (issue #19 item 5) ---------------------------------------------------
+
+
+@pytest.mark.parametrize("hint", ["bare", "signed"])
+def test_a_genuine_callback_posted_with_another_attempts_hint_does_not_apply_to_it(
+    h: Harness, texml_route: respx.Route, hint: str
+) -> None:
+    """Event B's signed "completed", posted with ``?attempt_id=<A's attempt>``, completed A; B's own delivery was
+    then a duplicate. Now a callback whose call id differs from the attempt's never applies to it."""
+    a = h.claim_and_dispatch(h.create(), texml_route, "StatusCallback")
+    b = h.claim_and_dispatch(h.create(telnyx_end_user_target="+15551234568"), texml_route, "StatusCallback")
+    value = str(a.attempt_id) if hint == "bare" else signed_hint(h.rt.settings, a.attempt_id)
+    forged = f"{CALL_STATUS_PATH}?{urlencode({'attempt_id': value})}"
+    body = h.texml(b, "completed", 3, CallDuration="42")
+    assert h.post(forged, body, FORM).json() == {"result": "completed"}  # B's result, applied to B by its call id
+    assert h.stored(a.event_id)["status"] == "in_progress"  # A untouched
+    assert h.attempts(a.event_id)[0]["state"] != "finished"
+    assert h.stored(b.event_id)["status"] == "completed"
+    assert h.post(b.callback_path, body, FORM).json() == {"result": "duplicate"}  # B's own delivery: seen already
+    assert [r[1] for r in h.receipts()] == [b.attempt_id]
+
+
+def test_an_unsigned_hint_names_an_attempt_only_when_the_call_ids_agree(h: Harness) -> None:
+    """Calls placed before the upgrade carry a bare ``?attempt_id=``: still matched where the stored call id agrees;
+    before a call id is stored, only a signed hint names the attempt."""
+    early: list[httpx.Response] = []
+
+    def dial(request: httpx.Request) -> httpx.Response:
+        attempt_id = uuid.UUID(
+            parse_qs(urlsplit(json.loads(request.content)["StatusCallback"]).query)["attempt_id"][0].partition(".")[0]
+        )
+        bare = Dispatched(event_id, attempt_id, "v3:old", f"{CALL_STATUS_PATH}?attempt_id={attempt_id}")
+        early.append(h.send_texml(bare, "ringing", 1))  # no call id stored yet, and no MAC: not believed
+        return httpx.Response(200, json={"status": "queued", "call_sid": "v3:old"})
+
+    route = h.router.post(TEXML_URL).mock(side_effect=dial)
+    event_id = h.create()
+    target = h.claim_and_dispatch(event_id, route, "StatusCallback")
+    assert [r.json() for r in early] == [{"result": "unmatched"}]
+    bare = Dispatched(event_id, target.attempt_id, "v3:old", f"{CALL_STATUS_PATH}?attempt_id={target.attempt_id}")
+    assert h.send_texml(bare, "completed", 3, CallDuration="9").json() == {"result": "completed"}  # ids agree
+    assert h.stored(event_id)["status"] == "completed"
+
+
+def test_a_hint_with_a_wrong_mac_counts_as_unsigned() -> None:
+    from campaigns.telephony.hints import hint_key, read_hint
+
+    settings = Settings(callback_hint_secret="s3cret")
+    attempt_id = uuid.uuid4()
+    good = signed_hint(settings, attempt_id)
+    assert read_hint(good, hint_key(settings)) == (attempt_id, True)
+    assert read_hint(good, hint_key(Settings(callback_hint_secret="other"))) == (attempt_id, False)
+    assert read_hint(f"{attempt_id}.AAAAAAAAAAAAAAAAAAAAAA", hint_key(settings)) == (attempt_id, False)
+    assert read_hint(str(attempt_id), hint_key(settings)) == (attempt_id, False)
+    assert read_hint("not-a-uuid.x", hint_key(settings)) == (None, False)

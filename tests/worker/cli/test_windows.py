@@ -47,6 +47,16 @@ def test_custom_hours_and_canada() -> None:
     assert code == 1 and "outside 10:00-18:00" in out
 
 
+def test_windows_check_applies_the_more_specific_day() -> None:
+    code, out = run("windows", "check", "+447400123456", "--at", "2025-07-18T17:00Z", "--ruleset", "custom",
+                    "--hours", "mon-fri=09:00-20:00,fri=09:00-17:00", "--default-zone", "Europe/London")  # fmt: skip
+    assert code == 1 and "outside 09:00-17:00" in out, out
+    overlap = "mon-fri=09:00-20:00,thu-fri=09:00-17:00"
+    code, out = run("windows", "check", "+447400123456", "--at", "2025-07-18T17:00Z", "--ruleset", "custom",
+                    "--hours", overlap, "--default-zone", "Europe/London")  # fmt: skip
+    assert code == 2 and "'mon-fri' and 'thu-fri' both set thu" in out, out
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
