@@ -6,7 +6,7 @@ API definition stored before this revision has none: its runs fall back to the w
 followed a symlink to /etc/passwd). ``recurring_files.mtime_ns``: with the path and size, lets a run skip a
 file it has read without reading and hashing it again; files read before this revision are hashed once more.
 
-Revision ID: 0013
+Revision ID: 0011
 Revises: 0008
 Create Date: 2026-12-02 09:00:00
 """
