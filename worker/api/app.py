@@ -20,6 +20,7 @@ from worker.api.schemas import REQUEST_MODELS
 from worker.api.suppressions import router as suppressions_router
 from worker.api.webhooks import WebhookFastPath, WebhookReceiver
 from worker.api.webhooks import router as webhooks_router
+from worker.console import install as install_console
 from worker.runtime import Runtime, get_runtime
 
 
@@ -94,4 +95,5 @@ def create_app(runtime: Runtime | None = None, enqueue_import: EnqueueImport | N
         operations_router,
     ):
         app.include_router(router)
+    install_console(app)  # the operator console at /ui
     return app

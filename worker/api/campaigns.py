@@ -67,7 +67,7 @@ async def create_campaign(
     try:
         size = await spool(upload_chunks(file), spooled, runtime.settings.max_upload_bytes)
         spooled.seek(0)
-        result = await run_in_threadpool(_create, runtime, settings, spooled, size, dry_run, enqueue)
+        result = await run_in_threadpool(create_from_upload, runtime, settings, spooled, size, dry_run, enqueue)
     finally:
         spooled.close()
     if dry_run:
@@ -158,7 +158,7 @@ def _stream(rt: Runtime, produce: Callable[[Session], Iterator[str]], filename: 
     )
 
 
-def _create(
+def create_from_upload(
     rt: Runtime,
     settings: campaign_service.CampaignSettings,
     data: IO[bytes],
@@ -166,6 +166,8 @@ def _create(
     dry_run: bool,
     enqueue_import: EnqueueImport,
 ) -> dict[str, Any]:
+    """Create the campaign from a spooled upload (or only check it: ``dry_run``), as ``POST /v1/campaigns`` and
+    the console's form do; the campaign as the API shows it, or ``{"dry_run": true, "import": report}``."""
     in_background = not dry_run and size > rt.settings.inline_import_max_bytes
     try:
         with unit_of_work(rt.sessions) as s:
