@@ -47,10 +47,12 @@ PageNumber = Annotated[int, Query(ge=1, le=100_000)]
 
 
 @router.get("/sign-in", response_class=HTMLResponse)
-def sign_in_page(request: Request, runtime: RuntimeDep, error: str | None = None) -> HTMLResponse:
+def sign_in_page(
+    request: Request, runtime: RuntimeDep, error: str | None = None, next: str | None = None
+) -> HTMLResponse:
     token = runtime.settings.api_token
     csrf = pre_session_csrf(request, token) or new_csrf()
-    page = render(request, "sign_in.html", error=error, open_api=not token, form_csrf=csrf)
+    page = render(request, "sign_in.html", error=error, open_api=not token, form_csrf=csrf, next=_local(next))
     start_pre_session(request, page, token, csrf)
     return page
 
@@ -63,9 +65,17 @@ async def sign_in(request: Request, runtime: RuntimeDep) -> Response:
     given = form.get("token")
     if not isinstance(given, str) or not token_matches(token, given):
         return RedirectResponse("/ui/sign-in?error=wrong", status_code=303)
-    response = RedirectResponse("/ui", status_code=303)
+    target = form.get("next")
+    response = RedirectResponse(_local(target if isinstance(target, str) else None), status_code=303)
     start_session(request, response, token)
     return response
+
+
+def _local(target: str | None) -> str:
+    """Where to go after signing in: a console page, never another site (``//host`` or ``/\\host``)."""
+    if target and (target == "/ui" or target.startswith("/ui/")) and "\\" not in target:
+        return target
+    return "/ui"
 
 
 @router.post("/sign-out")

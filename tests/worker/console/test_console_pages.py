@@ -44,9 +44,10 @@ def browser(app_runtime: Runtime) -> Iterator[TestClient]:
 
 
 def csrf_of(html: str) -> str:
-    found = re.search(r'name="csrf_token" value="([^"]+)"', html)
-    assert found, "no CSRF field in the page"
-    return found.group(1)
+    """The page's CSRF token; every form of the page carries the same one."""
+    found = set(re.findall(r'name="csrf_token" value="([^"]*)"', html))
+    assert len(found) == 1 and "" not in found, f"the page's forms carry {found}"
+    return found.pop()
 
 
 def sign_in(client: TestClient, token: str = TOKEN) -> str:
@@ -246,3 +247,13 @@ def test_pages_stay_under_100_kb(signed_in: TestClient) -> None:
     for path in [*PAGES, url, "/ui/static/console.css", "/ui/static/console.js"]:
         body = signed_in.get(path).content
         assert len(body) < 100_000, (path, len(body))
+
+
+@pytest.mark.parametrize(
+    ("asked", "lands"),
+    [("/ui/do-not-contact", "/ui/do-not-contact"), ("//evil.example/ui", "/ui"), ("/ui/\\evil", "/ui"), ("", "/ui")],
+)
+def test_sign_in_returns_to_the_console_page_asked_for_only(browser: TestClient, asked: str, lands: str) -> None:
+    page = browser.get("/ui/sign-in", params={"next": asked})
+    answer = browser.post("/ui/sign-in", data={"csrf_token": csrf_of(page.text), "token": TOKEN, "next": asked})
+    assert answer.headers["location"] == lands

@@ -61,6 +61,10 @@ function live(section) {
     bar.setAttribute("aria-valuenow", data.progress.terminal);
     bar.setAttribute("aria-valuemax", data.progress.total);
     tiles(section.querySelector("#by-outcome"), data.outcomes, "data-outcome");
+    if (data.status !== section.dataset.loadedStatus) {
+      section.querySelector('[data-live="status-text"]').textContent = data.status;
+      section.querySelector("#stale").hidden = false;
+    }
   };
   setInterval(tick, 1000);
 }
