@@ -5,10 +5,11 @@ from __future__ import annotations
 import dataclasses
 import math
 import uuid
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
+from sqlalchemy.orm import Session
 
 from campaigns import campaign as campaign_service
 from campaigns import events, progress, suppression, windows
@@ -36,11 +37,9 @@ from worker.console.auth import (
     start_session,
     token_matches,
 )
-from worker.console.common import PAGE_SIZE, SignedIn, back_to, checked_form, render
+from worker.console.common import PAGE_SIZE, PageNumber, SignedIn, back_to, checked_form, render
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
-
-PageNumber = Annotated[int, Query(ge=1, le=100_000)]
 
 
 # --- sign in -------------------------------------------------------------------------------------------------
@@ -108,21 +107,22 @@ def campaigns_page(
     )
 
 
-def live_counts(session: SessionDep, campaign_id: str) -> dict[str, Any]:
-    """What the campaign page shows live: status, progress, counts by status and by outcome, waiting reasons."""
-    body = get_campaign(campaign_id, session)
-    found = campaign_service.get_campaign(session, campaign_id)
+def live_counts(session: Session, campaign_id: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What the campaign page shows live: status, progress, counts by status and by outcome, waiting reasons.
+    ``body`` is the campaign as the API shows it, when the caller has it already."""
+    body = body if body is not None else get_campaign(campaign_id, session)
+    key = uuid.UUID(body["id"])
     return {
         "status": body["status"],
         "progress": _progress(body),
         "counts": body["counts"],
         "attempts": body["attempts"],
-        "outcomes": progress.outcome_counts(session, found.id),
+        "outcomes": progress.outcome_counts(session, key),
         "held": body["held"],
         "provider_holds": body["provider_holds"],
         "waiting": [
             {"reason": w.reason, "count": w.count, "until": w.until.isoformat() if w.until else None}
-            for w in progress.waiting(session, found.id)
+            for w in progress.waiting(session, key)
         ],
         "import": body["import"],
     }
@@ -174,7 +174,7 @@ def campaign_page(
         request,
         "campaign.html",
         c=body,
-        live=live_counts(session, campaign_id),
+        live=live_counts(session, campaign_id, body),
         events=rows,
         total=total,
         pages=max(1, math.ceil(total / PAGE_SIZE)),

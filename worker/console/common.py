@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from urllib.parse import quote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.datastructures import FormData
@@ -22,6 +22,8 @@ TEMPLATES = HERE / "templates"
 STATIC = HERE / "static"
 
 PAGE_SIZE = 25
+PageNumber = Annotated[int, Query(ge=1, le=100_000)]
+"""A list page's ``?page=``."""
 
 
 def _zone(name: str | None) -> ZoneInfo:
@@ -61,12 +63,23 @@ templates.filters.update(when=when, number=number, iso=iso)
 templates.globals.update(percent=percent, quote=quote, CSRF_FIELD=CSRF_FIELD)
 
 
+PAGE_HEADERS = {
+    # Pages show phone numbers: no cache keeps them. No framing (a hidden frame cannot click Cancel for you);
+    # scripts and styles only from /ui/static (the progress bars' width is an inline style attribute).
+    "Cache-Control": "no-store",
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": "default-src 'self'; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'; "
+    "form-action 'self'; base-uri 'none'",
+    "Referrer-Policy": "same-origin",
+}
+
+
 def render(request: Request, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
     session: ConsoleSession | None = getattr(request.state, "console_session", None)
     html = templates.get_template(name).render(
         request=request, csrf=session.csrf if session else "", signed_in=session is not None, **context
     )
-    return HTMLResponse(html, status_code=status_code)
+    return HTMLResponse(html, status_code=status_code, headers=PAGE_HEADERS)
 
 
 async def signed_in(request: Request, runtime: RuntimeDep) -> ConsoleSession:

@@ -16,8 +16,7 @@ from campaigns.paging import Page
 from worker.api.deps import RuntimeDep, SessionDep
 from worker.api.recurring import get_definition, list_definitions, run_now
 from worker.api.suppressions import add_suppression, delete_suppression, import_suppressions, list_suppressions
-from worker.console.campaign_pages import PageNumber
-from worker.console.common import PAGE_SIZE, SignedIn, back_to, checked_form, render, text_field
+from worker.console.common import PAGE_SIZE, PageNumber, SignedIn, back_to, checked_form, render, text_field
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 

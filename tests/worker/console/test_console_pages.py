@@ -257,3 +257,11 @@ def test_sign_in_returns_to_the_console_page_asked_for_only(browser: TestClient,
     page = browser.get("/ui/sign-in", params={"next": asked})
     answer = browser.post("/ui/sign-in", data={"csrf_token": csrf_of(page.text), "token": TOKEN, "next": asked})
     assert answer.headers["location"] == lands
+
+
+def test_pages_are_not_cached_nor_framed(signed_in: TestClient) -> None:
+    for path in ["/ui/sign-in", *PAGES]:
+        headers = signed_in.get(path).headers
+        assert headers["cache-control"] == "no-store", path
+        assert headers["x-frame-options"] == "DENY"
+        assert "frame-ancestors 'none'" in headers["content-security-policy"]
