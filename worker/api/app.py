@@ -23,6 +23,8 @@ from worker.api.suppressions import router as suppressions_router
 from worker.api.webhooks import WebhookFastPath, WebhookReceiver
 from worker.api.webhooks import router as webhooks_router
 from worker.runtime import Runtime, get_runtime
+from worker.ui import install as install_console
+from worker.ui.auth import signed_in_headers
 
 
 class CampaignsAPI(FastAPI):
@@ -99,7 +101,11 @@ def create_app(runtime: Runtime | None = None, enqueue_import: EnqueueImport | N
     receiver = WebhookReceiver(lambda: runtime or get_runtime())
     app.state.webhooks = receiver
     app.webhook_fast_path = WebhookFastPath(receiver)
-    app.guard = RequestGuard(app.unguarded, lambda: runtime.settings if runtime is not None else get_settings())
+    app.guard = RequestGuard(
+        app.unguarded,
+        lambda: runtime.settings if runtime is not None else get_settings(),
+        console_signed_in=lambda headers, settings: signed_in_headers(headers, settings.api_token),
+    )
     install_error_handlers(app)
     for router in (
         webhooks_router,
@@ -110,4 +116,5 @@ def create_app(runtime: Runtime | None = None, enqueue_import: EnqueueImport | N
         operations_router,
     ):
         app.include_router(router)
+    install_console(app)  # the operator console at /ui
     return app

@@ -62,7 +62,7 @@ async def create_campaign(
     # The file as the form parser spooled it (once: no second copy); the guard cut the body off past the cap.
     size = uploaded_size(file, runtime.settings.max_upload_bytes)
     try:
-        result = await run_in_threadpool(_create, runtime, settings, file.file, size, dry_run, enqueue)
+        result = await run_in_threadpool(create_from_upload, runtime, settings, file.file, size, dry_run, enqueue)
     finally:
         await file.close()
     if dry_run:
@@ -160,7 +160,7 @@ def _stream(rt: Runtime, produce: Callable[[Session], Iterator[str]], filename: 
     )
 
 
-def _create(
+def create_from_upload(
     rt: Runtime,
     settings: campaign_service.CampaignSettings,
     data: IO[bytes],
@@ -168,6 +168,8 @@ def _create(
     dry_run: bool,
     enqueue_import: EnqueueImport,
 ) -> dict[str, Any]:
+    """Create the campaign from a spooled upload (or only check it: ``dry_run``), as ``POST /v1/campaigns`` and
+    the console's form do; the campaign as the API shows it, or ``{"dry_run": true, "import": report}``."""
     in_background = not dry_run and size > rt.settings.inline_import_max_bytes
     try:
         with unit_of_work(rt.sessions) as s:

@@ -8,6 +8,8 @@ was spooled to disk in full before the bearer token was looked at (issue 19 item
    the server (issue 19 item 10);
 2. a wrong or missing bearer token is a 401 from the headers alone; ``/metrics`` wants
    ``CAMPAIGNS_METRICS_TOKEN`` when it is set;
+   the console (``/ui``) follows the same loopback rule, and a console form other than sign-in is answered with
+   a redirect to the sign-in page, unread, when the request carries no valid session cookie;
 3. the body is capped: a declared ``Content-Length`` over the cap is a 413 at once, and a body streamed past it
    is cut off where it crosses the cap (:class:`BodyTooLarge`, answered 413 by ``errors.install``).
 
@@ -31,8 +33,18 @@ from worker.api.errors import AUTH_CODE, BodyTooLarge, error_body, too_large_bod
 log = logging.getLogger(__name__)
 
 PROTECTED_PREFIXES: Final = ("/v1/", "/v2/")
+CONSOLE: Final = "/ui"
+CONSOLE_OPEN_FORMS: Final = frozenset({"/ui/sign-in"})
+"""Console forms a browser posts before it has a session."""
 METRICS_PATH: Final = "/metrics"
-UPLOAD_ROUTES: Final = frozenset({("POST", "/v1/campaigns"), ("POST", "/v1/suppressions/import")})
+UPLOAD_ROUTES: Final = frozenset(
+    {
+        ("POST", "/v1/campaigns"),
+        ("POST", "/v1/suppressions/import"),
+        ("POST", "/ui/campaigns/new"),
+        ("POST", "/ui/do-not-contact/import"),
+    }
+)
 """Routes that take a file: capped at ``max_upload_bytes`` plus :data:`FORM_OVERHEAD`, not ``api_max_body_bytes``."""
 FORM_OVERHEAD: Final = 2 * 1024 * 1024
 """Bytes a multipart body may carry besides its file: part headers and the campaign settings JSON (Starlette
@@ -43,9 +55,17 @@ def body_limit(settings: Settings, method: str, path: str) -> int | None:
     """The byte cap of a request's body (``None``: the route reads no body we cap here)."""
     if (method, path.rstrip("/")) in UPLOAD_ROUTES:
         return settings.max_upload_bytes + FORM_OVERHEAD
-    if path.startswith(PROTECTED_PREFIXES):
+    if path.startswith(PROTECTED_PREFIXES) or (method == "POST" and is_console(path)):
         return settings.api_max_body_bytes
     return None
+
+
+def is_console(path: str) -> bool:
+    return path == CONSOLE or path.startswith(CONSOLE + "/")
+
+
+SignedIn = Callable[[list[tuple[bytes, bytes]], Settings], bool]
+"""Whether a request's headers carry a valid console session (``worker.ui.auth.signed_in_headers``)."""
 
 
 def is_loopback_socket(server: Any) -> bool:
@@ -86,6 +106,13 @@ async def send_error(send: Send, status: int, body: dict[str, Any], *, challenge
     await send({"type": "http.response.body", "body": payload})
 
 
+async def send_redirect(send: Send, location: str) -> None:
+    """A 303 to ``location`` (the console's sign-in), closing the connection: the body is not read."""
+    headers = [(b"location", location.encode()), (b"content-length", b"0"), (b"connection", b"close")]
+    await send({"type": "http.response.start", "status": 303, "headers": headers})
+    await send({"type": "http.response.body", "body": b""})
+
+
 def _declared_length(headers: list[tuple[bytes, bytes]]) -> int | None:
     for name, value in headers:
         if name == b"content-length":
@@ -120,9 +147,12 @@ def refuse_demo_secrets(settings: Settings) -> None:
 class RequestGuard:
     """The ASGI layer in front of FastAPI (see the module docstring)."""
 
-    def __init__(self, app: ASGIApp, settings: Callable[[], Settings]) -> None:
+    def __init__(
+        self, app: ASGIApp, settings: Callable[[], Settings], console_signed_in: SignedIn | None = None
+    ) -> None:
         self.app = app
         self._settings = settings
+        self._console_signed_in = console_signed_in
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -136,6 +166,20 @@ class RequestGuard:
             if refusal is not None:
                 status, body = refusal
                 await send_error(send, status, body, challenge=status == 401)
+                return
+        elif is_console(path):
+            if not settings.api_token and not is_loopback_socket(scope.get("server")):
+                log.warning("console request refused: no CAMPAIGNS_API_TOKEN and the socket is not loopback")
+                detail = "CAMPAIGNS_API_TOKEN is not set: the console answers only on a loopback address"
+                await send_error(send, *error_body(403, "403", "API token not configured", detail))
+                return
+            if (
+                scope["method"] == "POST"
+                and path not in CONSOLE_OPEN_FORMS
+                and self._console_signed_in is not None
+                and not self._console_signed_in(headers, settings)
+            ):
+                await send_redirect(send, CONSOLE + "/sign-in")  # before a byte of the form (an upload) is read
                 return
         elif path == METRICS_PATH and settings.metrics_token and not bearer_matches(headers, settings.metrics_token):
             status, body = error_body(401, AUTH_CODE, "Authentication failed", "a valid metrics token is required")

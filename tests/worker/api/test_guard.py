@@ -149,3 +149,33 @@ async def test_readiness_checks_share_one_pooled_redis_connection(runtime: Runti
     finally:
         observer.close()
     assert 1 <= len(readyz) <= 2, readyz
+
+
+@pytest.mark.parametrize("path", ["/ui/campaigns/new", "/ui/do-not-contact/import"])
+async def test_a_console_upload_without_a_session_is_refused_before_10_mb_are_read(runtime: Runtime, path: str) -> None:
+    """The console's forms are parsed by FastAPI too: without a session cookie the guard answers first."""
+    body = CountingBody(500 * MB, MULTIPART)
+    async with client(with_settings(runtime, api_token=TOKEN), token=None) as c:
+        r = await c.post(path, content=body, headers={"Content-Type": "multipart/form-data; boundary=b"})
+    assert (r.status_code, r.headers["location"]) == (303, "/ui/sign-in")
+    assert body.sent < 10 * MB
+
+
+async def test_a_signed_in_console_upload_is_cut_off_at_the_cap(runtime: Runtime) -> None:
+    from worker.ui.auth import SESSION_COOKIE
+
+    rt = with_settings(runtime, api_token=TOKEN, max_upload_bytes=1 * MB)
+    async with client(rt, token=None) as c:
+        page = await c.get("/ui/sign-in")
+        csrf = page.text.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
+        signed = await c.post("/ui/sign-in", data={"token": TOKEN, "csrf_token": csrf})
+        assert signed.status_code == 303 and SESSION_COOKIE in c.cookies, signed.text
+        body = CountingBody(200 * MB, MULTIPART)
+        r = await c.post("/ui/campaigns/new", content=body, headers={"Content-Type": "multipart/form-data; boundary=b"})
+    assert r.status_code == 413
+    assert body.sent < 1 * MB + 3 * MB
+
+
+async def test_without_a_token_the_console_answers_only_on_loopback(runtime: Runtime) -> None:
+    async with client(with_settings(runtime, api_token=None), host="10.1.2.3", token=None) as c:
+        assert (await c.get("/ui")).status_code == 403

@@ -1,0 +1,175 @@
+"""The ``New campaign`` form: ``Check`` runs the API's dry run and shows its report; ``Create campaign`` creates.
+
+The form's fields become the API's settings JSON (the same names, DESIGN.md §4) and go through the same
+validation and the same import path as ``POST /v1/campaigns`` (``worker.api.campaigns.create_from_upload``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from starlette.datastructures import FormData, UploadFile
+
+from campaigns import campaign as campaign_service
+from campaigns.errors import FieldError, ValidationFailed
+from campaigns.states import Channel
+from worker.api.campaigns import create_from_upload
+from worker.api.deps import RuntimeDep, uploaded_size
+from worker.runtime import Runtime
+from worker.ui.common import SignedIn, checked_form, render, text_field
+
+router = APIRouter(prefix="/ui", include_in_schema=False)
+
+TEXT_FIELDS = (
+    "name",
+    "assistant_id",
+    "telnyx_agent_target",
+    "telnyx_conversation_channel",
+    "text",
+    "max_retries_client_errors",
+    "retry_interval_secs",
+    "answering_machine_detection",
+    "voicemail_action",
+    "ruleset",
+    "timezone",
+    "default_region",
+    "max_concurrent_calls",
+    "max_dispatches_per_second",
+    "start_at",
+)
+INT_FIELDS = ("max_retries_client_errors", "retry_interval_secs", "max_concurrent_calls")
+FLOAT_FIELDS = ("max_dispatches_per_second",)
+LABELS = {
+    "name": "Name",
+    "assistant_id": "Assistant ID",
+    "telnyx_agent_target": "From number",
+    "telnyx_conversation_channel": "Channel",
+    "text": "Message template",
+    "max_retries_client_errors": "Retries",
+    "retry_interval_secs": "Retry interval (seconds)",
+    "answering_machine_detection": "Answering-machine detection",
+    "voicemail_action": "On voicemail",
+    "ruleset": "Ruleset",
+    "timezone": "Time zone",
+    "default_region": "Default region",
+    "max_concurrent_calls": "Concurrent calls",
+    "max_dispatches_per_second": "Dispatches per second",
+    "start_at": "Start time",
+    "file": "Call list",
+}
+DEFAULTS = {
+    "telnyx_conversation_channel": Channel.PHONE_CALL.value,
+    "max_retries_client_errors": "2",
+    "retry_interval_secs": "600",
+    "answering_machine_detection": "detect",
+    "voicemail_action": "retry",
+    "ruleset": "us",
+    "default_region": "US",
+}
+
+
+def settings_body(values: dict[str, str]) -> tuple[dict[str, Any], list[FieldError]]:
+    """The form's values as the API's settings JSON: empty fields are left out (the API's defaults apply);
+    numbers that are not numbers are reported against their field."""
+    body: dict[str, Any] = {}
+    problems: list[FieldError] = []
+    for name in TEXT_FIELDS:
+        raw = values.get(name, "")
+        if raw == "":
+            continue
+        if name in INT_FIELDS or name in FLOAT_FIELDS:
+            try:
+                body[name] = int(raw) if name in INT_FIELDS else float(raw)
+            except ValueError:
+                kind = "a whole number" if name in INT_FIELDS else "a number"
+                problems.append(FieldError(f"/campaign/{name}", f"{raw!r} is not {kind}"))
+            continue
+        body[name] = raw
+    if body.get("telnyx_conversation_channel") != Channel.SMS_CHAT:
+        body.pop("text", None)  # the template belongs to SMS; a call's assistant speaks for itself
+    else:
+        # SMS never retries and has no detection (DESIGN.md §2); the call-only fields are not sent.
+        for name in ("max_retries_client_errors", "retry_interval_secs", "answering_machine_detection"):
+            body.pop(name, None)
+        body.pop("voicemail_action", None)
+    if "start_at" in body and len(body["start_at"]) == 16:  # <input type=datetime-local> has no zone
+        problems.append(
+            FieldError("/campaign/start_at", "give the start time with its zone, e.g. 2026-05-07T09:00-04:00")
+        )
+    return body, problems
+
+
+def _label(pointer: str) -> str:
+    name = pointer.rsplit("/", 1)[-1]
+    return LABELS.get(name, name or "form")
+
+
+def _form_values(form: FormData | None) -> dict[str, str]:
+    values = dict(DEFAULTS)
+    if form is not None:
+        values.update({name: text_field(form, name) for name in TEXT_FIELDS})
+        if not values["telnyx_conversation_channel"]:
+            values["telnyx_conversation_channel"] = DEFAULTS["telnyx_conversation_channel"]
+    return values
+
+
+@router.get("/campaigns/new", response_class=HTMLResponse)
+def new_campaign_page(request: Request, _: SignedIn) -> HTMLResponse:
+    return render(request, "new_campaign.html", values=_form_values(None), labels=LABELS, problems=[], report=None)
+
+
+@router.post("/campaigns/new")
+async def submit_new_campaign(request: Request, signed: SignedIn, runtime: RuntimeDep) -> Response:
+    """``Check`` (``action=check``): the dry-run report, the form as it was; ``Create campaign``: its page."""
+    form = await checked_form(request, signed)
+    values = _form_values(form)
+    dry_run = form.get("action") != "create"
+    body, problems = settings_body(values)
+    upload = form.get("file")
+    if not isinstance(upload, UploadFile) or not upload.filename:
+        problems.append(FieldError("/file", "choose the call list (a CSV file)"))
+    result: dict[str, Any] | None = None
+    if not problems:
+        try:
+            settings = campaign_service.validate_settings(body, now=runtime.clock.now())
+            assert isinstance(upload, UploadFile)
+            result = await _create(runtime, request, settings, upload, dry_run)
+        except ValidationFailed as exc:
+            problems.extend(exc.errors)
+    if problems or result is None or dry_run:
+        report = result["import"] if result is not None else None
+        return render(
+            request,
+            "new_campaign.html",
+            status_code=400 if problems else 200,
+            values=values,
+            labels=LABELS,
+            problems=[(_label(p.pointer), p.detail) for p in problems],
+            report=report,
+            extra=_extra_report_fields(report),
+            filename=upload.filename if isinstance(upload, UploadFile) else None,
+        )
+    return RedirectResponse(f"/ui/campaigns/{result['id']}?notice=Created.", status_code=303)
+
+
+async def _create(
+    runtime: Runtime, request: Request, settings: campaign_service.CampaignSettings, upload: UploadFile, dry_run: bool
+) -> dict[str, Any]:
+    """The file as the form parser spooled it, once (no second copy, as ``POST /v1/campaigns``); the guard cut
+    the body off past the upload cap."""
+    size = uploaded_size(upload, runtime.settings.max_upload_bytes)
+    enqueue = request.app.state.enqueue_import
+    return await run_in_threadpool(create_from_upload, runtime, settings, upload.file, size, dry_run, enqueue)
+
+
+REPORT_COUNTS = ("rows_total", "rows_accepted", "rows_rejected", "rows_duplicate", "rows_suppressed")
+
+
+def _extra_report_fields(report: dict[str, Any] | None) -> dict[str, Any]:
+    """Whatever else the dry run reports (the column mapping, variables, first rows): shown as it comes."""
+    if report is None:
+        return {}
+    return {k: v for k, v in report.items() if k not in (*REPORT_COUNTS, "issues")}

@@ -1,0 +1,131 @@
+// The console's only script: progressive enhancement. Every page works without it.
+"use strict";
+
+document.addEventListener("submit", (event) => {
+  const form = event.target;
+  if (form.dataset.confirm && !window.confirm(form.dataset.confirm)) event.preventDefault();
+});
+
+function fmt(n) { return Number(n).toLocaleString("en-US"); }
+
+function localTimes(root) {
+  for (const el of root.querySelectorAll("[data-local]")) {
+    const at = new Date(el.dataset.local);
+    if (isNaN(at)) continue;
+    const zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
+    el.textContent = "(" + at.toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" }) + " " + zone + ")";
+  }
+}
+
+function tiles(container, counts, attr) {
+  container.replaceChildren();
+  const names = Object.keys(counts);
+  if (!names.length) {
+    const p = document.createElement("p");
+    p.className = "empty";
+    p.textContent = "No attempt has finished yet.";
+    container.append(p);
+  }
+  for (const name of names) {
+    const div = document.createElement("div");
+    const dt = document.createElement("dt");
+    const dd = document.createElement("dd");
+    dt.textContent = name;
+    dd.textContent = fmt(counts[name]);
+    dd.setAttribute(attr, name);
+    div.append(dt, dd);
+    container.append(div);
+  }
+}
+
+function live(section) {
+  const url = section.dataset.liveUrl;
+  const tick = async () => {
+    let data;
+    try {
+      const answer = await fetch(url, { credentials: "same-origin", cache: "no-store" });
+      if (!answer.ok) return;
+      data = await answer.json();
+    } catch (e) { return; }
+    for (const [status, n] of Object.entries(data.counts)) {
+      const el = section.querySelector(`[data-count="${status}"]`);
+      if (el) el.textContent = fmt(n);
+    }
+    section.querySelector('[data-live="terminal"]').textContent = fmt(data.progress.terminal);
+    section.querySelector('[data-live="total"]').textContent = fmt(data.progress.total);
+    const badge = document.querySelector('[data-live="status"]');
+    if (badge) { badge.textContent = data.status; badge.className = "status s-" + data.status; }
+    const bar = section.querySelector(".bar");
+    const pct = data.progress.total ? Math.min(100, Math.round(100 * data.progress.terminal / data.progress.total)) : 0;
+    bar.firstElementChild.style.width = pct + "%";
+    bar.setAttribute("aria-valuenow", data.progress.terminal);
+    bar.setAttribute("aria-valuemax", data.progress.total);
+    tiles(section.querySelector("#by-outcome"), data.outcomes, "data-outcome");
+    if (data.status !== section.dataset.loadedStatus) {
+      section.querySelector('[data-live="status-text"]').textContent = data.status;
+      section.querySelector("#stale").hidden = false;
+    }
+  };
+  setInterval(tick, 1000);
+}
+
+function channelFields(form) {
+  const channel = form.querySelector("#f-telnyx_conversation_channel");
+  const apply = () => {
+    const sms = channel.value === "sms_chat";
+    for (const el of form.querySelectorAll(".sms-only")) el.hidden = !sms;
+    for (const el of form.querySelectorAll(".call-only")) el.hidden = sms;
+  };
+  channel.addEventListener("change", apply);
+  apply();
+}
+
+function splitLine(line, delimiter) {
+  const cells = [];
+  let cell = "", quoted = false;
+  for (let i = 0; i < line.length; i++) {
+    const ch = line[i];
+    if (quoted) {
+      if (ch === '"' && line[i + 1] === '"') { cell += '"'; i++; }
+      else if (ch === '"') quoted = false;
+      else cell += ch;
+    } else if (ch === '"') quoted = true;
+    else if (ch === delimiter) { cells.push(cell); cell = ""; }
+    else cell += ch;
+  }
+  cells.push(cell);
+  return cells;
+}
+
+function templatePreview(form) {
+  const file = form.querySelector("#f-file");
+  const text = form.querySelector("#f-text");
+  const out = form.querySelector("#preview");
+  let row = null;
+  const render = () => {
+    if (!row) { out.textContent = "choose a file"; return; }
+    out.textContent = text.value.replace(/\{\{\s*([A-Za-z0-9_.]+)\s*\}\}/g, (m, name) => (name in row ? row[name] : m));
+  };
+  file.addEventListener("change", () => {
+    const chosen = file.files[0];
+    if (!chosen) { row = null; render(); return; }
+    chosen.slice(0, 65536).text().then((head) => {
+      const lines = head.replace(/^\uFEFF/, "").split(/\r?\n/).filter((l) => l.trim());
+      if (lines.length < 2) { row = null; render(); return; }
+      const delimiter = [",", ";", "\t"].sort((a, b) => lines[0].split(b).length - lines[0].split(a).length)[0];
+      const header = splitLine(lines[0], delimiter).map((h) => h.trim().toLowerCase().replace(/[\s.\-]+/g, "_"));
+      const values = splitLine(lines[1], delimiter);
+      row = Object.fromEntries(header.map((h, i) => [h, (values[i] || "").trim()]));
+      render();
+    });
+  });
+  text.addEventListener("input", render);
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  localTimes(document);
+  const section = document.querySelector("[data-live-url]");
+  if (section) live(section);
+  const form = document.querySelector("#new-campaign");
+  if (form) { channelFields(form); templatePreview(form); }
+});
