@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test demo lint types migrate check format up simulator clean bench chaos wheel wheel-job
+.PHONY: help venv test demo lint types migrate check format up simulator clean bench chaos fuzz wheel wheel-job
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -59,8 +59,13 @@ bench: $(STAMP) ## All benchmarks, peers included (long; results in docs/benchma
 	$(BIN)/python bench/bench_webhooks.py --calls 20000 --concurrency 64 --repeat 3 --api-workers 2
 	$(BIN)/python bench/bench_memory.py --events 1000000
 
-chaos: $(STAMP) ## Full reliability suite: kill -9, restarts, webhook flood, fuzzing (CI runs a reduced one)
+chaos: $(STAMP) fuzz ## Full reliability suite: kill -9, restarts, webhook flood, fuzzing (CI runs a reduced one)
 	CHAOS_FULL=1 $(BIN)/pytest -q -s -p no:cacheprovider --timeout 3600 tests/reliability
+
+fuzz: $(STAMP) ## ~10 minutes of random fuzzing: schemathesis on every operation, hostile creates and webhooks
+	CAMPAIGNS_FUZZ_EXAMPLES=$${CAMPAIGNS_FUZZ_EXAMPLES:-4000} $(BIN)/pytest -q -p no:cacheprovider --timeout 3600 \
+		tests/worker/api/test_hostile_input.py::test_fuzzed_creates_and_webhooks_give_no_5xx_and_log_no_numbers \
+		tests/worker/api/test_schemathesis.py::test_every_answer_conforms_to_the_schema
 
 clean: ## Remove the virtual environment and caches
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis build dist *.egg-info

@@ -22,6 +22,7 @@ from campaigns.clock import FrozenClock
 from campaigns.db import make_engine
 from campaigns.telephony.signatures import public_key_b64, sign
 from tests.factories import call_body
+from tests.fuzzing import fuzz_derandomized, fuzz_examples
 from worker.api import create_app
 from worker.runtime import Runtime
 
@@ -150,7 +151,7 @@ def test_fuzzed_creates_and_webhooks_give_no_5xx_and_log_no_numbers(
     answers: list[int] = []
     now_iso = clock.now().replace(year=clock.now().year + 1).isoformat()
 
-    @settings(max_examples=60, derandomize=True, deadline=None, database=None,
+    @settings(max_examples=fuzz_examples(60), derandomize=fuzz_derandomized(), deadline=None, database=None,
               suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])  # fmt: skip
     @given(case=create_bodies(now_iso), assistant=hostile_text())
     def run(case: tuple[str, dict[str, Any]], assistant: str) -> None:

@@ -3,7 +3,8 @@
 Requests are generated from the schema (valid and invalid ones) for the operator and Telnyx-compatible routes;
 each answer must be documented (status code, content type) and match its documented body, errors included. The
 signed webhooks are left out: generated bodies are never signed, so they would only ever see the 401.
-Deterministic (``derandomize``) and bounded (``max_examples``), so it runs the same cases in a few seconds.
+Deterministic (``derandomize``) and bounded (``max_examples``), so it runs the same cases in a few seconds;
+``make fuzz`` (part of ``make chaos``) runs it long and random (``tests/fuzzing.py``).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from schemathesis.specs.openapi.checks import (
 from campaigns.clock import FrozenClock
 from campaigns.db import unit_of_work
 from campaigns.models import CallAttempt
+from tests.fuzzing import fuzz_derandomized, fuzz_examples
 from worker.api import create_app
 from worker.runtime import Runtime
 
@@ -54,8 +56,8 @@ def served(runtime: Runtime) -> Iterator[None]:
 
 @schema.parametrize()
 @settings(
-    max_examples=12,
-    derandomize=True,
+    max_examples=max(12, fuzz_examples(12) // 20),  # per operation: a twentieth of a long run's examples
+    derandomize=fuzz_derandomized(),
     deadline=None,
     database=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.filter_too_much],
