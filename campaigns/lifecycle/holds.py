@@ -226,9 +226,11 @@ class RateBackoff:
     cap: timedelta
 
     @classmethod
-    def for_calls(cls, settings: Settings, providers: Providers, clock: Clock) -> RateBackoff:
+    def for_calls(cls, settings: Settings, clock: Clock) -> RateBackoff:
+        """The call adapter's backoff: its name is ``Settings.call_provider`` (``texml``, ``call_control``), so a
+        process that makes no requests (the api) needs no adapters to know it."""
         return cls(
-            providers.calls.name,
+            settings.call_provider,
             real_seconds_to_app(clock, settings.provider_backoff_secs),
             real_seconds_to_app(clock, settings.provider_backoff_max_secs),
         )

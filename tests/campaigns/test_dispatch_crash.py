@@ -65,7 +65,8 @@ def test_each_attempt_is_committed_sending_by_the_request_that_carries_it(
     seen: dict[str, list[str]] = {}
 
     def provider(request: httpx.Request) -> httpx.Response:
-        attempt_id = httpx.URL(json.loads(request.content)["StatusCallback"]).params["attempt_id"]
+        hint = httpx.URL(json.loads(request.content)["StatusCallback"]).params["attempt_id"]
+        attempt_id = hint.split(".", 1)[0]  # the hint is "<attempt id>.<mac>" (campaigns.telephony.hints)
         with unit_of_work(runtime.sessions) as s:
             rows = s.execute(select(CallAttempt.id, CallAttempt.state).where(CallAttempt.id.in_(attempts))).all()
         seen[attempt_id] = sorted(state for aid, state in rows if str(aid) != attempt_id)

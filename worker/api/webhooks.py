@@ -88,7 +88,7 @@ class WebhookReceiver:
 
     def _apply_many(self, session: Session, items: Sequence[webhooks.Received]) -> list[str]:
         rt = self._runtime()
-        backoff = RateBackoff.for_calls(rt.settings, rt.providers, rt.clock)
+        backoff = RateBackoff.for_calls(rt.settings, rt.clock)
         return webhooks.record_and_apply_many(session, items, backoff=backoff)
 
     def _verified(

@@ -213,7 +213,7 @@ def test_a_channel_limit_refusal_backs_the_whole_call_provider_off(runtime: Runt
     other = create(runtime, call_body(clock.now() + timedelta(minutes=1), telnyx_end_user_target="+15551234568"))
     attempt_id = start(runtime, clock, refused)
     other_due = load(runtime.sessions, other).scheduled_at_fixed_datetime
-    backoff = RateBackoff.for_calls(runtime.settings, runtime.providers, runtime.clock)
+    backoff = RateBackoff.for_calls(runtime.settings, runtime.clock)
     limit = {"ErrorCode": "D1", "ErrorMessage": "User channel limit exceeded", "SipResponseCode": "403"}
     clock.set(other_due - backoff.base / 2)
     send(runtime, attempt_id, "failed", 3, backoff, **limit)
