@@ -21,9 +21,10 @@ from campaigns.importing.call_list import (
     binary_error,
     cut,
     decode_error,
+    key_text,
 )
 from campaigns.importing.dates import parse_date, parse_local_datetime, parse_time
-from campaigns.importing.header import Columns, is_blank
+from campaigns.importing.header import KEY_PHONE, KEY_WHEN, Columns, LateRule, is_blank
 from campaigns.phones import R_PHONE_MISSING, PhoneNormalizer
 from campaigns.templates import MissingValue, TemplateError, has_placeholders, parse_template
 from campaigns.windows import resolve_zones
@@ -146,6 +147,8 @@ def read_rows(
     time_i = columns.scheduled_time
     date_order = columns.date_order
     template = columns.template
+    key_columns = columns.dedupe
+    late = columns.late
     variable_names = [name for _, name in var_cols]
     fixed = dict(built_ins or {})
     zones = _timezones() if tz_i is not None else {}
@@ -233,6 +236,20 @@ def read_rows(
             except TemplateError as exc:
                 yield RowError(row_number, names[text_i] if text_i is not None else "text", cut(text or ""), str(exc))
                 continue
+            dedupe: str | None = None
+            if key_columns is not None:
+                dedupe = key_text(
+                    [
+                        e164 if i == KEY_PHONE else (when.isoformat() if when else "") if i == KEY_WHEN
+                        else fields[i].strip()
+                        for i in key_columns
+                    ]
+                )  # fmt: skip
+            send_before, send_before_error = None, None
+            if late is not None:
+                row_state = fields[state_i].strip() if state_i is not None else None
+                zones_of = (e164, zone, row_state, default_zone)
+                send_before, send_before_error = _send_before(late, names, fields, date_order, zones_of)
             yield ParsedRow(
                 row_number,
                 e164,
@@ -242,6 +259,9 @@ def read_rows(
                 text,
                 {key: fields[i].strip() for i, key in meta_cols} if meta_cols else {},
                 variables,
+                dedupe,
+                send_before,
+                send_before_error,
             )
     except UnicodeDecodeError as exc:
         raise decode_error(codec, exc, f"in or after row {row_number + 1}") from None
@@ -293,3 +313,43 @@ def _date_and_time(
         errors.append(RowError(row_number, names[date_i], cut(f"{day_text} {clock_text}"), _r_zone(found)))
         return None
     return datetime.combine(day, clock, tzinfo=zoneinfo.ZoneInfo(found[0])).astimezone(UTC)
+
+
+def _send_before(
+    rule: LateRule,
+    names: list[str],
+    fields: list[str],
+    date_order: str | None,
+    zones_of: tuple[str, str | None, str | None, str | None],
+) -> tuple[datetime | None, str | None]:
+    """``send_now_if_before``'s instant for one row (aware UTC), or why it cannot be read.
+
+    One column: a date-time (ISO 8601, or a date, a space and a time), or a date alone (its start: a late row
+    is sent only while the day has not begun); two columns: a date and a time. Read in the row's zone unless the
+    value has an offset; then the rule's offset (``- 2h``) is applied."""
+    texts = [fields[i].strip() for i in rule.columns]
+    label = " ".join(names[i] for i in rule.columns)
+    if not all(texts):
+        return None, f"late_policy send_now_if_before: no value in {label!r}"
+    try:
+        if len(texts) == 2:
+            moment = datetime.combine(parse_date(texts[0], date_order), parse_time(texts[1]))
+        else:
+            try:
+                moment = parse_local_datetime(texts[0], date_order)
+            except ValueError:
+                moment = datetime.combine(parse_date(texts[0], date_order), datetime.min.time())
+    except ValueError as exc:
+        return None, f"late_policy send_now_if_before: {label} {' '.join(texts)!r}: {exc}"
+    except OverflowError:
+        return None, f"late_policy send_now_if_before: {label}: {R_SCHEDULED_AT_RANGE}"
+    if moment.tzinfo is None:
+        phone, zone, state, default_zone = zones_of
+        found, _source = resolve_zones(phone=phone, timezone=zone, state=state, default_zone=default_zone)
+        if len(found) != 1:
+            return None, f"late_policy send_now_if_before: {_r_zone(found)}"
+        moment = moment.replace(tzinfo=zoneinfo.ZoneInfo(found[0]))
+    try:
+        return (moment - rule.offset).astimezone(UTC), None
+    except OverflowError:
+        return None, f"late_policy send_now_if_before: {label}: {R_SCHEDULED_AT_RANGE}"
