@@ -27,12 +27,12 @@ from worker.runtime import Runtime
 # The clock fixture is 2026-05-07 14:30 UTC (10:30 in New York). Row 3 is Ana's second appointment; row 4 shares
 # Ben's phone (a family). Reminders: row 2 and 5 are ahead, rows 3 and 4 are late (09:00 today).
 APPOINTMENTS = (
-    "Phone Number,First Name,Appointment Date,Appointment Time,Reminder At\r\n"
-    "(212) 555-0101,Ana,2026-05-08,2:30 PM,2026-05-07T18:00:00Z\r\n"
-    "212.555.0101,Ana,2026-05-07,4:00 PM,2026-05-07T13:00:00Z\r\n"
-    "2125550102,Ben,2026-05-07,9:00 AM,2026-05-07T13:00:00Z\r\n"
-    "2125550102,Cleo,2026-05-09,11:00 AM,2026-05-08T13:00:00Z\r\n"
-).encode()
+    b"Phone Number,First Name,Appointment Date,Appointment Time,Reminder At\r\n"
+    b"(212) 555-0101,Ana,2026-05-08,2:30 PM,2026-05-07T18:00:00Z\r\n"
+    b"212.555.0101,Ana,2026-05-07,4:00 PM,2026-05-07T13:00:00Z\r\n"
+    b"2125550102,Ben,2026-05-07,9:00 AM,2026-05-07T13:00:00Z\r\n"
+    b"2125550102,Cleo,2026-05-09,11:00 AM,2026-05-08T13:00:00Z\r\n"
+)
 MAPPING = {"Reminder At": "scheduled_at"}
 KEY = ["phone", "appointment_date"]
 BASE = {"name": "reminders", "assistant_id": "a1", "telnyx_agent_target": "+15553456789", "ruleset": "none"}
@@ -104,10 +104,10 @@ def test_two_reminders_of_one_phone_due_together_obey_the_frequency_cap(
     """Both of Ana's reminders are due now: under a campaign cap of one attempt a day the second is deferred by
     the cap (a day after the first), never dropped; without a cap both are claimed together."""
     data = (
-        "phone,appointment_date\r\n"
-        "+12125550101,2026-05-08\r\n"
-        "+12125550101,2026-05-09\r\n"
-    ).encode()  # fmt: skip
+        b"phone,appointment_date\r\n"
+        b"+12125550101,2026-05-08\r\n"
+        b"+12125550101,2026-05-09\r\n"
+    )  # fmt: skip
     for cap, claimed_count in ((1, 1), (None, 2)):
         _report, campaign_id = run(sessions, clock, data=data, dedupe_key=KEY, mapping=None, cap_max_attempts=cap,
                                    allow_duplicate_upload=True)  # fmt: skip
@@ -119,9 +119,8 @@ def test_two_reminders_of_one_phone_due_together_obey_the_frequency_cap(
             mine = [c for c in claimed if s.get(ScheduledEvent, c.event_id).campaign_id == campaign_id]  # type: ignore[union-attr]
         assert len(mine) == claimed_count
         with sessions() as s:
-            waiting = s.scalars(
-                select(ScheduledEvent).where(ScheduledEvent.campaign_id == campaign_id, ScheduledEvent.status == "pending")
-            ).all()
+            mine_pending = (ScheduledEvent.campaign_id == campaign_id, ScheduledEvent.status == "pending")
+            waiting = s.scalars(select(ScheduledEvent).where(*mine_pending)).all()
         if cap:
             (deferred,) = waiting
             assert deferred.deferred_reason is not None and deferred.deferred_reason.startswith("frequency cap")
@@ -207,12 +206,12 @@ def test_a_re_upload_is_flagged_in_the_dry_run_and_refused_unless_allowed(
     assert caught.value.campaign_id == first and str(first) in str(caught.value)
     # The same reminders written differently (other number formats, another column order) are caught too.
     reordered = (
-        "Reminder At,Phone Number,First Name,Appointment Date,Appointment Time\r\n"
-        "2026-05-08T13:00:00Z,+12125550102,Cleo,2026-05-09,11:00 AM\r\n"
-        "2026-05-07T18:00:00Z,+12125550101,Ana,2026-05-08,2:30 PM\r\n"
-        "2026-05-07T13:00:00Z,+12125550101,Ana,2026-05-07,4:00 PM\r\n"
-        "2026-05-07T13:00:00Z,+12125550102,Ben,2026-05-07,9:00 AM\r\n"
-    ).encode()
+        b"Reminder At,Phone Number,First Name,Appointment Date,Appointment Time\r\n"
+        b"2026-05-08T13:00:00Z,+12125550102,Cleo,2026-05-09,11:00 AM\r\n"
+        b"2026-05-07T18:00:00Z,+12125550101,Ana,2026-05-08,2:30 PM\r\n"
+        b"2026-05-07T13:00:00Z,+12125550101,Ana,2026-05-07,4:00 PM\r\n"
+        b"2026-05-07T13:00:00Z,+12125550102,Ben,2026-05-07,9:00 AM\r\n"
+    )
     report, _ = run(sessions, clock, dry_run=True, data=reordered, dedupe_key=KEY)
     assert report["duplicate_upload"] == {"campaign_id": str(first), "name": "reminders", "match": "reminders"}
     _report, again = run(sessions, clock, dedupe_key=KEY, allow_duplicate_upload=True)
