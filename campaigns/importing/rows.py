@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import zoneinfo
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
@@ -109,6 +110,8 @@ def read_rows(
     too long to be a row, a quote left open at the end of the file).
     """
     pending = [0]
+    physical = [0]
+    """Physical lines read so far (a record spans several when a quoted field holds line breaks)."""
     row_number = 0
     ended = [False]
 
@@ -126,6 +129,7 @@ def read_rows(
             if size >= MAX_LINE_CHARS and line[-1] not in "\r\n":
                 raise CsvFileError(f"row {row_number + 1} has a line longer than {MAX_LINE_CHARS:,} characters")
             budget[0] += size
+            physical[0] += 1
             if budget[0] > MAX_RECORD_CHARS:
                 raise CsvFileError(
                     f"row {row_number + 1} is longer than {MAX_RECORD_CHARS:,} characters (an unbalanced quote?)"
@@ -156,10 +160,12 @@ def read_rows(
     parse_when = _parse_when
 
     reader = csv.reader(lines(), delimiter=delimiter, quotechar='"', skipinitialspace=True, strict=False)
+    last_line = 0
     try:
         for fields in reader:
             row_number += 1
             pending[0] = 0
+            first_line, last_line = last_line + 1, physical[0]
             if ended[0]:
                 # The reader asked for more lines to finish this record and there were none: a quoted field is
                 # still open at the end of the file. Read leniently, it would swallow every row after its quote.
@@ -169,6 +175,8 @@ def read_rows(
                 )
             if row_number <= skip:
                 continue
+            if last_line > first_line:
+                _check_not_glued(fields, width, phone_i, names, delimiter, (row_number, first_line, last_line))
             if len(fields) != width:
                 if not is_blank(fields):
                     yield RowError(row_number, "", cut(delimiter.join(fields)), _r_field_count(len(fields), width))
@@ -267,6 +275,43 @@ def read_rows(
         raise decode_error(codec, exc, f"in or after row {row_number + 1}") from None
     except csv.Error as exc:
         raise CsvFileError(f"row {row_number + 1} cannot be read as CSV: {exc}") from None
+
+
+_PHONE_LIKE: Final = re.compile(r"^\+?[\d\s().\-]{7,}$")
+
+
+def _phone_like(value: str) -> bool:
+    """Written like a phone number: digits (7 or more) and the usual punctuation, nothing else."""
+    text = value.strip()
+    return bool(_PHONE_LIKE.match(text)) and sum(c.isdigit() for c in text) >= 7
+
+
+def _check_not_glued(
+    fields: list[str], width: int, phone_i: int, names: list[str], delimiter: str, where: tuple[int, int, int]
+) -> None:
+    """Refuse a record whose quoted field swallowed what look like whole rows (a stray quote, issue 19).
+
+    A quoted field may hold line breaks (an address). Each line of such a value after its first is read as CSV
+    on its own; the last one together with the fields that follow the value in the record. A line that makes a
+    full row of the header's width with a phone-like value at the phone column's position is another record
+    glued in by an unbalanced quote: the whole file is refused, naming the physical lines, rather than sending
+    those people's data as one row's value (or importing the rows around it as if nothing was missing)."""
+    row_number, first_line, last_line = where
+    line = first_line
+    for j, value in enumerate(fields):
+        parts_of_value = value.splitlines()
+        for k, text in enumerate(parts_of_value[1:], start=1):
+            parts = next(csv.reader([text], delimiter=delimiter, skipinitialspace=True, strict=False), [])
+            tail = len(fields) - j - 1 if k == len(parts_of_value) - 1 else 0
+            if len(parts) + tail == width and phone_i < len(parts) and _phone_like(parts[phone_i]):
+                column = names[j] if j < len(names) and names[j] else f"column {j + 1}"
+                raise CsvFileError(
+                    f"row {row_number}: a quoted field in column {column!r} runs from line {first_line} to line "
+                    f"{last_line} and holds what looks like a whole row (line {line + k}: {cut(text)!r}): an "
+                    f"unbalanced quote? Nothing was imported, neither row {row_number} nor the rows inside it; "
+                    'close the quote (a quote inside a value is written twice: "") and upload the file again'
+                )
+        line += len(parts_of_value) - 1 if parts_of_value else 0
 
 
 def _column_of(variable: str, var_cols: list[tuple[int, str]], names: list[str]) -> str:
