@@ -47,7 +47,8 @@ def test_a_quote_that_glues_only_the_next_row_is_caught_too() -> None:
 @pytest.mark.parametrize(
     "data",
     [
-        b'phone,address,name\r\n+12125550101,"12 Main St\r\nApt 4, Floor 2",Ana\r\n+12125550102,"1 Elm\nSuite 5",Ben\r\n',
+        b'phone,address,name\r\n+12125550101,"12 Main St\r\nApt 4, Floor 2",Ana\r\n'
+        b'+12125550102,"1 Elm\nSuite 5",Ben\r\n',
         b'address,phone,name\r\n"12 Main St\r\nApt 4",+12125550101,Ana\r\n',
         b'phone,note,name\r\n+12125550101,"ask for Bob, on\r\n+1 212 555 0199",Ana\r\n',
     ],
