@@ -1,9 +1,10 @@
 """The re-upload guard: a file that a live campaign already has (the same bytes, or the same set of (phone,
 dedupe key) reminders) is flagged by a dry run and refused, unless the settings say ``allow_duplicate_upload``.
 
-"Live" is a campaign that is ``active`` or ``paused`` and whose import did not fail: a canceled or completed
-campaign's file may be uploaded again. The hashes are stored on the campaign (``upload_sha256``,
-``upload_keys_sha256``, indexed).
+"Live" is a campaign of the same channel that is ``active`` or ``paused`` and whose import did not fail: a
+canceled or completed campaign's file may be uploaded again, and a call campaign's file may become an SMS
+campaign (a text and a call for each appointment is a common choice, not an accident). The hashes are stored
+on the campaign (``upload_sha256``, ``upload_keys_sha256``, indexed).
 """
 
 from __future__ import annotations
@@ -54,10 +55,10 @@ class HashingReader(io.RawIOBase):
 
 
 def find_duplicate_upload(
-    session: Session, campaign_id: uuid.UUID | None, content: str | None, keys: str | None
+    session: Session, campaign: Campaign, content: str | None, keys: str | None
 ) -> dict[str, Any] | None:
-    """The live campaign (other than ``campaign_id``) whose file has this ``content`` hash or this ``keys`` set
-    hash: ``{"campaign_id", "name", "match": "content" | "reminders"}``, or ``None``."""
+    """The live campaign of ``campaign``'s channel (other than it) whose file has this ``content`` hash or this
+    ``keys`` set hash: ``{"campaign_id", "name", "match": "content" | "reminders"}``, or ``None``."""
     conditions = []
     if content is not None:
         conditions.append(Campaign.upload_sha256 == content)
@@ -71,12 +72,12 @@ def find_duplicate_upload(
             or_(*conditions),
             Campaign.status.in_((CampaignStatus.ACTIVE, CampaignStatus.PAUSED)),
             Campaign.import_status != ImportStatus.FAILED,
+            Campaign.telnyx_conversation_channel == campaign.telnyx_conversation_channel,
+            Campaign.id != campaign.id,
         )
         .order_by(Campaign.created_at)
         .limit(1)
     )
-    if campaign_id is not None:
-        query = query.where(Campaign.id != campaign_id)
     found = session.scalars(query).first()
     if found is None:
         return None

@@ -102,7 +102,7 @@ def import_new_campaign(
         whole = HashingReader(data)
         store_upload(session, campaign.id, io.BufferedReader(whole))
         campaign.upload_sha256 = whole.hexdigest()
-        found = find_duplicate_upload(session, campaign.id, campaign.upload_sha256, None)
+        found = find_duplicate_upload(session, campaign, campaign.upload_sha256, None)
         if found is not None and guard_uploads and not settings.call_list.allow_duplicate_upload:
             raise refuse_duplicate(found)
         return NewCampaignImport(layout, campaign, None)
@@ -114,7 +114,7 @@ def import_new_campaign(
         campaign.upload_sha256 = hashing.hexdigest()  # the rows were read to the end of the file
         content, keys = campaign.upload_sha256, report.keys_sha256
         if guard_uploads:
-            report.duplicate_upload = find_duplicate_upload(session, campaign.id, content, keys)
+            report.duplicate_upload = find_duplicate_upload(session, campaign, content, keys)
         if report.duplicate_upload is not None and not dry_run and not settings.call_list.allow_duplicate_upload:
             raise refuse_duplicate(report.duplicate_upload)
         if dry_run:

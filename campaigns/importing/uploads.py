@@ -107,7 +107,7 @@ def run_stored_import(
                 return "nothing to do"
             data = io.BufferedReader(UploadReader(reader_session, campaign_id), buffer_size=1024 * 1024)
             report = load_call_list(s, campaign, data, now=now(), progress=progress, hooks=hooks)
-            found = find_duplicate_upload(s, campaign.id, None, report.keys_sha256)
+            found = find_duplicate_upload(s, campaign, None, report.keys_sha256)
             if found is not None and not ListSettings.from_json(campaign.call_list).allow_duplicate_upload:
                 raise CsvFileError(str(refuse_duplicate(found)))
             apply_report(campaign, report, now=now())

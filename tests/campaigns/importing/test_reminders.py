@@ -216,6 +216,9 @@ def test_a_re_upload_is_flagged_in_the_dry_run_and_refused_unless_allowed(
     assert report["duplicate_upload"] == {"campaign_id": str(first), "name": "reminders", "match": "reminders"}
     _report, again = run(sessions, clock, dedupe_key=KEY, allow_duplicate_upload=True)
     assert again is not None and len(events(sessions, again)) == 4
+    # The same list texted as well as called is no accident.
+    report, _ = run(sessions, clock, dry_run=True, dedupe_key=KEY, telnyx_conversation_channel="sms_chat", text="Hi")
+    assert report["duplicate_upload"] is None
     # A canceled campaign's file may be uploaded again.
     with unit_of_work(sessions) as s:
         for campaign_id in (first, again):
