@@ -436,6 +436,8 @@ def serialize_campaign(
             "rows_rejected": campaign.rows_rejected,
             "rows_duplicate": campaign.rows_duplicate,
             "rows_suppressed": campaign.rows_suppressed,
+            "rows_late_sent": campaign.rows_late_sent,
+            "rows_late_skipped": campaign.rows_late_skipped,
         },
     }
     if counts is not None:
@@ -448,11 +450,15 @@ def serialize_campaign(
 
 
 def _call_list_fields(campaign: Campaign) -> dict[str, Any]:
-    """``mapping``, ``variables``, ``drop_columns``, ``date_order`` as the campaign was created with them."""
+    """``mapping``, ``variables``, ``drop_columns``, ``date_order``, ``dedupe_key``, ``late_policy``,
+    ``allow_duplicate_upload`` as the campaign was created with them."""
     read = ListSettings.from_json(campaign.call_list)
     return {
         "mapping": read.mapping or None,
         "variables": list(read.variables) if read.variables is not None else None,
         "drop_columns": list(read.drop_columns) or None,
         "date_order": read.date_order,
+        "dedupe_key": list(read.dedupe_key) if read.dedupe_key is not None else None,
+        "late_policy": read.late_policy,
+        "allow_duplicate_upload": read.allow_duplicate_upload,
     }

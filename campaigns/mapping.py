@@ -1,5 +1,7 @@
 """Which column of a call list is which: header normalization, the operator's ``mapping``, the ``variables``
-allow-list, ``drop_columns`` and the ``date_order`` of dates written with slashes.
+allow-list, ``drop_columns`` and the ``date_order`` of dates written with slashes; and what makes two rows one
+reminder (``dedupe_key``), what happens to a row whose time has passed (``late_policy``) and whether a file
+already uploaded to a live campaign may be uploaded again (``allow_duplicate_upload``).
 
 The same settings come from the campaign JSON (``POST /v1/campaigns``), the CLI (``--map 'Phone Number=phone'``)
 and recurring definitions (a ``mapping`` table); this module checks their shape, the importing package applies
@@ -31,6 +33,11 @@ RESERVED_PREFIX: Final = "telnyx_"
 DROP: Final = "-"
 """The CLI's and TOML's spelling of a dropped column (JSON may also say ``null``)."""
 DATE_ORDERS: Final = ("mdy", "dmy")
+LATE_SEND_NOW: Final = "send_now"
+LATE_SKIP: Final = "skip"
+LATE_IF_BEFORE: Final = "send_now_if_before"
+LATE_POLICIES: Final = (LATE_SEND_NOW, LATE_SKIP, LATE_IF_BEFORE)
+"""``send_now`` (a campaign's default: a late row is due at once), ``skip``, ``send_now_if_before: EXPR``."""
 
 PHONE_ALIASES: Final = ("phone", "phone_number", "to", "number", "telnyx_end_user_target")
 """Normalized headers that name the phone column without a mapping."""
@@ -83,6 +90,12 @@ class ListSettings:
     """Headers never read (neither sent nor usable in the text)."""
     date_order: str | None = None
     """``mdy`` or ``dmy`` for dates such as ``05/12/2026``; ``None``: such a date is refused when ambiguous."""
+    dedupe_key: tuple[str, ...] | None = None
+    """Columns (after mapping) that identify one reminder; ``None``: the phone (one event per number)."""
+    late_policy: str | None = None
+    """``send_now``, ``skip`` or ``send_now_if_before: EXPR`` (see :func:`parse_late_policy`); ``None``: send_now."""
+    allow_duplicate_upload: bool = False
+    """Accept a file whose content, or whose set of reminders, a live campaign already has."""
 
     def as_json(self) -> dict[str, Any]:
         body: dict[str, Any] = {}
@@ -94,6 +107,12 @@ class ListSettings:
             body["drop_columns"] = list(self.drop_columns)
         if self.date_order is not None:
             body["date_order"] = self.date_order
+        if self.dedupe_key is not None:
+            body["dedupe_key"] = list(self.dedupe_key)
+        if self.late_policy is not None:
+            body["late_policy"] = self.late_policy
+        if self.allow_duplicate_upload:
+            body["allow_duplicate_upload"] = True
         return body
 
     @classmethod
@@ -107,10 +126,74 @@ class ListSettings:
             variables=tuple(variables) if variables is not None else None,
             drop_columns=tuple(body.get("drop_columns") or ()),
             date_order=body.get("date_order"),
+            dedupe_key=tuple(body["dedupe_key"]) if body.get("dedupe_key") else None,
+            late_policy=body.get("late_policy"),
+            allow_duplicate_upload=bool(body.get("allow_duplicate_upload")),
         )
 
+    @property
+    def late(self) -> tuple[str, str | None]:
+        """(policy, expression): ``("send_now", None)`` when unset."""
+        return parse_late_policy(self.late_policy or LATE_SEND_NOW)
 
-LIST_SETTINGS_FIELDS: Final = ("mapping", "variables", "drop_columns", "date_order")
+
+LIST_SETTINGS_FIELDS: Final = (
+    "mapping",
+    "variables",
+    "drop_columns",
+    "date_order",
+    "dedupe_key",
+    "late_policy",
+    "allow_duplicate_upload",
+)
+
+
+def parse_late_policy(value: object) -> tuple[str, str | None]:
+    """``"skip"``, ``"send_now"``, ``"send_now_if_before: appointment_date appointment_time"`` (or the JSON
+    ``{"send_now_if_before": "..."}``) → (policy, expression). Raises ValueError naming what is wrong.
+
+    The expression is one column (a date-time, or a date: its start) or a date column and a time column, by
+    their names after mapping, optionally followed by ``- DURATION`` (``appointment_at - 2h``): a late row is
+    sent now while the clock is before that instant, and skipped after it."""
+    if isinstance(value, dict) and len(value) == 1 and LATE_IF_BEFORE in value:
+        value = f"{LATE_IF_BEFORE}: {value[LATE_IF_BEFORE]}" if isinstance(value[LATE_IF_BEFORE], str) else None
+    if not isinstance(value, str):
+        raise ValueError(
+            f'must be "{LATE_SEND_NOW}", "{LATE_SKIP}" or "{LATE_IF_BEFORE}: <column> [<time column>] [- <duration>]"'
+        )
+    head, sep, expression = value.partition(":")
+    policy = head.strip()
+    if policy in (LATE_SEND_NOW, LATE_SKIP) and not sep:
+        return policy, None
+    if policy != LATE_IF_BEFORE:
+        raise ValueError(
+            f"{value!r} is not a late policy: expected {LATE_SEND_NOW}, {LATE_SKIP} or "
+            f"'{LATE_IF_BEFORE}: <column> [<time column>] [- <duration>]'"
+        )
+    words = expression.split()
+    if not words:
+        raise ValueError(f"{value!r}: name the column after '{LATE_IF_BEFORE}:', e.g. 'appointment_at'")
+    return LATE_IF_BEFORE, " ".join(words)
+
+
+def split_late_expression(expression: str) -> tuple[list[str], str | None]:
+    """``"appointment_date appointment_time - 2h"`` → (["appointment_date", "appointment_time"], "2h").
+    Raises ValueError when it is not one or two columns and an optional ``- DURATION``."""
+    words = expression.split()
+    offset: str | None = None
+    for i, word in enumerate(words):
+        if word.startswith("-"):
+            rest = [word[1:], *words[i + 1 :]] if len(word) > 1 else words[i + 1 :]
+            if len(rest) != 1:
+                raise ValueError(f"{expression!r}: a single duration must follow '-', e.g. 'appointment_at - 2h'")
+            offset, words = rest[0], words[:i]
+            break
+    if not 1 <= len(words) <= 2:
+        raise ValueError(
+            f"{expression!r}: expected a date-time column, or a date column and a time column, e.g. "
+            "'appointment_date appointment_time'"
+        )
+    return words, offset
 
 
 def _names(value: object, what: str, bad: Callable[[str, str], None], name: str) -> tuple[str, ...] | None:
@@ -169,11 +252,35 @@ def check_list_settings(body: Mapping[str, Any], bad: Callable[[str, str], None]
     order = body.get("date_order")
     if order is not None and order not in DATE_ORDERS:
         bad("date_order", f"must be one of {', '.join(DATE_ORDERS)} (month/day/year or day/month/year)")
+    raw_key = body.get("dedupe_key")
+    dedupe_key: tuple[str, ...] | None = None
+    if raw_key is not None:
+        keys = _names(raw_key, "column names", bad, "dedupe_key")
+        if keys is not None and (not keys or len({normalize_header(k) for k in keys}) != len(keys)):
+            bad("dedupe_key", 'must be a non-empty list of distinct column names, e.g. ["phone", "appointment_date"]')
+        elif keys is not None:
+            dedupe_key = keys
+    late: str | None = None
+    raw_late = body.get("late_policy")
+    if raw_late is not None:
+        try:
+            policy, expression = parse_late_policy(raw_late)
+            if expression is not None:
+                split_late_expression(expression)
+            late = policy if expression is None else f"{policy}: {expression}"
+        except ValueError as exc:
+            bad("late_policy", str(exc))
+    allow = body.get("allow_duplicate_upload", False)
+    if not isinstance(allow, bool):
+        bad("allow_duplicate_upload", "must be true or false")
     return ListSettings(
         mapping=mapping,
         variables=allowed,
         drop_columns=dropped or (),
         date_order=order if order in DATE_ORDERS else None,
+        dedupe_key=dedupe_key,
+        late_policy=late,
+        allow_duplicate_upload=allow is True,
     )
 
 

@@ -80,11 +80,13 @@ class ScheduledEvent(Base):
         ),
         Index("ix_scheduled_events_assistant_scheduled", "assistant_id", "scheduled_at_fixed_datetime"),
         Index("ix_scheduled_events_campaign_status", "campaign_id", "status"),
-        # One event per recipient per campaign: re-running an interrupted import cannot duplicate anyone.
+        # One event per reminder per campaign (the recipient and the campaign's dedupe key): re-running an
+        # interrupted import cannot duplicate anyone.
         Index(
-            "uq_scheduled_events_campaign_recipient",
+            "uq_scheduled_events_campaign_reminder",
             "campaign_id",
             "telnyx_end_user_target",
+            "dedupe_key",
             unique=True,
             postgresql_where=text("campaign_id IS NOT NULL"),
         ),
@@ -125,6 +127,8 @@ class ScheduledEvent(Base):
     """Row number in the campaign's uploaded file."""
     source_values: Mapped[dict[str, str] | None] = mapped_column(JSONB)
     """The uploaded row as written: header → value, every column (the phone too); null outside campaigns."""
+    dedupe_key: Mapped[str] = mapped_column(Text, default="", server_default="")
+    """The values of the campaign's ``dedupe_key`` columns (JSON, or its hash); ``""``: one event per number."""
     state: Mapped[str | None] = mapped_column(String(8))
     ruleset: Mapped[str] = mapped_column(String(64), default="none")
     timezone: Mapped[str | None] = mapped_column(String(64))
@@ -273,6 +277,12 @@ class Campaign(Base):
     rows_rejected: Mapped[int] = mapped_column(Integer, default=0)
     rows_duplicate: Mapped[int] = mapped_column(Integer, default=0)
     rows_suppressed: Mapped[int] = mapped_column(Integer, default=0)
+    # Late rows (scheduled_at passed at import) under late_policy: sent at once, or skipped (counted as rejected).
+    rows_late_sent: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    rows_late_skipped: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # The re-upload guard: SHA-256 of the file, and of the sorted (phone, dedupe key) set it imported.
+    upload_sha256: Mapped[str | None] = mapped_column(String(64), index=True)
+    upload_keys_sha256: Mapped[str | None] = mapped_column(String(64), index=True)
     # Set on campaigns created by a recurring definition's run (campaigns/recurring.py).
     recurring_run_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("recurring_runs.id"), index=True)
 

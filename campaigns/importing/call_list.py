@@ -7,6 +7,8 @@ row and byte readers.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Final
@@ -36,6 +38,7 @@ __all__ = [
     "RowError",
     "SettingsMismatch",
     "cut",
+    "key_text",
 ]
 
 SPECIAL_COLUMNS: Final = (SCHEDULED_AT, TIMEZONE, STATE, TEXT)
@@ -43,6 +46,8 @@ SPECIAL_COLUMNS: Final = (SCHEDULED_AT, TIMEZONE, STATE, TEXT)
 
 MAX_REPORTED_VALUE: Final = 200
 """``RowError.value`` is cut to this many characters."""
+MAX_KEY_CHARS: Final = 512
+"""A dedupe key longer than this is kept as its SHA-256."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +70,12 @@ class ParsedRow:
     variables: dict[str, str]
     """Every variable column, by its (mapped or normalized) name; only the layout's ``sent_variables`` go to the
     provider as ``dynamic_variables``."""
+    dedupe: str | None = None
+    """The row's ``dedupe_key`` values (:func:`key_text`); ``None``: the campaign dedupes by phone alone."""
+    send_before: datetime | None = None
+    """Under ``late_policy: send_now_if_before``: the instant (aware, UTC) before which a late row is still sent."""
+    send_before_error: str | None = None
+    """Why ``send_before`` could not be read from the row (the late row is then skipped, with this reason)."""
     source: dict[str, str] = field(default_factory=dict, compare=False)
     """The row as written, header → value, every column: kept for the export (``source_values``), never sent."""
 
@@ -110,6 +121,14 @@ class CsvLayout:
     """Every variable the rows carry (usable in the SMS template), in file order."""
     sent_variables: tuple[str, ...] = field(default=(), compare=False)
     """Those sent to the provider as ``dynamic_variables`` (the ``variables`` allow-list, else all)."""
+
+
+def key_text(values: list[str]) -> str:
+    """A dedupe key as stored: the values as JSON, or ``sha256:<hex>`` of that when it is long."""
+    key = json.dumps(values, ensure_ascii=False, separators=(",", ":"))
+    if len(key) > MAX_KEY_CHARS:
+        return "sha256:" + hashlib.sha256(key.encode()).hexdigest()
+    return key
 
 
 def cut(value: str) -> str:

@@ -8,7 +8,7 @@ refused otherwise: a reminder on the wrong day is worse than a rejected row. Two
 from __future__ import annotations
 
 import re
-from datetime import date, datetime, time
+from datetime import date, datetime, time, timedelta
 from typing import Final
 
 _ISO_DATE: Final = re.compile(r"^(\d{4})[-/.](\d{1,2})[-/.](\d{1,2})$")
@@ -17,6 +17,8 @@ _TIME: Final = re.compile(
     r"^(\d{1,2})(?:[:.](\d{2}))?(?:[:.](\d{2}))?\s*(?:(a|p)\.?\s*m\.?)?$",
     re.IGNORECASE,
 )
+
+_DURATION: Final = re.compile(r"^(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 
 R_DATE: Final = "not a date (expected e.g. 2026-12-05 or 12/05/2026)"
 R_TIME: Final = "not a time of day (expected e.g. 14:30 or 2:30 PM)"
@@ -84,3 +86,12 @@ def parse_local_datetime(value: str, date_order: str | None) -> datetime:
     if not sep:
         raise ValueError("not a date and time (e.g. 2026-12-05T14:30:00-05:00 or 12/05/2026 2:30 PM)")
     return datetime.combine(parse_date(head, date_order), parse_time(tail))
+
+
+def parse_duration(value: str) -> timedelta:
+    """``24h``, ``1d12h``, ``90m``, ``2w`` → a timedelta. Raises ValueError."""
+    match = _DURATION.match(value.strip().lower())
+    if not value.strip() or match is None or not any(match.groups()):
+        raise ValueError(f"{value!r} is not a duration (use w, d, h, m, s, e.g. 24h or 1d12h)")
+    weeks, days, hours, minutes, seconds = (int(g or 0) for g in match.groups())
+    return timedelta(weeks=weeks, days=days, hours=hours, minutes=minutes, seconds=seconds)

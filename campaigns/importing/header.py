@@ -11,6 +11,7 @@ import csv
 import io
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Final
 
 from campaigns.importing.call_list import (
@@ -19,6 +20,7 @@ from campaigns.importing.call_list import (
     SettingsMismatch,
     cut,
 )
+from campaigns.importing.dates import parse_duration
 from campaigns.mapping import (
     DROP,
     FIELD_TARGETS,
@@ -34,10 +36,15 @@ from campaigns.mapping import (
     ListSettings,
     clean_header,
     normalize_header,
+    split_late_expression,
 )
 from campaigns.templates import Template, TemplateError, parse_template
 
 DELIMITERS: Final = (",", ";", "\t")
+KEY_PHONE: Final = -1
+"""In :attr:`Columns.dedupe`: the row's number (E.164), not a field as written."""
+KEY_WHEN: Final = -2
+"""In :attr:`Columns.dedupe`: the row's due time as read (``scheduled_at``, or its date and time columns)."""
 
 _clean_name = clean_header
 
@@ -64,6 +71,20 @@ class Columns:
     template: Template | None = None
     """The campaign's SMS template, checked against this header."""
     date_order: str | None = None
+    dedupe: tuple[int, ...] | None = None
+    """The ``dedupe_key`` columns (indexes, or ``KEY_PHONE`` / ``KEY_WHEN``); ``None``: the phone alone."""
+    late: LateRule | None = None
+    """``send_now_if_before``'s columns, when that is the late policy."""
+
+
+@dataclass(frozen=True)
+class LateRule:
+    """``send_now_if_before: EXPR`` resolved in a header: a late row is sent while now < its columns - offset."""
+
+    expression: str
+    columns: tuple[int, ...]
+    """One date or date-time column, or a date column and a time column."""
+    offset: timedelta
 
 
 def _q(name: str) -> str:
@@ -121,6 +142,53 @@ def _resolve(names: list[str], settings: ListSettings) -> dict[int, str]:
     return explicit
 
 
+def _named(name: str, names: list[str], targets: dict[int, str], setting: str) -> int:
+    """The column ``name`` stands for in ``setting``: a target (``phone``, ``scheduled_at``, a variable name,
+    ``metadata.<key>``) or a header as written or normalized. Raises :class:`SettingsMismatch` naming it."""
+    wanted = normalize_header(name)
+    if wanted in PHONE_ALIASES or wanted == PHONE:
+        return KEY_PHONE
+    if wanted == SCHEDULED_AT and any(t in (SCHEDULED_AT, SCHEDULED_DATE) for t in targets.values()):
+        return KEY_WHEN
+    for i, target in targets.items():
+        if target == PHONE and normalize_header(names[i]) == wanted:
+            return KEY_PHONE
+        if target == name.strip() or normalize_header(target) == wanted:
+            return i
+    for i, target in targets.items():
+        if normalize_header(names[i]) == wanted:
+            return KEY_WHEN if target in (SCHEDULED_AT, SCHEDULED_DATE, SCHEDULED_TIME) else i
+    known = _quote_list(t for t in targets.values()) or "none"
+    raise SettingsMismatch(
+        setting, f"{setting} names column {_q(name)}, which the file does not have (columns after mapping: {known})"
+    )
+
+
+def _dedupe_columns(settings: ListSettings, names: list[str], targets: dict[int, str]) -> tuple[int, ...] | None:
+    if settings.dedupe_key is None:
+        return None
+    parts = tuple(_named(name, names, targets, "dedupe_key") for name in settings.dedupe_key)
+    return None if parts == (KEY_PHONE,) else parts  # the phone alone is the default key
+
+
+def _late_rule(settings: ListSettings, names: list[str], targets: dict[int, str]) -> LateRule | None:
+    _policy, expression = settings.late
+    if expression is None:
+        return None
+    words, offset = split_late_expression(expression)
+    columns = tuple(_named(word, names, targets, "late_policy") for word in words)
+    if any(c < 0 for c in columns):
+        raise SettingsMismatch(
+            "late_policy", f"late_policy {expression!r}: name the column(s) of the appointment, not the phone or the"
+            " reminder's own scheduled_at"
+        )  # fmt: skip
+    try:
+        delta = parse_duration(offset) if offset is not None else timedelta(0)
+    except ValueError as exc:
+        raise SettingsMismatch("late_policy", f"late_policy {expression!r}: {exc}") from None
+    return LateRule(expression, columns, delta)
+
+
 def map_columns(raw: list[str], settings: ListSettings | None = None, template: str | None = None) -> Columns:
     """Give each header its target (the ``settings``' mapping, else its normalized name); check the ``variables``
     allow-list and the SMS ``template`` against them. A header the file cannot be imported with raises
@@ -133,6 +201,7 @@ def map_columns(raw: list[str], settings: ListSettings | None = None, template: 
     variables: list[tuple[int, str]] = []
     unnamed: list[int] = []
     assignments: list[tuple[str, str]] = []
+    targets: dict[int, str] = {}
     owner: dict[str, int] = {}
     for i, name in enumerate(names):
         if not name:
@@ -142,6 +211,7 @@ def map_columns(raw: list[str], settings: ListSettings | None = None, template: 
         assignments.append((name, target))
         if target == DROP:
             continue
+        targets[i] = target
         if target != PHONE and target in owner:  # two phone columns get their own message below
             j = owner[target]
             what = "column" if target == normalize_header(names[j]) == normalize_header(name) else "target"
@@ -216,6 +286,8 @@ def map_columns(raw: list[str], settings: ListSettings | None = None, template: 
         sent=sent,
         template=checked,
         date_order=settings.date_order,
+        dedupe=_dedupe_columns(settings, names, targets),
+        late=_late_rule(settings, names, targets),
     )
 
 

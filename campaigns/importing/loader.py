@@ -28,7 +28,8 @@ from campaigns import metrics
 from campaigns.ids import uuid7_hex
 from campaigns.importing.call_list import CsvLayout, ParsedRow, RowError
 from campaigns.importing.reading import open_call_list
-from campaigns.mapping import ListSettings
+from campaigns.importing.reminders import LateRows, apply_late_policy, key_set_sha256, mark_duplicates
+from campaigns.mapping import SCHEDULED_AT, SCHEDULED_DATE, ListSettings
 from campaigns.models import Campaign
 from campaigns.states import Channel, EventStatus, ImportStatus
 from campaigns.suppression import mark_suppressed_rows
@@ -82,6 +83,12 @@ class ImportReport:
     preview: list[dict[str, Any]] = field(default_factory=list)
     """The first ``PREVIEW_ROWS`` rows to import, as they will be sent (``row_number``, ``phone``,
     ``scheduled_at``, ``text``, ``conversation_metadata``, ``dynamic_variables``)."""
+    late: LateRows = field(default_factory=LateRows)
+    """Rows whose time had passed at import, sent now or skipped under ``late_policy``."""
+    keys_sha256: str | None = None
+    """SHA-256 of the sorted (phone, dedupe key) set of the file's rows (the re-upload guard)."""
+    duplicate_upload: dict[str, Any] | None = None
+    """A live campaign that already has this file (``campaign_id``, ``name``, ``match``): flagged by a dry run."""
 
     def as_dict(self) -> dict[str, Any]:
         layout = self.layout
@@ -91,6 +98,10 @@ class ImportReport:
             "rows_rejected": self.rows_rejected,
             "rows_duplicate": self.rows_duplicate,
             "rows_suppressed": self.rows_suppressed,
+            "rows_late_sent": self.late.sent_count,
+            "rows_late_skipped": self.late.skipped_count,
+            "late": {"policy": self.late.policy, "sent_rows": self.late.sent, "skipped_rows": self.late.skipped},
+            "duplicate_upload": self.duplicate_upload,
             "issues": [issue.__dict__ for issue in self.issues],
             "mapping": [{"column": c, "target": t} for c, t in layout.mapping] if layout else [],
             "variables": list(layout.variables) if layout else [],
@@ -147,6 +158,9 @@ def _encode(rows: list[ParsedRow]) -> str:
                     _copy_text(json.dumps(row.metadata) if row.metadata else "{}"),
                     _copy_text(json.dumps(row.variables) if row.variables else "{}"),
                     _copy_text(json.dumps(row.source) if row.source else None),
+                    _copy_text(row.dedupe),
+                    _copy_text(row.send_before.isoformat() if row.send_before else None),
+                    _copy_text(row.send_before_error),
                 )
             )
         )
@@ -199,7 +213,7 @@ def _driver(session: Session) -> Any:
 STAGING = """
 CREATE TEMP TABLE import_staging (
     id uuid, row_number integer, phone text, scheduled_at timestamptz, timezone text, state text, body text,
-    metadata jsonb, variables jsonb, source jsonb
+    metadata jsonb, variables jsonb, source jsonb, dedupe text, send_before timestamptz, send_before_error text
 ) ON COMMIT DROP;
 CREATE TEMP TABLE import_staging_issues (
     row_number integer, col text, value text, reason text, kind text
@@ -260,6 +274,7 @@ def load_rows(
     report.columns = [*layout.sent_variables, *metadata]
     unsent = [v for v in layout.variables if v not in layout.sent_variables]
     conn = _driver(session)
+    list_settings = ListSettings.from_json(campaign.call_list)
     rejected_rows: set[int] = set()
     with conn.cursor() as cur:
         cur.execute("DROP TABLE IF EXISTS import_staging; DROP TABLE IF EXISTS import_staging_issues")
@@ -286,24 +301,13 @@ def load_rows(
                    FROM import_staging WHERE body IS NULL OR btrim(body) = ''"""
             )
             cur.execute("DELETE FROM import_staging WHERE body IS NULL OR btrim(body) = ''")
-        cur.execute(
-            """INSERT INTO import_staging_issues
-               SELECT row_number, 'phone', phone, 'duplicate of row ' || first_row, 'duplicate'
-               FROM (SELECT row_number, phone, min(row_number) OVER (PARTITION BY phone) AS first_row
-                     FROM import_staging) s
-               WHERE row_number <> first_row"""
-        )
-        cur.execute(
-            """INSERT INTO import_staging_issues
-               SELECT s.row_number, 'phone', s.phone, 'already in this campaign', 'duplicate'
-               FROM import_staging s
-               JOIN scheduled_events e ON e.campaign_id = %s AND e.telnyx_end_user_target = s.phone
-               WHERE NOT EXISTS (SELECT 1 FROM import_staging_issues i
-                                 WHERE i.row_number = s.row_number AND i.kind = 'duplicate')""",
-            (campaign.id,),
-        )
+        report.keys_sha256 = key_set_sha256(cur)
+        mark_duplicates(cur, campaign.id, keyed=list_settings.dedupe_key is not None)
         for hook in hooks:
             hook(session, campaign.id)
+        report.late = apply_late_policy(
+            cur, list_settings, now=now, column=_scheduled_column(layout), limit=MAX_REPORTED_ISSUES
+        )
         cur.execute(
             """DELETE FROM import_staging s USING import_staging_issues i
                WHERE i.row_number = s.row_number AND i.kind IN ('duplicate', 'suppressed', 'rejected')"""
@@ -318,15 +322,16 @@ def load_rows(
                        scheduled_at_fixed_datetime, status, conversation_metadata, dynamic_variables, text,
                        created_at, updated_at, errors, max_retries_client_errors, retry_interval_secs, retry_count,
                        cancel_requested, campaign_id, source_row, state, ruleset, timezone, connection_id,
-                       answering_machine_detection, voicemail_action, retry_policy, source_values)
+                       answering_machine_detection, voicemail_action, retry_policy, source_values, dedupe_key)
                    SELECT id, %(assistant)s, %(channel)s, phone, %(agent)s,
                           coalesce(scheduled_at, %(start)s), %(pending)s, metadata,
                           variables - %(unsent)s::text[], body,
                           %(now)s, %(now)s, '[]'::jsonb, %(retries)s, %(interval)s, 0,
                           false, %(campaign)s, row_number, state, %(ruleset)s, timezone, %(connection)s,
-                          %(amd)s, %(voicemail)s, %(policy)s::jsonb, source
+                          %(amd)s, %(voicemail)s, %(policy)s::jsonb, source, coalesce(dedupe, '')
                    FROM import_staging
-                   ON CONFLICT (campaign_id, telnyx_end_user_target) WHERE campaign_id IS NOT NULL DO NOTHING""",
+                   ON CONFLICT (campaign_id, telnyx_end_user_target, dedupe_key) WHERE campaign_id IS NOT NULL
+                   DO NOTHING""",
                 {
                     "assistant": campaign.assistant_id,
                     "channel": campaign.telnyx_conversation_channel,
@@ -388,6 +393,14 @@ def load_rows(
     return report
 
 
+def _scheduled_column(layout: CsvLayout) -> str:
+    """The header a late row's issue names: the scheduled_at column, or the date column, as written."""
+    for column, target in layout.mapping:
+        if target in (SCHEDULED_AT, SCHEDULED_DATE):
+            return column
+    return SCHEDULED_AT
+
+
 def apply_report(campaign: Campaign, report: ImportReport, *, now: datetime) -> None:
     """Record a finished import on its campaign (counts, columns, status) and in the metrics."""
     metrics.count_import(report.rows_accepted, report.rows_rejected, report.rows_duplicate, report.rows_suppressed)
@@ -400,4 +413,7 @@ def apply_report(campaign: Campaign, report: ImportReport, *, now: datetime) -> 
     campaign.rows_rejected = report.rows_rejected
     campaign.rows_duplicate = report.rows_duplicate
     campaign.rows_suppressed = report.rows_suppressed
+    campaign.rows_late_sent = report.late.sent_count
+    campaign.rows_late_skipped = report.late.skipped_count
+    campaign.upload_keys_sha256 = report.keys_sha256
     campaign.updated_at = now

@@ -13,6 +13,7 @@ streamed into the campaign from that same reader. Three ways to finish:
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from campaigns import campaign as campaign_service
 from campaigns.importing.call_list import CsvLayout
+from campaigns.importing.guard import HashingReader, find_duplicate_upload, refuse_duplicate
 from campaigns.importing.loader import (
     DEFAULT_STAGING_HOOKS,
     ImportReport,
@@ -66,6 +68,7 @@ def import_new_campaign(
     in_background: bool = False,
     progress: Progress | None = None,
     hooks: Sequence[StagingHook] | HooksForLayout = DEFAULT_STAGING_HOOKS,
+    guard_uploads: bool = True,
 ) -> NewCampaignImport:
     """Create a campaign with ``settings`` and import the call list ``data`` into it, in the caller's transaction.
 
@@ -77,9 +80,15 @@ def import_new_campaign(
     ``dry_run`` wins over ``in_background``. ``progress`` and ``hooks`` apply to an inline or dry-run import (a
     background import runs ``run_stored_import``'s own); ``hooks`` is a sequence, or a function of the layout
     giving one (see :data:`HooksForLayout`).
+
+    The re-upload guard (:mod:`.guard`): a file a live campaign already has is reported in a dry run's
+    ``duplicate_upload`` and otherwise refused with :class:`~campaigns.importing.guard.DuplicateUpload`, unless
+    the settings allow it (or ``guard_uploads`` is false: recurring runs, which have their own guards). A
+    background import checks the content hash here and the reminders when it runs.
     """
+    hashing = HashingReader(data)
     layout, rows = open_call_list(
-        data,
+        io.BufferedReader(hashing, buffer_size=64 * 1024),
         default_region=settings.default_region or "US",
         settings=settings.call_list,
         template=settings.text if settings.channel == Channel.SMS_CHAT else None,
@@ -90,13 +99,24 @@ def import_new_campaign(
         campaign = campaign_service.create_campaign(session, settings, now=now)
         campaign.import_status = ImportStatus.PENDING
         data.seek(0)  # the header was read; the worker reads the whole file again from the database
-        store_upload(session, campaign.id, data)
+        whole = HashingReader(data)
+        store_upload(session, campaign.id, io.BufferedReader(whole))
+        campaign.upload_sha256 = whole.hexdigest()
+        found = find_duplicate_upload(session, campaign, campaign.upload_sha256, None)
+        if found is not None and guard_uploads and not settings.call_list.allow_duplicate_upload:
+            raise refuse_duplicate(found)
         return NewCampaignImport(layout, campaign, None)
     # A savepoint: a row-level file error (or a dry run) takes the campaign back out of the caller's session.
     with session.begin_nested() as savepoint:
         staging = hooks if isinstance(hooks, Sequence) else hooks(layout)
         campaign = campaign_service.create_campaign(session, settings, now=now)
         report = load_rows(session, campaign, layout, rows, now=now, dry_run=dry_run, progress=progress, hooks=staging)
+        campaign.upload_sha256 = hashing.hexdigest()  # the rows were read to the end of the file
+        content, keys = campaign.upload_sha256, report.keys_sha256
+        if guard_uploads:
+            report.duplicate_upload = find_duplicate_upload(session, campaign, content, keys)
+        if report.duplicate_upload is not None and not dry_run and not settings.call_list.allow_duplicate_upload:
+            raise refuse_duplicate(report.duplicate_upload)
         if dry_run:
             savepoint.rollback()
             return NewCampaignImport(layout, None, report)

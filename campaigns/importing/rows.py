@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import zoneinfo
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
@@ -21,9 +22,10 @@ from campaigns.importing.call_list import (
     binary_error,
     cut,
     decode_error,
+    key_text,
 )
 from campaigns.importing.dates import parse_date, parse_local_datetime, parse_time
-from campaigns.importing.header import Columns, is_blank
+from campaigns.importing.header import KEY_PHONE, KEY_WHEN, Columns, LateRule, is_blank
 from campaigns.phones import R_PHONE_MISSING, PhoneNormalizer
 from campaigns.templates import MissingValue, TemplateError, has_placeholders, parse_template
 from campaigns.windows import resolve_zones
@@ -108,6 +110,8 @@ def read_rows(
     too long to be a row, a quote left open at the end of the file).
     """
     pending = [0]
+    physical = [0]
+    """Physical lines read so far (a record spans several when a quoted field holds line breaks)."""
     row_number = 0
     ended = [False]
 
@@ -125,6 +129,7 @@ def read_rows(
             if size >= MAX_LINE_CHARS and line[-1] not in "\r\n":
                 raise CsvFileError(f"row {row_number + 1} has a line longer than {MAX_LINE_CHARS:,} characters")
             budget[0] += size
+            physical[0] += 1
             if budget[0] > MAX_RECORD_CHARS:
                 raise CsvFileError(
                     f"row {row_number + 1} is longer than {MAX_RECORD_CHARS:,} characters (an unbalanced quote?)"
@@ -146,6 +151,8 @@ def read_rows(
     time_i = columns.scheduled_time
     date_order = columns.date_order
     template = columns.template
+    key_columns = columns.dedupe
+    late = columns.late
     variable_names = [name for _, name in var_cols]
     fixed = dict(built_ins or {})
     zones = _timezones() if tz_i is not None else {}
@@ -153,10 +160,12 @@ def read_rows(
     parse_when = _parse_when
 
     reader = csv.reader(lines(), delimiter=delimiter, quotechar='"', skipinitialspace=True, strict=False)
+    last_line = 0
     try:
         for fields in reader:
             row_number += 1
             pending[0] = 0
+            first_line, last_line = last_line + 1, physical[0]
             if ended[0]:
                 # The reader asked for more lines to finish this record and there were none: a quoted field is
                 # still open at the end of the file. Read leniently, it would swallow every row after its quote.
@@ -166,6 +175,8 @@ def read_rows(
                 )
             if row_number <= skip:
                 continue
+            if last_line > first_line:
+                _check_not_glued(fields, width, phone_i, names, delimiter, (row_number, first_line, last_line))
             if len(fields) != width:
                 if not is_blank(fields):
                     yield RowError(row_number, "", cut(delimiter.join(fields)), _r_field_count(len(fields), width))
@@ -233,6 +244,20 @@ def read_rows(
             except TemplateError as exc:
                 yield RowError(row_number, names[text_i] if text_i is not None else "text", cut(text or ""), str(exc))
                 continue
+            dedupe: str | None = None
+            if key_columns is not None:
+                dedupe = key_text(
+                    [
+                        e164 if i == KEY_PHONE else (when.isoformat() if when else "") if i == KEY_WHEN
+                        else fields[i].strip()
+                        for i in key_columns
+                    ]
+                )  # fmt: skip
+            send_before, send_before_error = None, None
+            if late is not None:
+                row_state = fields[state_i].strip() if state_i is not None else None
+                zones_of = (e164, zone, row_state, default_zone)
+                send_before, send_before_error = _send_before(late, names, fields, date_order, zones_of)
             yield ParsedRow(
                 row_number,
                 e164,
@@ -242,12 +267,52 @@ def read_rows(
                 text,
                 {key: fields[i].strip() for i, key in meta_cols} if meta_cols else {},
                 variables,
+                dedupe,
+                send_before,
+                send_before_error,
                 source=dict(zip(names, fields, strict=True)),
             )
     except UnicodeDecodeError as exc:
         raise decode_error(codec, exc, f"in or after row {row_number + 1}") from None
     except csv.Error as exc:
         raise CsvFileError(f"row {row_number + 1} cannot be read as CSV: {exc}") from None
+
+
+_PHONE_LIKE: Final = re.compile(r"^\+?[\d\s().\-]{7,}$")
+
+
+def _phone_like(value: str) -> bool:
+    """Written like a phone number: digits (7 or more) and the usual punctuation, nothing else."""
+    text = value.strip()
+    return bool(_PHONE_LIKE.match(text)) and sum(c.isdigit() for c in text) >= 7
+
+
+def _check_not_glued(
+    fields: list[str], width: int, phone_i: int, names: list[str], delimiter: str, where: tuple[int, int, int]
+) -> None:
+    """Refuse a record whose quoted field swallowed what look like whole rows (a stray quote, issue 19).
+
+    A quoted field may hold line breaks (an address). Each line of such a value after its first is read as CSV
+    on its own; the last one together with the fields that follow the value in the record. A line that makes a
+    full row of the header's width with a phone-like value at the phone column's position is another record
+    glued in by an unbalanced quote: the whole file is refused, naming the physical lines, rather than sending
+    those people's data as one row's value (or importing the rows around it as if nothing was missing)."""
+    row_number, first_line, last_line = where
+    line = first_line
+    for j, value in enumerate(fields):
+        parts_of_value = value.splitlines()
+        for k, text in enumerate(parts_of_value[1:], start=1):
+            parts = next(csv.reader([text], delimiter=delimiter, skipinitialspace=True, strict=False), [])
+            tail = len(fields) - j - 1 if k == len(parts_of_value) - 1 else 0
+            if len(parts) + tail == width and phone_i < len(parts) and _phone_like(parts[phone_i]):
+                column = names[j] if j < len(names) and names[j] else f"column {j + 1}"
+                raise CsvFileError(
+                    f"row {row_number}: a quoted field in column {column!r} runs from line {first_line} to line "
+                    f"{last_line} and holds what looks like a whole row (line {line + k}: {cut(text)!r}): an "
+                    f"unbalanced quote? Nothing was imported, neither row {row_number} nor the rows inside it; "
+                    'close the quote (a quote inside a value is written twice: "") and upload the file again'
+                )
+        line += len(parts_of_value) - 1 if parts_of_value else 0
 
 
 def _column_of(variable: str, var_cols: list[tuple[int, str]], names: list[str]) -> str:
@@ -294,3 +359,43 @@ def _date_and_time(
         errors.append(RowError(row_number, names[date_i], cut(f"{day_text} {clock_text}"), _r_zone(found)))
         return None
     return datetime.combine(day, clock, tzinfo=zoneinfo.ZoneInfo(found[0])).astimezone(UTC)
+
+
+def _send_before(
+    rule: LateRule,
+    names: list[str],
+    fields: list[str],
+    date_order: str | None,
+    zones_of: tuple[str, str | None, str | None, str | None],
+) -> tuple[datetime | None, str | None]:
+    """``send_now_if_before``'s instant for one row (aware UTC), or why it cannot be read.
+
+    One column: a date-time (ISO 8601, or a date, a space and a time), or a date alone (its start: a late row
+    is sent only while the day has not begun); two columns: a date and a time. Read in the row's zone unless the
+    value has an offset; then the rule's offset (``- 2h``) is applied."""
+    texts = [fields[i].strip() for i in rule.columns]
+    label = " ".join(names[i] for i in rule.columns)
+    if not all(texts):
+        return None, f"late_policy send_now_if_before: no value in {label!r}"
+    try:
+        if len(texts) == 2:
+            moment = datetime.combine(parse_date(texts[0], date_order), parse_time(texts[1]))
+        else:
+            try:
+                moment = parse_local_datetime(texts[0], date_order)
+            except ValueError:
+                moment = datetime.combine(parse_date(texts[0], date_order), datetime.min.time())
+    except ValueError as exc:
+        return None, f"late_policy send_now_if_before: {label} {' '.join(texts)!r}: {exc}"
+    except OverflowError:
+        return None, f"late_policy send_now_if_before: {label}: {R_SCHEDULED_AT_RANGE}"
+    if moment.tzinfo is None:
+        phone, zone, state, default_zone = zones_of
+        found, _source = resolve_zones(phone=phone, timezone=zone, state=state, default_zone=default_zone)
+        if len(found) != 1:
+            return None, f"late_policy send_now_if_before: {_r_zone(found)}"
+        moment = moment.replace(tzinfo=zoneinfo.ZoneInfo(found[0]))
+    try:
+        return (moment - rule.offset).astimezone(UTC), None
+    except OverflowError:
+        return None, f"late_policy send_now_if_before: {label}: {R_SCHEDULED_AT_RANGE}"

@@ -17,7 +17,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from campaigns.db import unit_of_work
 from campaigns.importing.call_list import CsvFileError
+from campaigns.importing.guard import find_duplicate_upload, refuse_duplicate
 from campaigns.importing.loader import DEFAULT_STAGING_HOOKS, StagingHook, apply_report, load_call_list
+from campaigns.mapping import ListSettings
 from campaigns.models import Campaign, UploadChunk
 from campaigns.states import ImportStatus
 
@@ -105,6 +107,9 @@ def run_stored_import(
                 return "nothing to do"
             data = io.BufferedReader(UploadReader(reader_session, campaign_id), buffer_size=1024 * 1024)
             report = load_call_list(s, campaign, data, now=now(), progress=progress, hooks=hooks)
+            found = find_duplicate_upload(s, campaign, None, report.keys_sha256)
+            if found is not None and not ListSettings.from_json(campaign.call_list).allow_duplicate_upload:
+                raise CsvFileError(str(refuse_duplicate(found)))
             apply_report(campaign, report, now=now())
             delete_upload(s, campaign_id)
     except CsvFileError as exc:

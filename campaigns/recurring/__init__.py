@@ -29,13 +29,14 @@ The package, one module per room: ``due`` (due expressions), ``schedule`` (cron 
 shape). Its public names are re-exported here; callers use ``campaigns.recurring.<name>``.
 """
 
+from campaigns.importing.dates import parse_duration
 from campaigns.recurring.definitions import (
     Definition,
     DefinitionFileError,
     load_definition_file,
     validate_definition,
 )
-from campaigns.recurring.due import DueRule, due_time, local_instant, parse_due, parse_duration, parse_when
+from campaigns.recurring.due import DueRule, due_time, local_instant, parse_due, parse_when
 from campaigns.recurring.runs import RunResult, matching_files, run_due, run_now, tick
 from campaigns.recurring.schedule import check_cron, latest_fire, next_fire, upcoming
 from campaigns.recurring.serialize import serialize_definition, serialize_run

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
 from campaigns import windows
+from campaigns.importing.dates import parse_duration
 
-_DURATION = re.compile(r"^(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 _CLOCK = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
 
 
@@ -30,15 +30,6 @@ class DueRule:
     """Wall-clock time on the (offset) day, in ``zone``."""
     zone: str | None = None
     """IANA zone of ``at``; ``None``: the row's local zone."""
-
-
-def parse_duration(value: str) -> timedelta:
-    """``24h``, ``1d12h``, ``90m``, ``2w`` → a timedelta. Raises ValueError."""
-    match = _DURATION.match(value.strip().lower())
-    if not value.strip() or match is None or not any(match.groups()):
-        raise ValueError(f"{value!r} is not a duration (use w, d, h, m, s, e.g. 24h or 1d12h)")
-    weeks, days, hours, minutes, seconds = (int(g or 0) for g in match.groups())
-    return timedelta(weeks=weeks, days=days, hours=hours, minutes=minutes, seconds=seconds)
 
 
 def parse_due(expression: object) -> DueRule:

@@ -208,7 +208,15 @@ def _run_files(
                     staged: list[RunStaging] = []
                     hooks = _hooks_for_file(definition, run.id, settings, now=now, zone=zone,
                                             mark_suppressed=mark_suppressed, staged=staged)  # fmt: skip
-                    result = importer.import_new_campaign(session, settings, spool, now=now, hooks=hooks)
+                    result = importer.import_new_campaign(
+                        # A run's files are guarded by their hash and its reminders by their dedupe keys.
+                        session,
+                        settings,
+                        spool,
+                        now=now,
+                        hooks=hooks,
+                        guard_uploads=False,
+                    )
                     campaign, report, hook = result.campaign, result.report, staged[0]
                     assert campaign is not None and report is not None  # an inline import
                     campaign.recurring_run_id = run.id

@@ -3,8 +3,6 @@ dedupe keys claimed in ``recurring_reminders`` (a reminder any earlier run sched
 
 from __future__ import annotations
 
-import hashlib
-import json
 import uuid
 import zoneinfo
 from collections.abc import Iterable
@@ -16,10 +14,9 @@ from sqlalchemy.orm import Session
 
 from campaigns.clock import iso
 from campaigns.importing import PHONE_ALIASES, CsvFileError
+from campaigns.importing.call_list import key_text
 from campaigns.models import RecurringDefinition
 from campaigns.recurring.due import due_time, parse_due
-
-MAX_KEY_CHARS = 512
 
 
 @dataclass(frozen=True)
@@ -73,13 +70,6 @@ def _value(ref: ColumnRef, row: tuple[Any, ...]) -> str:
         return scheduled_at.astimezone(UTC).isoformat() if scheduled_at else ""
     source = metadata if ref.kind == "metadata" else variables
     return str((source or {}).get(ref.key, ""))
-
-
-def _dedupe_text(values: list[str]) -> str:
-    key = json.dumps(values, ensure_ascii=False, separators=(",", ":"))
-    if len(key) > MAX_KEY_CHARS:
-        return "sha256:" + hashlib.sha256(key.encode()).hexdigest()
-    return key
 
 
 class RunStaging:
@@ -139,7 +129,7 @@ class RunStaging:
                 elif when <= self.now:
                     local = when.astimezone(zoneinfo.ZoneInfo(zone))
                     past = f"reminder time {local:%Y-%m-%d %H:%M %Z} ({self.definition.due}) is already past"
-                key = _dedupe_text([_value(r, row) for r in self.key_refs])
+                key = key_text([_value(r, row) for r in self.key_refs])
                 if key in first_row:
                     issues.append((row_number, key_column, key[:200],
                                    f"same dedupe key as row {first_row[key]}", "duplicate"))  # fmt: skip

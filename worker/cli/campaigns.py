@@ -54,6 +54,17 @@ def import_(
     ] = None,
     drop: Annotated[list[str] | None, typer.Option("--drop", help="A column never read, repeatable")] = None,
     date_order: Annotated[str | None, typer.Option(help="mdy or dmy: how dates such as 05/12/2026 are read")] = None,
+    dedupe_key: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated columns identifying one reminder, e.g. phone,appointment_date"),
+    ] = None,
+    late_policy: Annotated[
+        str | None,
+        typer.Option(help="send_now (default), skip, or 'send_now_if_before: COLUMN [TIME COLUMN] [- DURATION]'"),
+    ] = None,
+    allow_duplicate_upload: Annotated[
+        bool, typer.Option("--allow-duplicate-upload", help="Import a file a live campaign already has")
+    ] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate and report; create nothing")] = False,
 ) -> None:
     """Create a campaign from a CSV call list (progress bar; --dry-run reports without creating)."""
@@ -64,6 +75,7 @@ def import_(
     from campaigns.db import unit_of_work
     from campaigns.errors import ValidationFailed
     from campaigns.importing import CsvFileError, SettingsMismatch
+    from campaigns.importing.guard import DuplicateUpload
     from campaigns.mapping import parse_map_options
 
     rt = database_runtime()
@@ -87,6 +99,10 @@ def import_(
         body["variables"] = [v.strip() for v in variables.split(",") if v.strip()]
     body["drop_columns"] = list(drop) if drop else None
     body["date_order"] = date_order
+    if dedupe_key is not None:
+        body["dedupe_key"] = [k.strip() for k in dedupe_key.split(",") if k.strip()]
+    body["late_policy"] = late_policy
+    body["allow_duplicate_upload"] = allow_duplicate_upload or None
     try:
         settings = campaign_service.validate_settings(
             {k: v for k, v in body.items() if v is not None}, now=rt.clock.now()
@@ -103,6 +119,9 @@ def import_(
                 )
         except SettingsMismatch as exc:
             console.print(f"[red]{exc.setting}[/red]: {exc}")
+            raise typer.Exit(2) from None
+        except DuplicateUpload as exc:
+            console.print(f"[red]{file}: {exc}[/red]")
             raise typer.Exit(2) from None
         except CsvFileError as exc:
             console.print(f"[red]{file}: {exc}[/red]")
@@ -129,6 +148,14 @@ def _print_report(console: object, report: object, dry_run: bool) -> None:
     table.add_row(*(str(v) for v in (report.rows_total, report.rows_accepted, report.rows_rejected,
                                      report.rows_duplicate, report.rows_suppressed)))  # fmt: skip
     console.print(table)
+    late = report.late
+    if late.sent_count or late.skipped_count:
+        console.print(f"late rows ({late.policy}): {late.sent_count} sent now {late.sent[:20]}, "
+                      f"{late.skipped_count} skipped {late.skipped[:20]}")  # fmt: skip
+    if report.duplicate_upload is not None:
+        found = report.duplicate_upload
+        console.print(f"[yellow]re-upload: campaign {found['campaign_id']} ({found['name']!r}) already has "
+                      f"{'this file' if found['match'] == 'content' else 'these reminders'}[/yellow]")  # fmt: skip
     if report.issues:
         issues = Table(title=f"rows not imported (first {len(report.issues)})")
         for col in ("row", "column", "value", "reason"):

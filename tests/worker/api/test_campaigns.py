@@ -61,6 +61,8 @@ def test_mixed_file_counts_errors_and_export(client: TestClient, clock: FrozenCl
         "rows_rejected": 2,
         "rows_duplicate": 1,
         "rows_suppressed": 0,
+        "rows_late_sent": 0,
+        "rows_late_skipped": 0,
     }
     assert campaign["counts"]["pending"] == 4 and campaign["status"] == "active"
 

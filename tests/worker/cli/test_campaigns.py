@@ -28,7 +28,8 @@ def run(*args: str, columns: int = 220) -> tuple[int, str, str]:
 
 
 def import_campaign(name: str = "cli") -> str:
-    code, out, err = run(*IMPORT[:3], name, *IMPORT[4:])
+    """The sample file as a campaign; again and again (the re-upload guard allows it when told)."""
+    code, out, err = run(*IMPORT[:3], name, *IMPORT[4:], "--allow-duplicate-upload")
     assert code == 0, err
     return out.strip().splitlines()[-1]
 
@@ -197,3 +198,28 @@ def test_pause_resume_cancel_do_what_the_http_routes_do(cli_env: None, sessions:
     assert (status, counts["canceled"], counts["pending"]) == ("canceled", 4, 0)
     code, _, err = run("cancel", campaign_id)
     assert code == 1 and "already canceled" in err
+
+
+def test_dedupe_key_late_policy_and_the_re_upload_guard(
+    cli_env: None, sessions: sessionmaker[Session], tmp_path: Path
+) -> None:
+    """Two appointments of one phone both get a reminder with --dedupe-key; a reminder time that passed long ago
+    is skipped under --late-policy skip; the same file again is refused naming the campaign, unless allowed."""
+    path = tmp_path / "two.csv"
+    path.write_text("phone,appointment_date,scheduled_at\n"
+                    "+12125550101,2026-12-15,2026-12-14T18:00:00Z\n"
+                    "+12125550101,2026-12-16,2026-12-15T18:00:00Z\n"
+                    "+12125550102,2020-01-02,2020-01-01T18:00:00Z\n")  # fmt: skip
+    base = ["import", str(path), "--name", "two", "--assistant-id", "a1", "--from", "+15553456789", "--ruleset",
+            "none", "--dedupe-key", "phone,appointment_date", "--late-policy", "skip"]  # fmt: skip
+    code, out, err = run(*base)
+    assert code == 0, err
+    assert "1 skipped [4]" in err
+    with sessions() as s:
+        assert s.scalar(select(func.count()).select_from(ScheduledEvent)) == 2
+    code, _, err = run(*base)
+    assert code == 2 and out.strip() in err and "allow-duplicate-upload" in err
+    code, _, err = run(*base, "--allow-duplicate-upload")
+    assert code == 0, err
+    code, _, err = run(*base, "--dedupe-key", "phone,visit")
+    assert code == 2 and "dedupe_key" in err and "'visit'" in err

@@ -19,6 +19,8 @@ class ImportProgress(ResponseBody):
     rows_rejected: int
     rows_duplicate: int
     rows_suppressed: int
+    rows_late_sent: int = Field(description="Rows whose time had passed at import, sent at once (late_policy)")
+    rows_late_skipped: int = Field(description="Rows whose time had passed at import, skipped (among the rejected)")
 
 
 class EventCounts(ResponseBody):
@@ -68,6 +70,16 @@ class Campaign(ResponseBody):
     variables: list[str] | None = Field(description="Allow-list of the variables sent to the provider (null: all)")
     drop_columns: list[str] | None = Field(description="Columns never read")
     date_order: Literal["mdy", "dmy"] | None = Field(description="How dates such as 05/12/2026 are read")
+    dedupe_key: list[str] | None = Field(
+        description="Columns (after mapping) identifying one reminder; null: the phone (one event per number)"
+    )
+    late_policy: str | None = Field(
+        description="A row whose scheduled_at has passed at import: send_now (null), skip, or"
+        " 'send_now_if_before: <column> [<time column>] [- <duration>]'"
+    )
+    allow_duplicate_upload: bool = Field(
+        description="Accept a file whose content, or (phone, dedupe key) set, a live campaign already has"
+    )
     created_at: Timestamp
     recurring_run_id: Uuid | None
     import_: ImportProgress = Field(alias="import")
@@ -90,7 +102,7 @@ class ImportIssue(ResponseBody):
     column: str
     value: str
     reason: str
-    kind: str = Field(description="rejected, duplicate or suppressed")
+    kind: str = Field(description="rejected, duplicate, suppressed, or late_sent (imported: due at once)")
 
 
 class ColumnTarget(ResponseBody):
@@ -107,6 +119,20 @@ class PreviewRow(ResponseBody):
     dynamic_variables: dict[str, str]
 
 
+class LateReport(ResponseBody):
+    policy: str = Field(description="send_now, skip or send_now_if_before: …")
+    sent_rows: list[int] = Field(description="Row numbers of the late rows sent at once (the first 1,000)")
+    skipped_rows: list[int] = Field(description="Row numbers of the late rows skipped (the first 1,000)")
+
+
+class DuplicateUpload(ResponseBody):
+    campaign_id: Uuid
+    name: str
+    match: Literal["content", "reminders"] = Field(
+        description="content: the same bytes; reminders: the same set of (phone, dedupe key)"
+    )
+
+
 class CampaignDryRun(ResponseBody):
     """What an upload would import (``?dry_run=true``): nothing is created."""
 
@@ -120,6 +146,13 @@ class ImportReport(ResponseBody):
     rows_rejected: int
     rows_duplicate: int
     rows_suppressed: int
+    rows_late_sent: int = Field(description="Rows whose time had passed at import, sent at once (late_policy)")
+    rows_late_skipped: int = Field(description="Rows whose time had passed at import, skipped (among the rejected)")
+    late: LateReport
+    duplicate_upload: DuplicateUpload | None = Field(
+        description="A live campaign that already has this file: a real upload is refused (409) unless"
+        " allow_duplicate_upload is set"
+    )
     issues: list[ImportIssue] = Field(
         description="The first issues found (all of them in errors.csv after a real import)"
     )
