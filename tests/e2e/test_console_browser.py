@@ -170,6 +170,8 @@ def _run(
 
     # The counters reach all-terminal while the page stays as it was loaded (no reload).
     page.evaluate("window.__notReloaded = true")
+    assert page.get_by_text("No attempt has been sent yet.").is_visible()
+    assert "scheduled for later" in page.locator("#waiting").inner_text()
     total = page.locator('[data-live="total"]').inner_text()
     assert int(total.replace(",", "")) > 100
     page.wait_for_function(
@@ -180,8 +182,13 @@ def _run(
     )
     assert page.evaluate("window.__notReloaded") is True
     assert page.locator('[data-count="pending"]').inner_text() == "0"
+    # The chart, the waiting list and the events table came live too.
+    page.wait_for_function("() => !document.querySelector('#events .s-pending')")
+    assert page.locator("#attempts-chart rect[data-outcome]").count() >= 1
+    assert page.locator("#charts .legend", has_text="answered").count() == 1
+    assert page.get_by_text("Nothing is waiting.").is_visible()
     assert page.locator("#by-outcome [data-outcome]").count() >= 1
-    page.screenshot(path=str(shots / "campaign.png"))
+    page.screenshot(path=str(shots / "campaign.png"), full_page=True)
 
     # Download results: the API's export.csv, byte for byte.
     with page.expect_download() as download:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from fastapi.testclient import TestClient
 
-from tests.worker.ui.test_console_pages import app_runtime, browser, create, signed_in  # noqa: F401 (fixtures)
+from tests.worker.ui.test_console_pages import create
 
 EHR = (Path(__file__).resolve().parents[2] / "data" / "csv" / "ehr_appointments.csv").read_bytes()
 
@@ -21,7 +21,7 @@ def _cells(html: str, table: str) -> list[list[str]]:
     ]
 
 
-def test_check_shows_the_columns_found_what_each_maps_to_and_the_first_rows(signed_in: TestClient) -> None:  # noqa: F811
+def test_check_shows_the_columns_found_what_each_maps_to_and_the_first_rows(signed_in: TestClient) -> None:
     answer = create(
         signed_in,
         EHR,
@@ -49,7 +49,7 @@ def test_check_shows_the_columns_found_what_each_maps_to_and_the_first_rows(sign
     assert '<details class="wide" open>' in html
 
 
-def test_bad_mapping_lines_and_policy_numbers_are_named(signed_in: TestClient) -> None:  # noqa: F811
+def test_bad_mapping_lines_and_policy_numbers_are_named(signed_in: TestClient) -> None:
     answer = create(
         signed_in,
         EHR,
@@ -63,7 +63,7 @@ def test_bad_mapping_lines_and_policy_numbers_are_named(signed_in: TestClient) -
     assert "<strong>Retry policy, no-answer (max retries)</strong>: &#39;many&#39; is not a whole number" in html
 
 
-def test_the_api_refuses_a_mapping_to_a_missing_header_named_by_its_label(signed_in: TestClient) -> None:  # noqa: F811
+def test_the_api_refuses_a_mapping_to_a_missing_header_named_by_its_label(signed_in: TestClient) -> None:
     answer = create(signed_in, EHR, action="check", mapping="Mobile = phone")
     html = answer.text  # type: ignore[attr-defined]
     assert answer.status_code == 400, html  # type: ignore[attr-defined]

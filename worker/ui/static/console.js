@@ -39,7 +39,12 @@ function tiles(container, counts, attr) {
 }
 
 function live(section) {
-  const url = section.dataset.liveUrl;
+  // The events table follows the page's own filter and page; the charts and lists come as server markup.
+  const table = document.querySelector("#events-list");
+  const query = new URLSearchParams(location.search);
+  query.delete("notice");
+  if (table) query.set("events", "1");
+  const url = section.dataset.liveUrl + (query.toString() ? "?" + query : "");
   const tick = async () => {
     let data;
     try {
@@ -61,6 +66,12 @@ function live(section) {
     bar.setAttribute("aria-valuenow", data.progress.terminal);
     bar.setAttribute("aria-valuemax", data.progress.total);
     tiles(section.querySelector("#by-outcome"), data.outcomes, "data-outcome");
+    for (const [name, markup] of Object.entries(data.html || {})) {
+      const target = document.querySelector(name === "events" ? "#events-list" : "#" + name);
+      if (target && target.dataset.markup !== markup) { target.innerHTML = markup; target.dataset.markup = markup; localTimes(target); }
+    }
+    const count = document.querySelector('[data-live="events-total"]');
+    if (count && data.events_total !== undefined) count.textContent = fmt(data.events_total);
     if (data.status !== section.dataset.loadedStatus) {
       section.querySelector('[data-live="status-text"]').textContent = data.status;
       section.querySelector("#stale").hidden = false;
