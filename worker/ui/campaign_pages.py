@@ -28,7 +28,6 @@ from worker.api.campaigns import (
     resume_campaign,
 )
 from worker.api.deps import RuntimeDep, SessionDep
-from worker.ui import charts
 from worker.ui.auth import (
     CSRF_FIELD,
     check_csrf,
@@ -39,6 +38,7 @@ from worker.ui.auth import (
     start_session,
     token_matches,
 )
+from worker.ui.charts import attempts_chart, waiting_chart
 from worker.ui.common import PAGE_SIZE, PageNumber, SignedIn, back_to, checked_form, fragment, render
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
@@ -130,10 +130,10 @@ def live_counts(session: Session, campaign_id: str, body: dict[str, Any] | None 
         ],
         "import": body["import"],
     }
-    chart = charts.attempts_chart(timeline, body.get("timezone"))
+    chart = attempts_chart(timeline, body.get("timezone"))
     live["html"] = {
         "charts": fragment("_charts.html", chart=chart, width_label=_duration(timeline.width.total_seconds())),
-        "waiting": fragment("_waiting.html", live=live, waiting=charts.waiting_chart(groups)),
+        "waiting": fragment("_waiting.html", live=live, waiting=waiting_chart(groups)),
     }
     return live
 
