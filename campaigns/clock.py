@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Protocol
 
 from campaigns.settings import Settings
@@ -48,10 +49,17 @@ class SystemClock:
 
 
 class WarpedClock:
-    """App time running ``rate`` times faster than real time from ``start`` at real ``origin``."""
+    """App time running ``rate`` times faster than real time from ``start`` at real ``origin``.
 
-    def __init__(self, origin: datetime, start: datetime, rate: float) -> None:
-        self.origin = origin
+    With ``origin_file`` and no ``origin``, the clock holds at ``start`` until that file appears and then reads
+    its origin from it, once (the demo starts the clock when the whole stack is ready, every process at once).
+    """
+
+    def __init__(self, origin: datetime | None, start: datetime, rate: float, origin_file: Path | None = None) -> None:
+        if origin is None and origin_file is None:
+            raise ValueError("a warped clock needs an origin or an origin file")
+        self._origin = origin
+        self._origin_file = origin_file
         self.start = start
         self._rate = rate
 
@@ -59,8 +67,30 @@ class WarpedClock:
     def rate(self) -> float:
         return self._rate
 
+    @property
+    def origin(self) -> datetime:
+        """The real instant at which app time is ``start`` (while held: now, so that the clock reads ``start``)."""
+        return self._read_origin() or datetime.now(UTC)
+
+    def _read_origin(self) -> datetime | None:
+        if self._origin is None and self._origin_file is not None:
+            try:
+                text = self._origin_file.read_text().strip()
+            except FileNotFoundError:
+                return None
+            try:
+                self._origin = _aware(datetime.fromisoformat(text))
+            except ValueError as exc:
+                raise ValueError(
+                    f"CAMPAIGNS_TIME_WARP_ORIGIN_FILE {self._origin_file}: not an ISO instant: {text[:40]!r}"
+                ) from exc
+        return self._origin
+
     def now(self) -> datetime:
-        return self.start + (datetime.now(UTC) - self.origin) * self._rate
+        origin = self._read_origin()
+        if origin is None:
+            return self.start
+        return self.start + (datetime.now(UTC) - origin) * self._rate
 
 
 class FrozenClock:
@@ -90,8 +120,14 @@ def clock_from_settings(settings: Settings) -> Clock:
     """The system clock, or a warped one when any of the warp settings is given.
 
     Without ``TIME_WARP_ORIGIN`` the origin is the start of this process group: ``campaigns up`` exports it to
-    its children so that every process agrees.
+    its children so that every process agrees. ``TIME_WARP_ORIGIN_FILE`` holds the clock at ``TIME_START`` (else
+    at this moment) until the file gives the origin.
     """
+    if settings.time_warp_origin_file is not None:
+        held_at = _aware(settings.time_start) if settings.time_start is not None else datetime.now(UTC)
+        return WarpedClock(
+            origin=None, start=held_at, rate=settings.time_warp, origin_file=settings.time_warp_origin_file
+        )
     if settings.time_warp == 1.0 and settings.time_start is None and settings.time_warp_origin is None:
         return SystemClock()
     if settings.time_warp_origin is not None:

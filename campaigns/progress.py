@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -61,6 +61,53 @@ def waiting(session: Session, campaign_id: uuid.UUID) -> list[Waiting]:
     untils = [g.until for g in rest if g.until is not None]
     other = Waiting("other reasons", sum(g.count for g in rest), min(untils) if untils else None)
     return [*groups[: MAX_WAITING_REASONS - 1], other]
+
+
+IN_FLIGHT = "in flight"
+"""The timeline's name for attempts sent that have no outcome yet."""
+BUCKET_WIDTHS = (60, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400, 7 * 86400)
+"""Bucket widths the timeline picks from (seconds): the smallest that fits the span in ``buckets`` bars."""
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """A campaign's attempts over time: ``counts[i]`` is outcome → attempts sent in ``[start + i·width, +width)``."""
+
+    start: datetime | None
+    width: timedelta
+    counts: list[dict[str, int]]
+
+    def bucket_start(self, index: int) -> datetime:
+        assert self.start is not None
+        return self.start + index * self.width
+
+
+def attempt_timeline(session: Session, campaign_id: uuid.UUID, *, buckets: int = 24) -> Timeline:
+    """Attempts by the time they were sent (``attempted_at``) and their outcome (:data:`IN_FLIGHT` while
+    unknown), in at most ``buckets`` equal bars. Two aggregate queries, whatever the campaign's size."""
+    of_campaign = (
+        select(CallAttempt.attempted_at, CallAttempt.outcome)
+        .join(ScheduledEvent, ScheduledEvent.id == CallAttempt.event_id)
+        .where(ScheduledEvent.campaign_id == campaign_id, CallAttempt.attempted_at.is_not(None))
+        .subquery()
+    )
+    first, last = session.execute(
+        select(func.min(of_campaign.c.attempted_at), func.max(of_campaign.c.attempted_at))
+    ).one()
+    if first is None or last is None:
+        return Timeline(None, timedelta(seconds=BUCKET_WIDTHS[0]), [])
+    span = (last - first).total_seconds()
+    width = next((w for w in BUCKET_WIDTHS if span < w * buckets), BUCKET_WIDTHS[-1])
+    origin = datetime.fromtimestamp(first.timestamp() // width * width, UTC)
+    index = func.floor((func.extract("epoch", of_campaign.c.attempted_at) - origin.timestamp()) / width)
+    outcome = func.coalesce(of_campaign.c.outcome, IN_FLIGHT)
+    rows = session.execute(select(index, outcome, func.count()).group_by(index, outcome)).all()
+    size = int((last.timestamp() - origin.timestamp()) // width) + 1
+    counts: list[dict[str, int]] = [{} for _ in range(size)]
+    for i, name, n in rows:
+        if 0 <= int(i) < len(counts):
+            counts[int(i)][str(name)] = int(n)
+    return Timeline(origin, timedelta(seconds=width), counts)
 
 
 def next_due(session: Session, campaign_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, datetime]:

@@ -30,6 +30,10 @@ class Settings(BaseSettings):
     time_warp: float = Field(default=1.0, gt=0)
     time_warp_origin: datetime | None = None
     time_start: datetime | None = None
+    time_warp_origin_file: Path | None = None
+    """Where the warp origin will be written (an ISO instant): until the file exists the warped clock holds at
+    ``TIME_START``; it wins over ``TIME_WARP_ORIGIN``. The demo starts its clock this way once every component is
+    ready."""
     default_ruleset: str = "none"
     callback_hint_secret: str | None = None
     """The MAC key of the attempt hint in callback URLs (``campaigns.telephony.hints``); unset: derived from

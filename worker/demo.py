@@ -1,7 +1,8 @@
 """``campaigns demo``: a whole campaign on embedded servers and the simulator, in about a minute.
 
 The clock is warped so that the demo starts at 07:55 in New York, just before calling hours open, and the
-day rolls west: each time zone's recipients are called when their own 8 a.m. arrives.
+day rolls west: each time zone's recipients are called when their own 8 a.m. arrives. It holds at 07:55 until
+every component is ready and the campaign is imported, so the first East-coast calls go out at 08:00.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
@@ -39,14 +41,33 @@ def _start_instant() -> datetime:
     return datetime(tomorrow.year, tomorrow.month, tomorrow.day, 7, 55, tzinfo=EASTERN)
 
 
-def run_demo(*, warp: float = 360.0, timeout: float = 240.0) -> int:
-    console = Console()
-    sample = resources.files("campaigns").joinpath("data/sample_contacts.csv").read_bytes()
+def run_demo(
+    *,
+    warp: float = 360.0,
+    timeout: float = 240.0,
+    stay: bool = False,
+    results: Path | None = Path("campaigns-demo-results.csv"),
+    sample: bytes | None = None,
+    console: Console | None = None,
+    until_stopped: Callable[[str], None] | None = None,
+) -> int:
+    """Run the demo; 0 once every event is terminal (with ``stay``: once stopped after that).
+
+    The clock holds at 07:55 New York time while the stack starts (``CAMPAIGNS_TIME_WARP_ORIGIN_FILE``) and the
+    campaign is imported, then runs from exactly 07:55 once the api, the scheduler and the worker answer.
+    ``results`` receives the campaign's ``export.csv`` at the end (the api is gone once the demo exits).
+    ``until_stopped(console_url)`` is what ``stay`` waits on (default: Ctrl-C).
+    """
+    console = console or Console()
+    sample = (
+        sample if sample is not None else resources.files("campaigns").joinpath("data/sample_contacts.csv").read_bytes()
+    )
     key = Ed25519PrivateKey.generate()
     start = _start_instant()
-    console.print(f"[bold]campaigns demo[/bold]: clock starts at {start:%H:%M %Z} and runs {warp:g}x faster")
+    console.print("[bold]campaigns demo[/bold]: starting PostgreSQL, Redis, the Telnyx simulator and the components")
     with EmbeddedServers() as servers, tempfile.TemporaryDirectory(prefix="campaigns-demo-") as tmp:
-        sim_port, api_port = free_port(), free_port()
+        sim_port, api_port, scheduler_port = free_port(), free_port(), free_port()
+        origin_file = Path(tmp) / "clock-origin"
         env = {k: v for k, v in os.environ.items() if not k.startswith("CAMPAIGNS_")}
         env.update(
             {
@@ -61,7 +82,7 @@ def run_demo(*, warp: float = 360.0, timeout: float = 240.0) -> int:
                 "CAMPAIGNS_PUBLIC_BASE_URL": f"http://127.0.0.1:{api_port}",
                 "CAMPAIGNS_TIME_WARP": str(warp),
                 "CAMPAIGNS_TIME_START": start.isoformat(),
-                "CAMPAIGNS_TIME_WARP_ORIGIN": datetime.now(UTC).isoformat(),
+                "CAMPAIGNS_TIME_WARP_ORIGIN_FILE": str(origin_file),
                 "CAMPAIGNS_RECONCILE_INTERVAL_SECS": "5",
             }
         )
@@ -73,19 +94,32 @@ def run_demo(*, warp: float = 360.0, timeout: float = 240.0) -> int:
             _spawn(["simulator", "--port", str(sim_port), "--mix", "completed=0.55,busy=0.25,no-answer=0.2",
                     "--seed", "7", "--ring-delay", "0.3", "--talk-delay", "0.6"], env, logs / "simulator.log"),
             _spawn(["api", "--port", str(api_port)], env, logs / "api.log"),
-            _spawn(["scheduler"], env, logs / "scheduler.log"),
+            _spawn(["scheduler", "--metrics-port", str(scheduler_port)], env, logs / "scheduler.log"),
             _spawn(["worker", "--concurrency", "16"], env, logs / "worker.log"),
             _spawn(["beat", "--schedule", str(logs / "beat")], env, logs / "beat.log"),
         ]  # fmt: skip
+        api_url = f"http://127.0.0.1:{api_port}"
+        console_url = f"{api_url}/ui"
         try:
             wait_for_port(sim_port, 30)
             wait_for_port(api_port, 60)
-            return _drive(console, f"http://127.0.0.1:{api_port}", sample, timeout)
+            console.print(f"console: {console_url}  (sign in with the API token [bold]{TOKEN}[/bold])")
+            _wait_until_ready(api_url, scheduler_port, servers.redis_url, READY_TIMEOUT_SECS)
+            api = httpx.Client(base_url=api_url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)
+            campaign = _import(console, api, sample, start)
+            _start_clock(origin_file)
+            console.print(f"clock starts at {start:%H:%M %Z} and runs {warp:g}x faster")
+            code = _drive(console, api, campaign["id"], timeout, results)
         except Exception as exc:
             console.print(f"[red]demo failed: {exc}[/red]")
             for log in sorted(logs.glob("*.log")):
                 console.print(f"--- {log.name} ---\n{log.read_text()[-2000:]}")
             return 1
+        else:
+            if code == 0 and stay:
+                console.print(f"still serving: {console_url} (API token {TOKEN}); Ctrl-C stops everything")
+                (until_stopped or _wait_for_ctrl_c)(console_url)
+            return code
         finally:
             for child in children:
                 child.terminate()
@@ -96,6 +130,47 @@ def run_demo(*, warp: float = 360.0, timeout: float = 240.0) -> int:
                     child.kill()
 
 
+READY_TIMEOUT_SECS = 90.0
+
+
+def _wait_until_ready(api_url: str, scheduler_port: int, redis_url: str, timeout: float) -> None:
+    """Until the api and the scheduler answer their ``/healthz`` and a Celery worker answers a ping."""
+    from celery import Celery
+
+    deadline = time.monotonic() + timeout
+    pending = {"api", "scheduler", "worker"}
+    control = Celery(broker=redis_url).control
+    while pending and time.monotonic() < deadline:
+        for name, url in (("api", f"{api_url}/healthz"), ("scheduler", f"http://127.0.0.1:{scheduler_port}/healthz")):
+            if name in pending:
+                try:
+                    if httpx.get(url, timeout=2).status_code == 200:
+                        pending.discard(name)
+                except httpx.HTTPError:
+                    pass
+        if "worker" in pending and control.ping(timeout=0.5):
+            pending.discard("worker")
+        if pending:
+            time.sleep(0.1)
+    if pending:
+        raise TimeoutError(f"not ready after {timeout:g}s: {', '.join(sorted(pending))}")
+
+
+def _start_clock(origin_file: Path) -> None:
+    """Every component's clock starts now (written whole, then renamed: no process reads half an instant)."""
+    partial = origin_file.with_suffix(".partial")
+    partial.write_text(datetime.now(UTC).isoformat())
+    os.replace(partial, origin_file)
+
+
+def _wait_for_ctrl_c(_console_url: str) -> None:
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        return
+
+
 def _spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     handle = log.open("wb")
     return subprocess.Popen(
@@ -103,9 +178,7 @@ def _spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[
     )
 
 
-def _drive(console: Console, api_url: str, sample: bytes, timeout: float) -> int:
-    api = httpx.Client(base_url=api_url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)
-    now = datetime.fromisoformat(api.get("/healthz").json()["time"])
+def _import(console: Console, api: httpx.Client, sample: bytes, start: datetime) -> dict[str, Any]:
     settings = {
         "name": "Appointment reminders (demo)",
         "assistant_id": "assistant-demo",
@@ -113,7 +186,7 @@ def _drive(console: Console, api_url: str, sample: bytes, timeout: float) -> int
         "telnyx_agent_target": "+15553456789",
         "max_retries_client_errors": 2,
         "retry_interval_secs": 900,
-        "start_at": now.isoformat(),
+        "start_at": start.isoformat(),
         "default_region": "US",
         "ruleset": "us",
         "max_concurrent_calls": 20,
@@ -124,13 +197,17 @@ def _drive(console: Console, api_url: str, sample: bytes, timeout: float) -> int
         data={"campaign": json.dumps(settings)},
     )
     response.raise_for_status()
-    campaign = response.json()
+    campaign: dict[str, Any] = response.json()
     imported = campaign["import"]
     console.print(
         f"imported {imported['rows_accepted']} of {imported['rows_total']} rows "
         f"({imported['rows_rejected']} rejected, {imported['rows_duplicate']} duplicate)"
     )
-    url = f"/v1/campaigns/{campaign['id']}"
+    return campaign
+
+
+def _drive(console: Console, api: httpx.Client, campaign_id: str, timeout: float, results: Path | None) -> int:
+    url = f"/v1/campaigns/{campaign_id}"
     deadline = time.monotonic() + timeout
     last_line = ""
     while time.monotonic() < deadline:
@@ -148,6 +225,13 @@ def _drive(console: Console, api_url: str, sample: bytes, timeout: float) -> int
             last_line = line
         if body["status"] == CampaignStatus.COMPLETED:
             _summary(console, api, body)
+            if results is not None:
+                results.write_bytes(api.get(f"{url}/export.csv").raise_for_status().content)
+                console.print(
+                    f"[green]every event is terminal[/green]; results (the campaign's export.csv) saved to {results}"
+                )
+            else:
+                console.print("[green]every event is terminal[/green]")
             return 0
         time.sleep(0.5)
     console.print("[red]the campaign did not finish in time[/red]")
@@ -172,4 +256,3 @@ def _summary(console: Console, api: httpx.Client, body: dict[str, Any]) -> None:
     for row in list(csv.DictReader(io.StringIO(errors))):
         rejected.add_row(row["row_number"], row["column"], row["value"], row["reason"])
     console.print(by_status, attempts, rejected)
-    console.print(f"[green]every event is terminal[/green]; results: GET /v1/campaigns/{body['id']}/export.csv")

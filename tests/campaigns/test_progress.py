@@ -6,6 +6,7 @@ import uuid
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from campaigns import campaign as campaign_service
@@ -92,3 +93,30 @@ def test_an_event_of_another_campaign_is_not_found(session: Session, clock: Froz
     for ref in (str(event.id), "not-a-uuid"):
         with pytest.raises(NotFound):
             progress.campaign_event(session, other, ref)
+
+
+def test_attempt_timeline_buckets_attempts_by_send_time_and_outcome(session: Session, clock: FrozenClock) -> None:
+    mine, other = _campaign(session, clock, "mine"), _campaign(session, clock, "other")
+    assert progress.attempt_timeline(session, mine.id).counts == []
+    start = clock.now().replace(hour=13, minute=0, second=0, microsecond=0)
+    sent = [(0, "answered"), (4, "busy"), (9, "answered"), (95, None), (119, "no-answer")]  # minutes after start
+    for minutes, outcome in sent:
+        _attempt(session, _event(session, clock, mine, 1), 1, outcome)
+        session.execute(
+            update(CallAttempt)
+            .where(CallAttempt.attempted_at.is_(None), CallAttempt.claimed_at.is_not(None))
+            .values(attempted_at=start + timedelta(minutes=minutes, seconds=30))
+        )
+    _attempt(session, _event(session, clock, other, 1), 1, "failed")  # another campaign's: not counted
+    never_sent = _event(session, clock, mine, 1)
+    _attempt(session, never_sent, 1, None)  # claimed, not sent yet: no attempted_at
+    session.flush()
+    timeline = progress.attempt_timeline(session, mine.id, buckets=24)
+    # Two hours in at most 24 bars: 5-minute buckets from 13:00.
+    assert timeline.start == start and timeline.width == timedelta(minutes=5)
+    assert len(timeline.counts) == 24
+    assert timeline.counts[0] == {"answered": 1, "busy": 1}
+    assert timeline.counts[1] == {"answered": 1}
+    assert timeline.counts[19] == {progress.IN_FLIGHT: 1}
+    assert timeline.counts[23] == {"no-answer": 1}
+    assert sum(sum(b.values()) for b in timeline.counts) == 5

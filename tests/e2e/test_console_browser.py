@@ -37,6 +37,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 SAMPLE = resources.files("campaigns").joinpath("data/sample_contacts.csv").read_bytes()
+EHR = Path(__file__).resolve().parents[1] / "data" / "csv" / "ehr_appointments.csv"  # spaced headers, a BOM
 LISTED = "+12125550001"  # the sample's first row
 DEFINITION = """name = "nightly"
 cron = "0 3 1 1 *"
@@ -169,6 +170,8 @@ def _run(
 
     # The counters reach all-terminal while the page stays as it was loaded (no reload).
     page.evaluate("window.__notReloaded = true")
+    assert page.get_by_text("No attempt has been sent yet.").is_visible()
+    assert "scheduled for later" in page.locator("#waiting").inner_text()
     total = page.locator('[data-live="total"]').inner_text()
     assert int(total.replace(",", "")) > 100
     page.wait_for_function(
@@ -179,8 +182,13 @@ def _run(
     )
     assert page.evaluate("window.__notReloaded") is True
     assert page.locator('[data-count="pending"]').inner_text() == "0"
+    # The chart, the waiting list and the events table came live too.
+    page.wait_for_function("() => !document.querySelector('#events .s-pending')")
+    assert page.locator("#attempts-chart rect[data-outcome]").count() >= 1
+    assert page.locator("#charts .legend", has_text="answered").count() == 1
+    assert page.get_by_text("Nothing is waiting.").is_visible()
     assert page.locator("#by-outcome [data-outcome]").count() >= 1
-    page.screenshot(path=str(shots / "campaign.png"))
+    page.screenshot(path=str(shots / "campaign.png"), full_page=True)
 
     # Download results: the API's export.csv, byte for byte.
     with page.expect_download() as download:
@@ -237,3 +245,25 @@ def _run(
     row = page.locator("tbody tr", has_text="Sample reminders")
     assert "completed" in row.inner_text()
     page.screenshot(path=str(shots / "campaigns.png"), full_page=True)
+    _check_a_mapping(page, shots)
+
+
+def _check_a_mapping(page: Any, shots: Path) -> None:
+    """An SMS list with spaced headers: the browser lists its columns, mapping one renames the template's variable
+    (the live preview follows), and Check shows the mapping table and the first rows with their message."""
+    _fill_campaign(page, EHR, "Clinic texts")
+    page.get_by_label("Channel").select_option("sms_chat")
+    page.get_by_label("Message template").fill("Hi {{patient}}, see you at {{clinic}}")
+    assert page.locator("#columns-found tbody tr").count() == 7
+    assert page.locator("#preview").inner_text() == "Hi {{patient}}, see you at Midtown Clinic"
+    page.get_by_label("Map First Name to").fill("patient")
+    assert page.get_by_label("Column mapping").input_value() == "First Name = patient"
+    assert page.locator("#preview").inner_text() == "Hi Ana, see you at Midtown Clinic"
+    page.get_by_label("Variables sent").fill("patient")
+    page.get_by_role("button", name="Check").click()
+    mapped = page.locator("#mapping tr", has_text="First Name")
+    assert "patient" in mapped.inner_text() and "sent to the provider" in mapped.inner_text()
+    assert "not sent" in page.locator("#mapping tr", has_text="Clinic").inner_text()
+    first = page.locator("#preview-rows tbody tr").first
+    assert "+12125550101" in first.inner_text() and "Hi Ana, see you at Midtown Clinic" in first.inner_text()
+    page.locator("#report").screenshot(path=str(shots / "check-mapping.png"))

@@ -222,8 +222,14 @@ def up(
 
 def demo(
     warp: Annotated[float, typer.Option(help="App seconds per real second")] = 360.0,
+    stay: Annotated[
+        bool, typer.Option("--stay", help="Keep the api, console and components serving after the end until Ctrl-C")
+    ] = False,
+    results: Annotated[Path, typer.Option(help="Where the campaign's export.csv is saved at the end")] = Path(
+        "campaigns-demo-results.csv"
+    ),
 ) -> None:
     """Run a whole campaign on embedded servers and the simulator; exits 0 when every event is terminal."""
     from worker.demo import run_demo
 
-    raise typer.Exit(run_demo(warp=warp))
+    raise typer.Exit(run_demo(warp=warp, stay=stay, results=results))

@@ -5,9 +5,9 @@ from __future__ import annotations
 import dataclasses
 import math
 import uuid
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 from sqlalchemy.orm import Session
 
@@ -15,6 +15,7 @@ from campaigns import campaign as campaign_service
 from campaigns import events, progress, suppression, windows
 from campaigns.db import unit_of_work
 from campaigns.errors import Conflict, NotFound
+from campaigns.models import Campaign
 from campaigns.paging import Page
 from campaigns.states import EVENT_STATUSES, TERMINAL_EVENT_STATUSES
 from worker.api.campaigns import (
@@ -37,7 +38,8 @@ from worker.ui.auth import (
     start_session,
     token_matches,
 )
-from worker.ui.common import PAGE_SIZE, PageNumber, SignedIn, back_to, checked_form, render
+from worker.ui.charts import attempts_chart, waiting_chart
+from worker.ui.common import PAGE_SIZE, PageNumber, SignedIn, back_to, checked_form, fragment, render
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 
@@ -108,11 +110,14 @@ def campaigns_page(
 
 
 def live_counts(session: Session, campaign_id: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-    """What the campaign page shows live: status, progress, counts by status and by outcome, waiting reasons.
+    """What the campaign page shows live: status, progress, counts by status and by outcome, waiting reasons, and
+    the charts and the waiting list as markup (``html``: the page swaps it in; one renderer for both).
     ``body`` is the campaign as the API shows it, when the caller has it already."""
     body = body if body is not None else get_campaign(campaign_id, session)
     key = uuid.UUID(body["id"])
-    return {
+    groups = progress.waiting(session, key)
+    timeline = progress.attempt_timeline(session, key)
+    live = {
         "status": body["status"],
         "progress": _progress(body),
         "counts": body["counts"],
@@ -121,17 +126,75 @@ def live_counts(session: Session, campaign_id: str, body: dict[str, Any] | None 
         "held": body["held"],
         "provider_holds": body["provider_holds"],
         "waiting": [
-            {"reason": w.reason, "count": w.count, "until": w.until.isoformat() if w.until else None}
-            for w in progress.waiting(session, key)
+            {"reason": w.reason, "count": w.count, "until": w.until.isoformat() if w.until else None} for w in groups
         ],
         "import": body["import"],
+    }
+    chart = attempts_chart(timeline, body.get("timezone"))
+    live["html"] = {
+        "charts": fragment("_charts.html", chart=chart, width_label=_duration(timeline.width.total_seconds())),
+        "waiting": fragment("_waiting.html", live=live, waiting=waiting_chart(groups)),
+    }
+    return live
+
+
+def _duration(seconds: float) -> str:
+    """A bucket's width for people: ``10 minutes``, ``1 hour``, ``1 day``."""
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size and seconds % size == 0:
+            n = int(seconds // size)
+            return f"{n} {unit}" if n == 1 else f"{n} {unit}s"
+    return f"{seconds:g} seconds"
+
+
+def _events_listing(
+    session: Session, found: Campaign, status: str | None, number: str | None, page: int
+) -> dict[str, Any]:
+    """The events table's page under the status filter and the number search (problems say what was ignored)."""
+    problems: list[str] = []
+    status = status or None
+    if status is not None and status not in EVENT_STATUSES:
+        problems.append(f"Status filter: {status!r} is not one of {', '.join(EVENT_STATUSES)}")
+        status = None
+    f = events.campaign_filter(found.id, status)
+    if number:
+        try:
+            e164 = suppression.normalize(number, default_region=found.default_region)
+            f = dataclasses.replace(f, end_user_target=e164)
+        except suppression.InvalidPhone as exc:
+            problems.append(f"Number: {number!r} is not a phone number ({exc.reason})")
+    rows, total = events.list_events(session, f, Page(page, PAGE_SIZE))
+    return {
+        "c": {"id": str(found.id)},
+        "events": rows,
+        "total": total,
+        "pages": max(1, math.ceil(total / PAGE_SIZE)),
+        "page": page,
+        "status": status or "",
+        "number": number or "",
+        "problems": problems,
     }
 
 
 @router.get("/campaigns/{campaign_id}/live.json")
-def campaign_live(campaign_id: str, _: SignedIn, session: SessionDep) -> JSONResponse:
+def campaign_live(
+    campaign_id: str,
+    _: SignedIn,
+    session: SessionDep,
+    status: str | None = None,
+    number: str | None = None,
+    page: PageNumber = 1,
+    events_table: Annotated[bool, Query(alias="events")] = False,
+) -> JSONResponse:
+    """The campaign page's live data; with ``events=1`` also its events table (the page's own filter and page)."""
     try:
-        return JSONResponse(live_counts(session, campaign_id), headers={"Cache-Control": "no-store"})
+        live = live_counts(session, campaign_id)
+        if events_table:
+            found = campaign_service.get_campaign(session, campaign_id)
+            listing = _events_listing(session, found, status, number, page)
+            live["events_total"] = listing["total"]
+            live["html"]["events"] = fragment("_events.html", **listing)
+        return JSONResponse(live, headers={"Cache-Control": "no-store"})
     except NotFound as exc:
         return JSONResponse({"error": str(exc)}, status_code=404)
 
@@ -157,33 +220,14 @@ def campaign_page(
         found = campaign_service.get_campaign(session, campaign_id)
     except NotFound as exc:
         return _not_found(request, exc)
-    problems: list[str] = []
-    status = status or None
-    if status is not None and status not in EVENT_STATUSES:
-        problems.append(f"Status filter: {status!r} is not one of {', '.join(EVENT_STATUSES)}")
-        status = None
-    f = events.campaign_filter(found.id, status)
-    if number:
-        try:
-            e164 = suppression.normalize(number, default_region=found.default_region)
-            f = dataclasses.replace(f, end_user_target=e164)
-        except suppression.InvalidPhone as exc:
-            problems.append(f"Number: {number!r} is not a phone number ({exc.reason})")
-    rows, total = events.list_events(session, f, Page(page, PAGE_SIZE))
+    listing = _events_listing(session, found, status, number, page)
     return render(
         request,
         "campaign.html",
-        c=body,
         live=live_counts(session, campaign_id, body),
-        events=rows,
-        total=total,
-        pages=max(1, math.ceil(total / PAGE_SIZE)),
-        page=page,
-        status=status or "",
-        number=number or "",
-        problems=problems,
         statuses=EVENT_STATUSES,
         notice=notice,
+        **{**listing, "c": body},
         now=runtime.clock.now(),
     )
 

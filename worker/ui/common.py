@@ -74,6 +74,11 @@ PAGE_HEADERS = {
 }
 
 
+def fragment(name: str, **context: Any) -> str:
+    """A partial template (``_*.html``) as markup, for the live refresh to swap in; no form in it needs a token."""
+    return templates.get_template(name).render(**context)
+
+
 def render(request: Request, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
     session: ConsoleSession | None = getattr(request.state, "console_session", None)
     html = templates.get_template(name).render(

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import dataclasses
 import re
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,7 +11,6 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from campaigns.models import Campaign, Suppression
-from worker.api import create_app
 from worker.runtime import Runtime
 
 TOKEN = "console-test-token"
@@ -31,18 +28,6 @@ FORM = {
 PAGES = ["/ui", "/ui/campaigns/new", "/ui/do-not-contact", "/ui/recurring"]
 
 
-@pytest.fixture
-def app_runtime(runtime: Runtime) -> Runtime:
-    return dataclasses.replace(runtime, settings=runtime.settings.model_copy(update={"api_token": TOKEN}))
-
-
-@pytest.fixture
-def browser(app_runtime: Runtime) -> Iterator[TestClient]:
-    """A client that is not signed in, with redirects left for the test to follow."""
-    with TestClient(create_app(app_runtime, enqueue_import=lambda _: None), follow_redirects=False) as c:
-        yield c
-
-
 def csrf_of(html: str) -> str:
     """The page's CSRF token; every form of the page carries the same one."""
     found = set(re.findall(r'name="csrf_token" value="([^"]*)"', html))
@@ -55,12 +40,6 @@ def sign_in(client: TestClient, token: str = TOKEN) -> str:
     answer = client.post("/ui/sign-in", data={"csrf_token": csrf_of(page.text), "token": token})
     assert answer.status_code == 303
     return str(answer.headers["location"])
-
-
-@pytest.fixture
-def signed_in(browser: TestClient) -> TestClient:
-    assert sign_in(browser) == "/ui"
-    return browser
 
 
 def page_csrf(client: TestClient, path: str = "/ui") -> str:

@@ -39,7 +39,12 @@ function tiles(container, counts, attr) {
 }
 
 function live(section) {
-  const url = section.dataset.liveUrl;
+  // The events table follows the page's own filter and page; the charts and lists come as server markup.
+  const table = document.querySelector("#events-list");
+  const query = new URLSearchParams(location.search);
+  query.delete("notice");
+  if (table) query.set("events", "1");
+  const url = section.dataset.liveUrl + (query.toString() ? "?" + query : "");
   const tick = async () => {
     let data;
     try {
@@ -61,6 +66,12 @@ function live(section) {
     bar.setAttribute("aria-valuenow", data.progress.terminal);
     bar.setAttribute("aria-valuemax", data.progress.total);
     tiles(section.querySelector("#by-outcome"), data.outcomes, "data-outcome");
+    for (const [name, markup] of Object.entries(data.html || {})) {
+      const target = document.querySelector(name === "events" ? "#events-list" : "#" + name);
+      if (target && target.dataset.markup !== markup) { target.innerHTML = markup; target.dataset.markup = markup; localTimes(target); }
+    }
+    const count = document.querySelector('[data-live="events-total"]');
+    if (count && data.events_total !== undefined) count.textContent = fmt(data.events_total);
     if (data.status !== section.dataset.loadedStatus) {
       section.querySelector('[data-live="status-text"]').textContent = data.status;
       section.querySelector("#stale").hidden = false;
@@ -97,29 +108,83 @@ function splitLine(line, delimiter) {
   return cells;
 }
 
-function templatePreview(form) {
+function normalized(header) { return header.trim().toLowerCase().replace(/[\s.\-]+/g, "_"); }
+
+function parseMapping(text) {
+  const map = new Map();
+  for (const line of text.split(/\r?\n/)) {
+    const at = line.lastIndexOf("=");
+    if (at < 0 || line.trim().startsWith("#")) continue;
+    const header = line.slice(0, at).trim(), target = line.slice(at + 1).trim();
+    if (header && target) map.set(header, target);
+  }
+  return map;
+}
+
+// The call list's header and first row, read in the browser: the columns found (each with a field that writes
+// its line of the Column mapping) and the SMS template's preview with the mapped variable names.
+function callList(form) {
   const file = form.querySelector("#f-file");
   const text = form.querySelector("#f-text");
+  const area = form.querySelector("#f-mapping");
   const out = form.querySelector("#preview");
-  let row = null;
+  const found = form.querySelector("#columns-found");
+  let header = [], first = [];
+  const targetOf = (map, h) => map.get(h.trim()) || map.get(normalized(h)) || "";
   const render = () => {
-    if (!row) { out.textContent = "choose a file"; return; }
+    if (!header.length) { out.textContent = "choose a file"; return; }
+    const map = parseMapping(area.value);
+    const row = {};
+    header.forEach((h, i) => {
+      const target = targetOf(map, h) || normalized(h);
+      if (target !== "-") row[target] = (first[i] || "").trim();
+    });
     out.textContent = text.value.replace(/\{\{\s*([A-Za-z0-9_.]+)\s*\}\}/g, (m, name) => (name in row ? row[name] : m));
+  };
+  const columns = () => {
+    const body = found.querySelector("tbody");
+    body.replaceChildren();
+    const map = parseMapping(area.value);
+    header.forEach((h, i) => {
+      const tr = document.createElement("tr");
+      const name = document.createElement("td"), value = document.createElement("td"), cell = document.createElement("td");
+      name.textContent = h.trim();
+      value.textContent = (first[i] || "").trim();
+      const input = document.createElement("input");
+      input.setAttribute("list", "targets");
+      input.setAttribute("aria-label", "Map " + h.trim() + " to");
+      input.placeholder = normalized(h);
+      input.value = targetOf(map, h);
+      input.addEventListener("input", () => {
+        const current = parseMapping(area.value);
+        current.delete(normalized(h));
+        if (input.value.trim()) current.set(h.trim(), input.value.trim()); else current.delete(h.trim());
+        area.value = [...current].map(([k, t]) => k + " = " + t).join("\n");
+        render();
+      });
+      cell.append(input);
+      tr.append(name, value, cell);
+      body.append(tr);
+    });
+    found.hidden = !header.length;
   };
   file.addEventListener("change", () => {
     const chosen = file.files[0];
-    if (!chosen) { row = null; render(); return; }
+    header = []; first = [];
+    if (!chosen) { columns(); render(); return; }
     chosen.slice(0, 65536).text().then((head) => {
       const lines = head.replace(/^\uFEFF/, "").split(/\r?\n/).filter((l) => l.trim());
-      if (lines.length < 2) { row = null; render(); return; }
-      const delimiter = [",", ";", "\t"].sort((a, b) => lines[0].split(b).length - lines[0].split(a).length)[0];
-      const header = splitLine(lines[0], delimiter).map((h) => h.trim().toLowerCase().replace(/[\s.\-]+/g, "_"));
-      const values = splitLine(lines[1], delimiter);
-      row = Object.fromEntries(header.map((h, i) => [h, (values[i] || "").trim()]));
+      if (lines.length) {
+        const delimiter = [",", ";", "\t"].sort((a, b) => lines[0].split(b).length - lines[0].split(a).length)[0];
+        header = splitLine(lines[0], delimiter);
+        first = lines.length > 1 ? splitLine(lines[1], delimiter) : [];
+      }
+      columns();
       render();
     });
   });
   text.addEventListener("input", render);
+  area.addEventListener("input", render);
 }
 
 document.addEventListener("DOMContentLoaded", () => {
@@ -127,5 +192,5 @@ document.addEventListener("DOMContentLoaded", () => {
   const section = document.querySelector("[data-live-url]");
   if (section) live(section);
   const form = document.querySelector("#new-campaign");
-  if (form) { channelFields(form); templatePreview(form); }
+  if (form) { channelFields(form); callList(form); }
 });
