@@ -15,6 +15,7 @@ from starlette.datastructures import FormData, UploadFile
 
 from campaigns import campaign as campaign_service
 from campaigns.errors import FieldError, ValidationFailed
+from campaigns.importing.guard import DuplicateUpload
 from campaigns.mapping import DATE_ORDERS, DROP, FIELD_TARGETS, METADATA_PREFIX, parse_map_options
 from campaigns.states import RETRY_POLICY_OUTCOMES, Channel
 from worker.api.campaigns import create_from_upload
@@ -41,7 +42,15 @@ TEXT_FIELDS = (
     "max_dispatches_per_second",
     "start_at",
 )
-LIST_TEXT_FIELDS = ("mapping", "variables", "drop_columns", "date_order")
+LIST_TEXT_FIELDS = (
+    "mapping",
+    "variables",
+    "drop_columns",
+    "date_order",
+    "dedupe_key",
+    "late_policy",
+    "allow_duplicate_upload",
+)
 """How the call list is read (docs/csv.md): the mapping one ``Header = target`` a line, the lists comma-separated."""
 POLICY_KEYS = ("max_retries", "retry_interval_secs")
 POLICY_FIELDS = tuple(f"retry_policy.{outcome}.{key}" for outcome in RETRY_POLICY_OUTCOMES for key in POLICY_KEYS)
@@ -70,6 +79,9 @@ LABELS = {
     "drop_columns": "Columns to drop",
     "date_order": "Date order",
     "retry_policy": "Retry policy",
+    "dedupe_key": "One reminder per",
+    "late_policy": "Late rows",
+    "allow_duplicate_upload": "Allow a duplicate upload",
 }
 DEFAULTS = {
     "telnyx_conversation_channel": Channel.PHONE_CALL.value,
@@ -134,12 +146,16 @@ def _list_settings(values: dict[str, str], body: dict[str, Any], problems: list[
             )
     if mapping:
         body["mapping"] = mapping
-    for name in ("variables", "drop_columns"):
+    for name in ("variables", "drop_columns", "dedupe_key"):
         items = [item.strip() for item in values.get(name, "").split(",") if item.strip()]
         if items:
             body[name] = items
     if values.get("date_order"):
         body["date_order"] = values["date_order"]
+    if values.get("late_policy", "").strip():
+        body["late_policy"] = values["late_policy"].strip()
+    if values.get("allow_duplicate_upload") == "true":
+        body["allow_duplicate_upload"] = True
 
 
 def _retry_policy(values: dict[str, str], body: dict[str, Any], problems: list[FieldError]) -> None:
@@ -204,6 +220,8 @@ async def submit_new_campaign(request: Request, signed: SignedIn, runtime: Runti
             result = await _create(runtime, request, settings, upload, dry_run)
         except ValidationFailed as exc:
             problems.extend(exc.errors)
+        except DuplicateUpload as exc:  # the API's 409: shown on the form, with the box that allows it
+            problems.append(FieldError("/campaign/allow_duplicate_upload", str(exc)))
     if problems or result is None or dry_run:
         report = result["import"] if result is not None else None
         return render(

@@ -68,3 +68,27 @@ def test_the_api_refuses_a_mapping_to_a_missing_header_named_by_its_label(signed
     html = answer.text  # type: ignore[attr-defined]
     assert answer.status_code == 400, html  # type: ignore[attr-defined]
     assert "<strong>Column mapping" in html and "Mobile" in html
+
+
+TWO_VISITS = (
+    b"phone,appointment_date,scheduled_at\n"
+    b"+12125550101,2027-12-15,2027-12-14T18:00:00Z\n"
+    b"+12125550101,2027-12-16,2027-12-15T18:00:00Z\n"
+)
+
+
+def test_one_reminder_per_appointment_and_the_re_upload_guard_from_the_form(signed_in: TestClient) -> None:
+    """The call-list settings of issue 18 on the form: two appointments of one phone get two events with
+    ``One reminder per``; the same file again is refused naming the campaign, unless the box is ticked."""
+    first = create(signed_in, TWO_VISITS, dedupe_key="phone, appointment_date", late_policy="skip")
+    assert first.status_code == 303, first.text  # type: ignore[attr-defined]
+    page = first.headers["location"].split("?", 1)[0]  # type: ignore[attr-defined]
+    live = signed_in.get(f"{page}/live.json", params={"events": "1"}).json()
+    assert live["events_total"] == 2  # both appointments of the one phone
+    again = create(signed_in, TWO_VISITS, dedupe_key="phone, appointment_date")
+    html = again.text  # type: ignore[attr-defined]
+    assert again.status_code == 400 and "<strong>Allow a duplicate upload</strong>: " in html  # type: ignore[attr-defined]
+    assert "already" in html
+    assert 'name="allow_duplicate_upload"' in html
+    allowed = create(signed_in, TWO_VISITS, dedupe_key="phone, appointment_date", allow_duplicate_upload="true")
+    assert allowed.status_code == 303, allowed.text  # type: ignore[attr-defined]
