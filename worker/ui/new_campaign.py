@@ -16,7 +16,14 @@ from starlette.datastructures import FormData, UploadFile
 from campaigns import campaign as campaign_service
 from campaigns.errors import FieldError, ValidationFailed
 from campaigns.importing.guard import DuplicateUpload
-from campaigns.mapping import DATE_ORDERS, DROP, FIELD_TARGETS, METADATA_PREFIX, parse_map_options
+from campaigns.mapping import (
+    DATE_ORDERS,
+    DROP,
+    FIELD_TARGETS,
+    LIST_SETTINGS_FIELDS,
+    METADATA_PREFIX,
+    parse_map_options,
+)
 from campaigns.states import RETRY_POLICY_OUTCOMES, Channel
 from worker.api.campaigns import create_from_upload
 from worker.api.deps import RuntimeDep, uploaded_size
@@ -42,15 +49,7 @@ TEXT_FIELDS = (
     "max_dispatches_per_second",
     "start_at",
 )
-LIST_TEXT_FIELDS = (
-    "mapping",
-    "variables",
-    "drop_columns",
-    "date_order",
-    "dedupe_key",
-    "late_policy",
-    "allow_duplicate_upload",
-)
+LIST_TEXT_FIELDS = LIST_SETTINGS_FIELDS
 """How the call list is read (docs/csv.md): the mapping one ``Header = target`` a line, the lists comma-separated."""
 POLICY_KEYS = ("max_retries", "retry_interval_secs")
 POLICY_FIELDS = tuple(f"retry_policy.{outcome}.{key}" for outcome in RETRY_POLICY_OUTCOMES for key in POLICY_KEYS)
