@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -43,6 +43,14 @@ class RecurringDefinition(ResponseBody):
     due: str
     dedupe_key: list[str]
     campaign: dict[str, Any]
+    mapping: dict[str, str | None] | None = Field(
+        None,
+        description="Column header → phone, scheduled_at, timezone, state, text, metadata.<key>, a variable name, or"
+        " null / '-' (dropped), as for campaigns; applied to every campaign the runs create",
+    )
+    variables: list[str] | None = Field(None, description="Allow-list of the variables sent to the provider")
+    drop_columns: list[str] | None = Field(None, description="Columns never read")
+    date_order: Literal["mdy", "dmy"] | None = Field(None, description="How dates such as 05/12/2026 are read")
     enabled: bool
     origin: str = Field(description="file or api")
     origin_path: str | None
@@ -70,3 +78,11 @@ class RecurringDefinitionCreate(RequestBody):
     dedupe_key: list[str] | None = Field(None, description="The columns that identify one reminder")
     enabled: bool = True
     campaign: dict[str, Any] = Field(description="Campaign settings as POST /v1/campaigns takes them, without name")
+    mapping: dict[str, str | None] | None = Field(
+        None,
+        description="Column header → phone, scheduled_at, timezone, state, text, metadata.<key>, a variable name, or"
+        " null / '-' (dropped), as for campaigns; applied to every campaign the runs create",
+    )
+    variables: list[str] | None = Field(None, description="Allow-list of the variables sent to the provider")
+    drop_columns: list[str] | None = Field(None, description="Columns never read")
+    date_order: Literal["mdy", "dmy"] | None = Field(None, description="How dates such as 05/12/2026 are read")
