@@ -286,3 +286,23 @@ def test_delete_of_a_definition_files_definition_is_a_409_and_the_cli_deletes(
     assert out.strip() == "deleted recurring definition 'from-file'"
     with sessions() as s:
         assert s.scalar(select(func.count()).select_from(RecurringDefinition)) == 0
+
+
+def test_a_definition_takes_a_mapping_and_an_allow_list(client: TestClient, directory: Path) -> None:
+    body = definition(
+        due="appointment_date appointment_time - 2h",
+        dedupe_key=None,
+        mapping={"Phone Number": "phone", "Email": None},
+        variables=["first_name"],
+        date_order="dmy",
+    )
+    del body["dedupe_key"]
+    created = client.post("/v1/recurring", json=body)
+    assert created.status_code == 201, created.text
+    shown = client.get("/v1/recurring/reminders").json()
+    assert shown["mapping"] == {"Phone Number": "phone", "Email": None}
+    assert (shown["variables"], shown["date_order"]) == (["first_name"], "dmy")
+    assert shown["dedupe_key"] == ["phone", "appointment_date", "appointment_time"]
+    refused = client.post("/v1/recurring", json={**body, "mapping": {"Clinic": "telnyx_clinic"}})
+    assert refused.status_code == 400
+    assert any(e["source"]["pointer"] == "/mapping/Clinic" for e in refused.json()["errors"]), refused.text
