@@ -3,6 +3,7 @@ the ``variables`` allow-list, a date column and a time column in ``due``; real P
 
 from __future__ import annotations
 
+import tomllib
 import uuid
 from pathlib import Path
 from typing import Any
@@ -219,3 +220,29 @@ def test_a_date_and_a_time_column_are_read_together_in_the_rows_zone() -> None:
     assert recurring.due_time(rule, "05/12/2026", "UTC", "14:30", "dmy") == Z("2026-12-05T12:30Z")
     with pytest.raises(ValueError, match="a date and a time are both needed"):
         recurring.due_time(rule, "12/05/2026", "UTC", "")
+
+
+def test_both_appointments_of_one_phone_with_the_campaigns_dedupe_key(
+    sessions: sessionmaker[Session], tmp_path: Path
+) -> None:
+    csv = (
+        "Phone Number,Appointment Date,Appointment Time\n"
+        "+12125550101,11/25/2026,9:00 AM\n+12125550101,11/27/2026,9:00 AM\n+12125550101,11/25/2026,9:00 AM\n"
+    )
+    key = ["phone", "appointment_date", "appointment_time"]
+    campaign = {**TEMPLATE, "timezone": "America/New_York", "dedupe_key": key}
+    result, _ = _run(sessions, tmp_path, csv, due="appointment_date appointment_time - 1d", campaign=campaign)
+    assert (result.counts["rows_created"], result.counts["rows_duplicate"]) == (2, 1), result.message
+    with sessions() as s:
+        times = sorted(e.scheduled_at_fixed_datetime for e in s.scalars(select(ScheduledEvent)))
+    assert times == [Z("2026-11-24T14:00Z"), Z("2026-11-26T14:00Z")]
+
+
+def test_the_documented_ehr_definition_validates() -> None:
+    text = (Path(__file__).resolve().parents[3] / "docs" / "recurring.md").read_text()
+    toml = text.split("### An EHR export", 1)[1].split("```toml\n", 1)[1].split("```", 1)[0]
+    definition = recurring.validate_definition(
+        tomllib.loads(toml), now=Z("2026-11-21T00:00Z"), origin="file", base_dir=Path(__file__).parent
+    )
+    assert definition.dedupe_key == ("phone", "appointment_date", "appointment_time")
+    assert definition.call_list is not None and definition.call_list["mapping"]["Email"] is None
