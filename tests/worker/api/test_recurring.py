@@ -167,6 +167,19 @@ def test_validate_prints_the_next_five_runs_in_the_definitions_zone(cli_env: Pat
     assert "1 matching file(s)" in out
 
 
+def test_validate_shows_the_call_list_settings(cli_env: Path) -> None:
+    path = cli_env / "ehr.toml"
+    path.write_text(
+        'name = "ehr"\ncron = "0 7 * * *"\ntimezone = "America/New_York"\nsource = "lists/*.csv"\n'
+        'due = "appointment_date appointment_time - 2h"\nvariables = ["first_name"]\n'
+        '[mapping]\n"Email" = "-"\n[campaign]\nassistant_id = "a1"\ntelnyx_agent_target = "+15553456789"\n'
+    )
+    code, out, err = run("validate", str(path))
+    assert code == 0, err
+    assert "dedupe key: phone, appointment_date, appointment_time" in out
+    assert 'mapping: {"Email": null}' in out and 'variables: ["first_name"]' in out
+
+
 def test_validate_a_bad_file_exits_2_naming_file_and_field(cli_env: Path) -> None:
     bad = cli_env / "bad.toml"
     bad.write_text('name = "x"\ncron = "0 25 * * *"\ntimezone = "America/New_York"\nsource = "a.csv"\n')
