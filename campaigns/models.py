@@ -382,6 +382,9 @@ class RecurringDefinition(Base):
     dedupe_key: Mapped[list[str]] = mapped_column(JSONB, default=list)
     campaign: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
     """The campaign template: campaign settings as accepted by ``POST /v1/campaigns`` (without ``name``)."""
+    call_list: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    """The definition's ``mapping``, ``variables``, ``drop_columns`` and ``date_order`` (``ListSettings.as_json``);
+    ``None``: none set. Applied to every campaign its runs create."""
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     origin: Mapped[str] = mapped_column(String(16))
     origin_path: Mapped[str | None] = mapped_column(Text)

@@ -7,7 +7,7 @@ import hashlib
 import json
 import os
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -16,11 +16,14 @@ from typing import Any
 from campaigns import campaign as campaign_service
 from campaigns import windows
 from campaigns.errors import FieldError, ValidationFailed
+from campaigns.mapping import check_list_settings, normalize_header
 from campaigns.recurring.due import DueRule, parse_due
 from campaigns.recurring.schedule import check_cron, shortest_interval
 from campaigns.settings import get_settings
 
-DEFINITION_FIELDS = ("name", "cron", "timezone", "source", "due", "dedupe_key", "enabled", "campaign")
+LIST_FIELDS = ("mapping", "variables", "drop_columns", "date_order")
+"""Call-list settings a definition sets for every campaign it creates (the same as a campaign's, campaigns.mapping)."""
+DEFINITION_FIELDS = ("name", "cron", "timezone", "source", "due", "dedupe_key", "enabled", "campaign", *LIST_FIELDS)
 TEMPLATE_FORBIDDEN = {"name": "is the definition's name plus the run", "start_at": "is the time of each run"}
 
 
@@ -42,6 +45,8 @@ class Definition:
     allowed_root: str | None = None
     """The directory every file a run reads must lie in, symlinks resolved (an API definition's is
     ``CAMPAIGNS_RECURRING_DIR`` when it was stored); ``None``: a definition file's, any file the worker reads."""
+    call_list: dict[str, Any] | None = None
+    """``mapping``, ``variables``, ``drop_columns``, ``date_order`` as stored (``ListSettings.as_json``)."""
 
     @property
     def rule(self) -> DueRule:
@@ -55,6 +60,8 @@ class Definition:
         }  # fmt: skip
         if self.allowed_root is not None:  # only when set: the hashes of definition files stay as they were
             spec["allowed_root"] = self.allowed_root
+        if self.call_list:  # likewise
+            spec["call_list"] = self.call_list
         return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -165,7 +172,7 @@ def validate_definition(
     keys: tuple[str, ...] = ()
     if dedupe is None:
         if rule is not None and rule.column is not None:
-            keys = ("phone", rule.column)
+            keys = ("phone", rule.column, *((rule.time_column,) if rule.time_column else ()))
         elif rule is not None:
             bad("dedupe_key", 'is required with due = "now": the columns that identify one reminder, '
                 'e.g. ["phone", "appointment_id"]')  # fmt: skip
@@ -173,7 +180,7 @@ def validate_definition(
         not isinstance(dedupe, list)
         or not dedupe
         or not all(isinstance(k, str) and k.strip() for k in dedupe)
-        or len({k.strip().casefold() for k in dedupe}) != len(dedupe)
+        or len({normalize_header(k) for k in dedupe}) != len(dedupe)
     ):
         bad("dedupe_key", 'must be a non-empty list of distinct column names, e.g. ["phone", "appointment_at"]')
     else:
@@ -197,6 +204,7 @@ def validate_definition(
             )
         except ValidationFailed as exc:
             errors.extend(exc.errors)
+    call_list = _list_settings(body, template, bad)
     if errors:
         raise ValidationFailed(errors)
     assert isinstance(name, str) and isinstance(cron, str) and isinstance(zone, str)
@@ -212,7 +220,20 @@ def validate_definition(
         origin=origin,
         origin_path=origin_path,
         allowed_root=os.path.realpath(allowed_root) if allowed_root is not None else None,
+        call_list=call_list,
     )
+
+
+def _list_settings(
+    body: dict[str, Any], template: dict[str, Any], bad: Callable[[str, str], None]
+) -> dict[str, Any] | None:
+    """The definition's ``mapping``, ``variables``, ``drop_columns`` and ``date_order``, checked as a campaign's
+    are (a TOML mapping drops a column with ``"-"``, JSON also with ``null``). Whether the file has the columns
+    they name is known only when a run reads it: a run whose file lacks one records the file's error."""
+    given = {key: body[key] for key in LIST_FIELDS if key in body}
+    for key in sorted(set(given) & set(template)):
+        bad(f"campaign/{key}", f"is also set at the top of the definition: set {key} in one place")
+    return check_list_settings(given, bad).as_json() or None
 
 
 def _span(delta: timedelta) -> str:

@@ -28,6 +28,7 @@ from campaigns.db import unit_of_work
 from campaigns.errors import ValidationFailed
 from campaigns.ids import uuid7
 from campaigns.importing import CsvFileError, CsvLayout, HooksForLayout, StagingHook
+from campaigns.mapping import ListSettings
 from campaigns.models import RecurringDefinition, RecurringFile, RecurringRun
 from campaigns.recurring.definitions import TEMPLATE_FORBIDDEN, inside
 from campaigns.recurring.due import parse_due
@@ -76,6 +77,17 @@ def content_free(exc: Exception, known: Iterable[str] = ()) -> str:
     text = re.sub(r"'([^']*)'|\"([^\"]*)\"", quoted, text)
     text = re.sub(r"['\"].*", "…", text)  # an unclosed quote: cut there
     return text.replace("\x00", "'").replace("\x01", "'").strip() or type(exc).__name__
+
+
+def named_columns(definition: RecurringDefinition) -> list[str]:
+    """The column names the definition itself writes (due, dedupe_key, mapping, variables, drop_columns): a run
+    message may repeat them, as they are not the file's content."""
+    rule = parse_due(definition.due)
+    settings = ListSettings.from_json({**definition.campaign, **(definition.call_list or {})})
+    return [
+        *definition.dedupe_key, *(c for c in (rule.column, rule.time_column) if c), *settings.mapping,
+        *(t for t in settings.mapping.values() if t), *(settings.variables or ()), *settings.drop_columns,
+    ]  # fmt: skip
 
 
 def matching_files(source: str) -> list[Path]:
@@ -128,10 +140,10 @@ def _hooks_for_file(
 
     def hooks(layout: CsvLayout) -> Sequence[StagingHook]:
         rule = parse_due(definition.due)
-        due_ref = resolve_columns(layout.columns, layout.phone_column, [rule.column], "due")[0] if rule.column else None
-        key_refs = resolve_columns(layout.columns, layout.phone_column, definition.dedupe_key, "dedupe_key")
-        hook = RunStaging(definition, run_id, now=now, due_ref=due_ref, key_refs=key_refs, default_zone=zone,
-                          start_at=settings.start_at)  # fmt: skip
+        due_refs = resolve_columns(layout, [c for c in (rule.column, rule.time_column) if c], "due")
+        key_refs = resolve_columns(layout, definition.dedupe_key, "dedupe_key")
+        hook = RunStaging(definition, run_id, now=now, due_refs=due_refs, key_refs=key_refs, default_zone=zone,
+                          start_at=settings.start_at, date_order=settings.call_list.date_order)  # fmt: skip
         staged.append(hook)
         return (hook,) if mark_suppressed is None else (mark_suppressed, hook)
 
@@ -179,7 +191,10 @@ def _run_files(
     notes: list[str] = []
     failures = 0
     taken: set[str] = set()
-    template = {k: v for k, v in definition.campaign.items() if k not in TEMPLATE_FORBIDDEN}
+    # The definition's own mapping, variables, drop_columns and date_order apply to every campaign it creates.
+    template = {k: v for k, v in definition.campaign.items() if k not in TEMPLATE_FORBIDDEN} | (
+        definition.call_list or {}
+    )
     zone = template.get("timezone") or definition.timezone
     label = (run.tick_at or now).astimezone(zoneinfo.ZoneInfo(definition.timezone))
     for path in files:
@@ -230,7 +245,7 @@ def _run_files(
                         rows_suppressed=report.rows_suppressed,
                     )
             except (CsvFileError, ValidationFailed) as exc:
-                entry["error"] = content_free(exc, [*definition.dedupe_key, parse_due(definition.due).column or ""])
+                entry["error"] = content_free(exc, named_columns(definition))
                 notes.append(f"{path.name}: not imported: {entry['error']}")
                 failures += 1
             else:

@@ -59,6 +59,7 @@ def serialize_definition(
         "created_at": iso(row.created_at),
         "updated_at": iso(row.updated_at),
     }
+    body.update(row.call_list or {})  # mapping, variables, drop_columns, date_order: only those set
     if now is not None and row.enabled:
         body["next_runs"] = [iso(t) for t in upcoming(row.cron, row.timezone, now)]
     if runs:

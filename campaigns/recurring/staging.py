@@ -8,15 +8,27 @@ import zoneinfo
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy.orm import Session
 
 from campaigns.clock import iso
-from campaigns.importing import PHONE_ALIASES, CsvFileError
+from campaigns.importing import PHONE_ALIASES, CsvFileError, CsvLayout
 from campaigns.importing.call_list import key_text
+from campaigns.mapping import (
+    DROP,
+    METADATA_PREFIX,
+    PHONE,
+    SCHEDULED_AT,
+    SCHEDULED_DATE,
+    SCHEDULED_TIME,
+    STATE,
+    TEXT,
+    TIMEZONE,
+    normalize_header,
+)
 from campaigns.models import RecurringDefinition
-from campaigns.recurring.due import due_time, parse_due
+from campaigns.recurring.due import DueCellError, due_time, parse_due
 
 
 @dataclass(frozen=True)
@@ -24,35 +36,57 @@ class ColumnRef:
     """Where a configured column's value is in a staged row."""
 
     name: str
+    """As the definition names it (``due``, ``dedupe_key``)."""
     kind: str
     """phone | timezone | state | text | scheduled_at | metadata | variable"""
     key: str
+    header: str = ""
+    """The column as written in the file (what a row's issue names)."""
 
 
-def resolve_columns(columns: list[str], phone_column: str, wanted: Iterable[str], why: str) -> list[ColumnRef]:
-    by_fold = {c.casefold(): c for c in columns}
+_FIELD_KINDS: Final = {
+    PHONE: "phone", TIMEZONE: "timezone", STATE: "state", TEXT: "text",
+    SCHEDULED_AT: "scheduled_at", SCHEDULED_DATE: "scheduled_at", SCHEDULED_TIME: "scheduled_at",
+}  # fmt: skip
+
+
+def _ref(name: str, header: str, target: str) -> ColumnRef:
+    kind = _FIELD_KINDS.get(target)
+    if kind is not None:
+        return ColumnRef(name, kind, header, header)
+    if target.startswith(METADATA_PREFIX):
+        return ColumnRef(name, "metadata", target[len(METADATA_PREFIX) :], header)
+    return ColumnRef(name, "variable", target, header)
+
+
+def resolve_columns(layout: CsvLayout, wanted: Iterable[str], why: str) -> list[ColumnRef]:
+    """The columns a definition's ``why`` (``due``, ``dedupe_key``) names, in the file's ``layout``: by the name
+    a column has after mapping (a variable, ``metadata.<key>``, ``phone``, …) or by its header, as written or
+    normalized (``appointment_date`` names ``Appointment Date``), as campaigns' ``dedupe_key`` does. A name the
+    file lacks, or a column the mapping drops, raises :class:`CsvFileError` naming it."""
+    assignments = layout.mapping or tuple((c, normalize_header(c)) for c in layout.columns)
     refs: list[ColumnRef] = []
     missing: list[str] = []
     for name in wanted:
-        folded = name.casefold()
-        if folded in PHONE_ALIASES:
-            refs.append(ColumnRef(name, "phone", phone_column))
+        normalized = normalize_header(name)
+        if normalized in PHONE_ALIASES or normalized == PHONE:
+            refs.append(ColumnRef(name, "phone", layout.phone_column, layout.phone_column))
             continue
-        actual = by_fold.get(folded)
-        if actual is None:
+        by_target = [(h, t) for h, t in assignments if t != DROP and normalize_header(t) == normalized]
+        by_header = [(h, t) for h, t in assignments if normalize_header(h) == normalized]
+        found = by_target or by_header
+        if not found:
             missing.append(name)
-        elif folded == phone_column.casefold():
-            refs.append(ColumnRef(name, "phone", actual))
-        elif folded in ("timezone", "state", "text", "scheduled_at"):
-            refs.append(ColumnRef(name, folded, actual))
-        elif folded.startswith("metadata."):
-            refs.append(ColumnRef(name, "metadata", actual[len("metadata.") :].strip()))
-        else:
-            refs.append(ColumnRef(name, "variable", actual))
+            continue
+        header, target = found[0]
+        if target == DROP:
+            raise CsvFileError(f"column {name!r} named in {why} is dropped by the mapping or drop_columns: it "
+                               "cannot be read")  # fmt: skip
+        refs.append(_ref(name, header, target))
     if missing:
-        found = ", ".join(repr(c) for c in columns)
+        found_columns = ", ".join(repr(c) for c in layout.columns)
         raise CsvFileError(f"column {', '.join(repr(m) for m in missing)} named in {why} is not in the file "
-                           f"(columns: {found})")  # fmt: skip
+                           f"(columns: {found_columns})")  # fmt: skip
     return refs
 
 
@@ -72,6 +106,15 @@ def _value(ref: ColumnRef, row: tuple[Any, ...]) -> str:
     return str((source or {}).get(ref.key, ""))
 
 
+class _BadCell(ValueError):
+    """A due cell that cannot be read: its column, its value, and why."""
+
+    def __init__(self, ref: ColumnRef, value: str, reason: str) -> None:
+        super().__init__(reason)
+        self.ref = ref
+        self.value = value
+
+
 class RunStaging:
     """The importer hook for one file: due times, past rows, and cross-run dedupe keys (see module docstring)."""
 
@@ -81,20 +124,33 @@ class RunStaging:
         run_id: uuid.UUID,
         *,
         now: datetime,
-        due_ref: ColumnRef | None,
+        due_refs: list[ColumnRef],
         key_refs: list[ColumnRef],
         default_zone: str,
         start_at: datetime,
+        date_order: str | None = None,
     ) -> None:
         self.definition = definition
         self.rule = parse_due(definition.due)
         self.run_id = run_id
         self.now = now
-        self.due_ref = due_ref
+        self.due_refs = due_refs
+        """The due column, or its date column and time column (none: due at the run)."""
+        self.date_order = date_order
         self.key_refs = key_refs
         self.default_zone = default_zone
         self.start_at = start_at
         self.past = 0
+
+    def _due(self, row: tuple[Any, ...], zone: str) -> datetime:
+        """The row's due time; a cell that cannot be read raises :class:`_BadCell` naming its column."""
+        values = [_value(r, row) for r in self.due_refs]
+        try:
+            return due_time(self.rule, values[0], zone, values[1] if len(values) > 1 else None, self.date_order)
+        except DueCellError as exc:  # a date column and a time column: the one at fault
+            raise _BadCell(self.due_refs[exc.cell], values[exc.cell], str(exc)) from None
+        except (ValueError, OverflowError) as exc:
+            raise _BadCell(self.due_refs[0], values[0], str(exc)) from None
 
     def __call__(self, session: Session, campaign_id: uuid.UUID) -> None:
         conn = session.connection().connection.driver_connection
@@ -103,7 +159,7 @@ class RunStaging:
         keep: list[tuple[int, str, str, datetime, str | None, str | None]] = []
         first_row: dict[str, int] = {}
         key_column = ",".join(r.name for r in self.key_refs)
-        due_column = self.due_ref.name if self.due_ref else "scheduled_at"
+        due_column = self.due_refs[0].header if self.due_refs else "scheduled_at"
         with conn.cursor() as cur:
             rows = cur.execute(
                 """SELECT s.row_number, s.id, s.phone, s.timezone, s.state, s.body, s.scheduled_at, s.metadata,
@@ -116,12 +172,11 @@ class RunStaging:
                 row_number, event_id = row[0], row[1]
                 zone = row[3] or self.default_zone
                 when = row[6]
-                if self.due_ref is not None:
-                    raw = _value(self.due_ref, row)
+                if self.due_refs:
                     try:
-                        when = due_time(self.rule, raw, zone)
-                    except (ValueError, OverflowError) as exc:
-                        issues.append((row_number, self.due_ref.name, raw[:200], f"due time: {exc}", "rejected"))
+                        when = self._due(row, zone)
+                    except _BadCell as exc:
+                        issues.append((row_number, exc.ref.header, exc.value[:200], f"due time: {exc}", "rejected"))
                         continue
                 past: str | None = None
                 if when is None:
@@ -135,7 +190,7 @@ class RunStaging:
                                    f"same dedupe key as row {first_row[key]}", "duplicate"))  # fmt: skip
                     continue
                 first_row[key] = row_number
-                value = (_value(self.due_ref, row) if self.due_ref else iso(when) or "")[:200]
+                value = (" ".join(_value(r, row) for r in self.due_refs) or iso(when) or "")[:200]
                 keep.append((row_number, str(event_id), key, when, past, value))
             if issues:
                 with cur.copy("COPY import_staging_issues (row_number, col, value, reason, kind) FROM STDIN") as copy:

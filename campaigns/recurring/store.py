@@ -70,6 +70,7 @@ def upsert_definition(session: Session, definition: Definition, *, now: datetime
             due=definition.due,
             dedupe_key=list(definition.dedupe_key),
             campaign=definition.campaign,
+            call_list=definition.call_list,
             enabled=definition.enabled,
             origin=definition.origin,
             origin_path=definition.origin_path,
@@ -108,6 +109,7 @@ def upsert_definition(session: Session, definition: Definition, *, now: datetime
     row.due = definition.due
     row.dedupe_key = list(definition.dedupe_key)
     row.campaign = definition.campaign
+    row.call_list = definition.call_list
     row.cron = definition.cron
     row.timezone = definition.timezone
     row.enabled = definition.enabled
@@ -126,7 +128,7 @@ def definition_of(row: RecurringDefinition) -> Definition:
     return Definition(
         name=row.name, cron=row.cron, timezone=row.timezone, source=row.source, due=row.due,
         dedupe_key=tuple(row.dedupe_key), campaign=dict(row.campaign), enabled=row.enabled, origin=row.origin,
-        origin_path=row.origin_path, allowed_root=row.allowed_root,
+        origin_path=row.origin_path, allowed_root=row.allowed_root, call_list=row.call_list,
     )  # fmt: skip
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -99,6 +100,8 @@ def validate(
         raise typer.Exit(2) from None
     typer.echo(f"{file}: ok: {definition.name!r}, cron {definition.cron!r} in {definition.timezone}")
     typer.echo(f"due: {definition.due}; dedupe key: {', '.join(definition.dedupe_key)}")
+    for key, value in (definition.call_list or {}).items():  # mapping, variables, drop_columns, date_order
+        typer.echo(f"{key}: {json.dumps(value, ensure_ascii=False)}")
     matches = recurring.matching_files(definition.source)
     typer.echo(f"source: {definition.source} ({len(matches)} matching file(s) now)")
     typer.echo("next runs:")

@@ -167,6 +167,19 @@ def test_validate_prints_the_next_five_runs_in_the_definitions_zone(cli_env: Pat
     assert "1 matching file(s)" in out
 
 
+def test_validate_shows_the_call_list_settings(cli_env: Path) -> None:
+    path = cli_env / "ehr.toml"
+    path.write_text(
+        'name = "ehr"\ncron = "0 7 * * *"\ntimezone = "America/New_York"\nsource = "lists/*.csv"\n'
+        'due = "appointment_date appointment_time - 2h"\nvariables = ["first_name"]\n'
+        '[mapping]\n"Email" = "-"\n[campaign]\nassistant_id = "a1"\ntelnyx_agent_target = "+15553456789"\n'
+    )
+    code, out, err = run("validate", str(path))
+    assert code == 0, err
+    assert "dedupe key: phone, appointment_date, appointment_time" in out
+    assert 'mapping: {"Email": null}' in out and 'variables: ["first_name"]' in out
+
+
 def test_validate_a_bad_file_exits_2_naming_file_and_field(cli_env: Path) -> None:
     bad = cli_env / "bad.toml"
     bad.write_text('name = "x"\ncron = "0 25 * * *"\ntimezone = "America/New_York"\nsource = "a.csv"\n')
@@ -286,3 +299,23 @@ def test_delete_of_a_definition_files_definition_is_a_409_and_the_cli_deletes(
     assert out.strip() == "deleted recurring definition 'from-file'"
     with sessions() as s:
         assert s.scalar(select(func.count()).select_from(RecurringDefinition)) == 0
+
+
+def test_a_definition_takes_a_mapping_and_an_allow_list(client: TestClient, directory: Path) -> None:
+    body = definition(
+        due="appointment_date appointment_time - 2h",
+        dedupe_key=None,
+        mapping={"Phone Number": "phone", "Email": None},
+        variables=["first_name"],
+        date_order="dmy",
+    )
+    del body["dedupe_key"]
+    created = client.post("/v1/recurring", json=body)
+    assert created.status_code == 201, created.text
+    shown = client.get("/v1/recurring/reminders").json()
+    assert shown["mapping"] == {"Phone Number": "phone", "Email": None}
+    assert (shown["variables"], shown["date_order"]) == (["first_name"], "dmy")
+    assert shown["dedupe_key"] == ["phone", "appointment_date", "appointment_time"]
+    refused = client.post("/v1/recurring", json={**body, "mapping": {"Clinic": "telnyx_clinic"}})
+    assert refused.status_code == 400
+    assert any(e["source"]["pointer"] == "/mapping/Clinic" for e in refused.json()["errors"]), refused.text

@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
 from worker.api.schemas.common import PageMeta, RequestBody, ResponseBody, Timestamp, Uuid
+
+# A definition's call-list settings (campaigns.mapping), the same in requests and responses.
+MappingField = Annotated[
+    dict[str, str | None] | None,
+    Field(
+        description="Column header → phone, scheduled_at, timezone, state, text, metadata.<key>, a variable name, or"
+        " null / '-' (dropped), as for campaigns; applied to every campaign the runs create"
+    ),
+]
+VariablesField = Annotated[list[str] | None, Field(description="Allow-list of the variables sent to the provider")]
+DropColumnsField = Annotated[list[str] | None, Field(description="Columns never read")]
+DateOrderField = Annotated[Literal["mdy", "dmy"] | None, Field(description="How dates such as 05/12/2026 are read")]
 
 
 class RunRows(ResponseBody):
@@ -43,6 +55,10 @@ class RecurringDefinition(ResponseBody):
     due: str
     dedupe_key: list[str]
     campaign: dict[str, Any]
+    mapping: MappingField = None
+    variables: VariablesField = None
+    drop_columns: DropColumnsField = None
+    date_order: DateOrderField = None
     enabled: bool
     origin: str = Field(description="file or api")
     origin_path: str | None
@@ -70,3 +86,7 @@ class RecurringDefinitionCreate(RequestBody):
     dedupe_key: list[str] | None = Field(None, description="The columns that identify one reminder")
     enabled: bool = True
     campaign: dict[str, Any] = Field(description="Campaign settings as POST /v1/campaigns takes them, without name")
+    mapping: MappingField = None
+    variables: VariablesField = None
+    drop_columns: DropColumnsField = None
+    date_order: DateOrderField = None
