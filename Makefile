@@ -63,7 +63,7 @@ chaos: $(STAMP) fuzz ## Full reliability suite: kill -9, restarts, webhook flood
 	CHAOS_FULL=1 $(BIN)/pytest -q -s -p no:cacheprovider --timeout 3600 tests/reliability
 
 fuzz: $(STAMP) ## ~10 minutes of random fuzzing: schemathesis on every operation, hostile creates and webhooks
-	CAMPAIGNS_FUZZ_EXAMPLES=$${CAMPAIGNS_FUZZ_EXAMPLES:-4000} $(BIN)/pytest -q -p no:cacheprovider --timeout 3600 \
+	CAMPAIGNS_FUZZ_EXAMPLES=$${CAMPAIGNS_FUZZ_EXAMPLES:-12000} $(BIN)/pytest -q -p no:cacheprovider --timeout 3600 \
 		tests/worker/api/test_hostile_input.py::test_fuzzed_creates_and_webhooks_give_no_5xx_and_log_no_numbers \
 		tests/worker/api/test_schemathesis.py::test_every_answer_conforms_to_the_schema
 
