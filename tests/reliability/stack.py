@@ -249,7 +249,15 @@ class Stack:
             "in_flight_at_kills": self.in_flight_at_kills,
             "webhook_receipts": receipts,
             "callback_delay_secs": self.callback_delays(calls, [tuple(r) for r in receipt_times]),
+            "callback_delivery": self.deliveries(),
         }
+
+    def deliveries(self) -> dict[str, Any]:
+        """The simulator's side of the callback delay: its wait for a free lane and the receiver's answer."""
+        response = httpx.get(f"http://127.0.0.1:{self.sim_port}/_simulator/deliveries", timeout=30)
+        response.raise_for_status()
+        result: dict[str, Any] = response.json()
+        return result
 
 
 def percentiles(values: list[float]) -> dict[str, float]:

@@ -131,6 +131,7 @@ def simulator(
     list_delay: Annotated[
         float, typer.Option(help="Real seconds before a placed call shows in the TeXML call list")
     ] = 0.0,
+    callback_lanes: Annotated[int, typer.Option(min=1, help="Callbacks in flight at once")] = 128,
 ) -> None:
     """Run the Telnyx simulator (a test double speaking the Telnyx wire format)."""
     from worker import simulator as sim
@@ -143,6 +144,7 @@ def simulator(
         seed=seed,
         callbacks=callbacks,
         list_delay=list_delay,
+        callback_lanes=callback_lanes,
     )
     sim.run(host=host, port=port, config=config)
 

@@ -76,6 +76,9 @@ class SimulatorConfig:
     """Delivery tries per callback (like Telnyx's "up to 3 times per URL"), on connection errors or non-2xx."""
     callbacks: bool = True
     """Send status callbacks and webhooks at all; off for load tests that measure dispatch alone."""
+    callback_lanes: int = 128
+    """Callbacks in flight at once (each on its own single-connection client, a "lane"); more wait for a free one.
+    Telnyx sets no such limit that the engine could see; 128 keeps the simulator from being the bottleneck."""
     list_delay: float = 0.0
     """Real seconds before a placed call shows in ``GET /texml/Accounts/{account_sid}/Calls``: Telnyx calls that
     list "eventually consistent", so a lookup right after a request may not see its call yet."""

@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 import uuid
+from collections import Counter, deque
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
@@ -105,13 +107,38 @@ def call_control_detection(amd: str | None, answerer: str) -> list[tuple[str, st
 
 TEXML_STATUS_PATH = "/webhooks/telnyx/call-status"
 CALLBACK_TIMEOUT = httpx.Timeout(5.0, pool=None)
-# Callbacks in flight at once, each on its own single-connection client (a "lane"). httpcore scans every pooled
-# connection (and polls its socket) for every request, and every queued request on each change, so one shared
-# pool costs O(connections) or worse per callback: 79% of the simulator's CPU with a deep queue, and still its
-# bottleneck at 64 connections. Callbacks beyond this many wait for a free lane.
-CALLBACK_CONCURRENCY = 32
+# Callbacks in flight at once (``SimulatorConfig.callback_lanes``), each on its own single-connection client (a
+# "lane"). httpcore scans every pooled connection (and polls its socket) for every request, and every queued
+# request on each change, so one shared pool costs O(connections) or worse per callback: 79% of the simulator's CPU
+# with a deep queue. Callbacks beyond the lanes wait for a free one; that wait is the simulator being behind, not
+# the engine, so there are enough lanes that the receiver's answers, not the lanes, set the pace (issue 21: with
+# 32, a kill -9 run's callbacks waited up to 3.4 s for a lane while the receiver answered within 0.5 s).
 LANE_LIMITS = httpx.Limits(max_connections=1, max_keepalive_connections=1)
 RETRY_BACKOFF_SECS = 0.2
+TIMINGS_KEPT = 200_000
+"""Delivery timings kept for ``GET /_simulator/deliveries`` (the newest; a full-size chaos run sends ~60,000)."""
+
+
+@dataclass(frozen=True)
+class DeliveryTiming:
+    """One callback's way out, in real seconds: waiting for a free lane (the simulator behind), then the
+    receiver's answer (the engine's webhook path: its accept queue, signature check, commit)."""
+
+    lane_wait: float
+    round_trip: float
+    tries: int
+    delivered: bool
+
+
+def _percentiles(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {}
+    ordered = sorted(values)
+
+    def at(q: float) -> float:
+        return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 4)
+
+    return {"p50": at(0.5), "p90": at(0.9), "p99": at(0.99), "max": round(ordered[-1], 4)}
 
 
 def _json_dumps(value: object) -> bytes:
@@ -129,6 +156,22 @@ class Delivery:
         self.tasks: set[asyncio.Task[None]] = set()
         self._lanes: asyncio.Queue[httpx.AsyncClient] | None = None
         self._clients: list[httpx.AsyncClient] = []
+        self.timings: deque[DeliveryTiming] = deque(maxlen=TIMINGS_KEPT)
+        self.problems: Counter[str] = Counter()
+        """Why tries failed (``HTTP 503``, ``ConnectError``…), for ``GET /_simulator/deliveries``."""
+
+    def timing_summary(self) -> dict[str, Any]:
+        """Percentiles of the kept delivery timings (``GET /_simulator/deliveries``): where a late callback waited."""
+        timings = list(self.timings)
+        return {
+            "callbacks": len(timings),
+            "retried": sum(1 for t in timings if t.tries > 1),
+            "given_up": sum(1 for t in timings if not t.delivered),
+            "lanes": self.config.callback_lanes,
+            "lane_wait_secs": _percentiles([t.lane_wait for t in timings]),
+            "round_trip_secs": _percentiles([t.round_trip for t in timings]),
+            "failed_tries": dict(self.problems.most_common(10)),
+        }
 
     # -- background work ---------------------------------------------------------------------------
 
@@ -158,7 +201,7 @@ class Delivery:
             # trust_env=False: callbacks go to local or cluster-internal URLs, never through a proxy.
             self._clients = [
                 httpx.AsyncClient(timeout=CALLBACK_TIMEOUT, limits=LANE_LIMITS, trust_env=False, verify=tls_context())
-                for _ in range(CALLBACK_CONCURRENCY)
+                for _ in range(max(1, self.config.callback_lanes))
             ]
             self._lanes = asyncio.Queue()
             for client in self._clients:
@@ -184,6 +227,8 @@ class Delivery:
             return
         tries = max(1, self.config.webhook_retries)
         problem = ""
+        waited = 0.0
+        round_trip = 0.0
         for attempt in range(1, tries + 1):
             body = make_body(attempt)
             timestamp = str(int(utcnow_real().timestamp()))
@@ -192,21 +237,29 @@ class Delivery:
                 SIGNATURE_HEADER: sign(self.key, timestamp, body),
                 TIMESTAMP_HEADER: timestamp,
             }
+            queued = time.monotonic()
             try:
                 lanes = self.lanes()
                 client = await lanes.get()
+                started = time.monotonic()
+                waited += started - queued
                 try:
                     response = await client.post(url, content=body, headers=headers)
                 finally:
+                    round_trip += time.monotonic() - started
                     lanes.put_nowait(client)
             except (httpx.HTTPError, httpx.InvalidURL) as exc:
                 problem = f"{type(exc).__name__}: {exc}"
+                self.problems[type(exc).__name__] += 1
             else:
                 if response.is_success:
+                    self.timings.append(DeliveryTiming(waited, round_trip, attempt, True))
                     return
                 problem = f"HTTP {response.status_code}"
+                self.problems[problem] += 1
             if attempt < tries:
                 await asyncio.sleep(RETRY_BACKOFF_SECS * attempt)
+        self.timings.append(DeliveryTiming(waited, round_trip, tries, False))
         log.warning("simulator gave up on a callback to %s after %d tries: %s", url, tries, problem)
 
     async def deliver_event(self, url: str | None, event_type: str, payload: dict[str, Any]) -> None:

@@ -241,6 +241,7 @@ async def retrieve_call(call_control_id: str, request: Request) -> JSONResponse:
     """Call status: ``is_alive`` until the call ends (its terminal callback goes out then, or for
     ``completed_late`` later), then the duration."""
     authorize(request)
+    _state(request).queries["call_status"] += 1
     call = _state(request).calls.get(call_control_id)
     if call is None:
         raise ApiError(
@@ -271,6 +272,7 @@ async def list_texml_calls(account_sid: str, request: Request) -> JSONResponse:
     in the shape of the official SDK's ``texml/accounts/call_retrieve_calls_response.py``. A call shows only
     ``list_delay`` seconds after it was placed (Telnyx: "This endpoint is eventually consistent")."""
     authorize(request)
+    _state(request).queries["call_list"] += 1
     query = request.query_params
     after = query.get("StartTime_gt")
     try:
@@ -443,6 +445,13 @@ async def list_messages(request: Request) -> JSONResponse:
     return JSONResponse({"data": _state(request).messages_log})
 
 
+@router.get("/_simulator/deliveries")
+async def deliveries(request: Request) -> JSONResponse:
+    """How the callbacks went out: how many, retried, given up, and percentiles of the wait for a free lane and
+    of the receiver's answer (real seconds); and how many status questions the engine asked."""
+    return JSONResponse({**_delivery(request).timing_summary(), "queries": dict(_state(request).queries)})
+
+
 @router.get("/_simulator/public-key")
 async def public_key(request: Request) -> JSONResponse:
     """The base64 Ed25519 public key the callbacks are signed with."""
@@ -453,6 +462,8 @@ async def public_key(request: Request) -> JSONResponse:
 async def reset(request: Request) -> JSONResponse:
     """Clear logs, script, dedupe tables and calls; pending callbacks are cancelled."""
     _delivery(request).cancel_pending()
+    _delivery(request).timings.clear()
+    _delivery(request).problems.clear()
     _state(request).reset()
     return JSONResponse({"status": "ok"})
 

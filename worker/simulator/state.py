@@ -12,6 +12,7 @@ import random
 import secrets
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -91,6 +92,8 @@ class SimulatorState:
         self.messages_by_key: dict[str, Accepted] = {}
         self.calls: dict[str, Call] = {}
         self.blocked: set[str] = set()
+        self.queries: Counter[str] = Counter()
+        """Status questions asked (``call_status``: ``GET /v2/calls/{id}``; ``call_list``: the TeXML call list)."""
         """Numbers that opted out of messages (Telnyx block rules)."""
 
     def record(
@@ -162,3 +165,4 @@ class SimulatorState:
         self.messages_by_key.clear()
         self.calls.clear()
         self.blocked.clear()
+        self.queries.clear()

@@ -16,10 +16,10 @@ pytestmark = pytest.mark.anyio
 
 
 async def test_callbacks_beyond_the_in_flight_limit_wait_and_all_arrive() -> None:
-    """A slow receiver never sees more than the in-flight limit at once, and every queued callback still arrives."""
-    from worker.simulator.delivery import CALLBACK_CONCURRENCY
-
-    calls = CALLBACK_CONCURRENCY * 2
+    """A slow receiver never sees more than the in-flight limit at once, every queued callback still arrives, and
+    ``GET /_simulator/deliveries`` tells the wait for a lane from the receiver's answer."""
+    lanes = 8
+    calls = lanes * 2
     lock = threading.Lock()
     seen = {"now": 0, "max": 0, "total": 0}
 
@@ -48,13 +48,18 @@ async def test_callbacks_beyond_the_in_flight_limit_wait_and_all_arrive() -> Non
     thread.start()
     url = f"http://127.0.0.1:{server.server_address[1]}/slow"
     try:
-        async with simulator(fast_config(ring_delay=0.0, talk_delay=0.0)) as client:
+        async with simulator(fast_config(ring_delay=0.0, talk_delay=0.0, callback_lanes=lanes)) as client:
             dials = [client.post("/v2/calls", json=dial_body(f"+1555100{i:04d}", url)) for i in range(calls)]
             assert {r.status_code for r in await asyncio.gather(*dials)} == {200}
             # initiated, answered, hangup, conversation.ended per call
             await eventually(lambda: seen["total"] == calls * 4, timeout=30)
+            stats = (await client.get("/_simulator/deliveries")).json()
     finally:
         server.shutdown()
         server.server_close()
-    assert seen["max"] <= CALLBACK_CONCURRENCY
+    assert seen["max"] <= lanes
     assert seen["max"] > 1  # callbacks do overlap: the limit, not the receiver, bounded them
+    assert stats["callbacks"] == calls * 4 and stats["lanes"] == lanes and stats["given_up"] == 0
+    # 16 calls' callbacks through 8 lanes, each answer taking 20 ms: some waited for a lane, every answer took 20 ms
+    assert stats["lane_wait_secs"]["max"] > 0
+    assert stats["round_trip_secs"]["p50"] >= 0.02
