@@ -170,8 +170,14 @@ def _record_failure(
                 suppression.record_provider_block(session, request.to, str(exc), now=clock.now())
         log.warning("provider rejected, event failed", extra={"attempt_id": str(attempt_id)})
         return "rejected"
+    adapter = providers.for_channel(request.channel)
+    # Where the reconciler can resolve it (Call Control re-sends within Telnyx's 60 s dedupe window; TeXML and
+    # messaging look it up in the provider's records), it looks a sending lease later, not a call lease: an hour
+    # later the dial could no longer be re-sent safely. A callback that names the attempt settles it before.
+    resolvable = adapter.dedupes_repeats or adapter.lists_calls
+    lease = sending_lease(settings) if resolvable else settings.call_lease_secs
     with unit_of_work(factory) as session:
-        call_lease = real_seconds_to_app(clock, settings.call_lease_secs)
+        call_lease = real_seconds_to_app(clock, lease)
         lifecycle.record_outcome_unknown(session, attempt_id, str(exc), now=clock.now(), call_lease=call_lease)
     log.error("provider outcome unknown, not re-sending", extra={"attempt_id": str(attempt_id)})
     return "unknown"

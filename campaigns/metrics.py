@@ -63,7 +63,17 @@ WEBHOOK_TYPES = (
     "message.received",
 )
 WEBHOOK_RESULTS = ("applied", "progress", "duplicate", "stale", "unmatched", "ignored")
-RECONCILE_ACTIONS = ("withdrawn", "extended", "failed_unknown", "completed_sms", "resent", "found_placed", "looked_up")
+RECONCILE_ACTIONS = (
+    "withdrawn",
+    "extended",
+    "failed_unknown",
+    "completed_sms",
+    "resent",
+    "found_placed",
+    "looked_up",
+    "awaiting_callback",
+    "not_placed",
+)
 
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 LAG_BUCKETS = (0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 900.0, 3600.0)

@@ -177,6 +177,9 @@ class CallAttempt(Base):
     attempted_at: Mapped[datetime | None] = mapped_column(TZ)
     finished_at: Mapped[datetime | None] = mapped_column(TZ)
     answered_at: Mapped[datetime | None] = mapped_column(TZ)
+    provider_ended_at: Mapped[datetime | None] = mapped_column(TZ)
+    """When a status query first said the call was over while its terminal status had not arrived (app time): the
+    callback grace (``callback_grace_secs``) counts from here."""
     """When the answered callback arrived (null: never answered): TeXML's ``CallStatus=in-progress``
     (https://developers.telnyx.com/api-reference/callbacks/texml-call-answered) or Call Control's
     ``call.answered``."""

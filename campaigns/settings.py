@@ -58,6 +58,10 @@ class Settings(BaseSettings):
     unknown_lookup_secs: float = Field(default=300.0, gt=0)
     """Real seconds after its request that a TeXML attempt with an unknown outcome keeps being looked up in the call
     list (Telnyx calls the list eventually consistent) before it fails closed."""
+    redial_not_found: bool = True
+    """An attempt with an unknown outcome that the provider's list never showed within ``unknown_lookup_secs``, and
+    that no callback named, was not placed: recorded ``not_placed`` (no budget spent) and dialled again. ``False``:
+    it fails closed instead, as when the list cannot be read."""
     claim_batch_size: int = 200
     dispatch_batch_size: int = Field(default=25, ge=1, le=1000)
     """Claimed attempts per dispatch task: sent concurrently by one worker, with two commits per task."""
@@ -65,6 +69,10 @@ class Settings(BaseSettings):
     """Real seconds a claimed event may wait for its worker before the reconciler looks at it."""
     call_lease_secs: float = 3600.0
     """Real seconds a dispatched call may run without a terminal callback before reconciliation."""
+    callback_grace_secs: float = Field(default=600.0, ge=0)
+    """Real seconds a call the provider reports over keeps waiting for its terminal status before it is closed as
+    unknown: its callbacks may still be queued at the provider or in the engine's own webhook path (issue 21: a
+    lease that expires while callbacks are queued is the engine being behind, not the call being lost)."""
     transient_backoff_secs: float = 15.0
     """App seconds an event waits after the provider refused it before it is tried again."""
     provider_backoff_secs: float = Field(default=1.0, gt=0)

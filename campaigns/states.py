@@ -140,6 +140,10 @@ class Outcome(StrEnum):
     """Refused for the account's own concurrent-channel limit (SIP 403 D1, or HTTP 429 90103): not the recipient."""
     PROVIDER_REJECTED = "provider_rejected"
     """The provider refused the account (401/403, a missing connection or profile): not the recipient."""
+    NOT_PLACED = "not_placed"
+    """An attempt whose outcome was unknown (its worker died, or its request timed out) that the provider's own
+    records show never arrived: its list showed no such call or message for ``unknown_lookup_secs`` and no
+    callback named it. Nobody was contacted: dialled again, no budget spent."""
     UNKNOWN = "unknown"
     DELIVERED = "delivered"
     SENT = "sent"
@@ -151,11 +155,11 @@ class Outcome(StrEnum):
 
 CALL_OUTCOMES: Final = (
     "answered", "voicemail", "screened", "busy", "no-answer", "failed", "canceled", "channel_limited",
-    "provider_rejected", "unknown",
+    "provider_rejected", "not_placed", "unknown",
 )  # fmt: skip
 RETRY_POLICY_OUTCOMES: Final = ("busy", "no-answer", "voicemail", "screened", "failed", "canceled")
 """The outcomes a ``retry_policy`` may name: the recipient's doing, so each spends its own retry budget."""
-FREE_OUTCOMES: Final = frozenset({Outcome.CHANNEL_LIMITED, Outcome.PROVIDER_REJECTED})
+FREE_OUTCOMES: Final = frozenset({Outcome.CHANNEL_LIMITED, Outcome.PROVIDER_REJECTED, Outcome.NOT_PLACED})
 """Outcomes that are the account's doing: the event goes back to ``pending`` and no budget is consumed."""
 
 

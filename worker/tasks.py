@@ -43,7 +43,9 @@ def reconcile() -> None:
             every=real_seconds_to_app(rt.clock, sending_lease(rt.settings)),
             until=real_seconds_to_app(rt.clock, rt.settings.unknown_lookup_secs),
             provider_time=functools.partial(app_to_real, rt.clock),
+            redial_not_found=rt.settings.redial_not_found,
         ),
+        callback_grace=real_seconds_to_app(rt.clock, rt.settings.callback_grace_secs),
     )
     for action in metrics.RECONCILE_ACTIONS:
         if getattr(report, action):

@@ -52,6 +52,12 @@ class ReconcileReport:
     query and the callbacks settle them."""
     looked_up: int = 0
     """Unknown attempts looked up in the provider's call list and not found yet (asked again later)."""
+    not_placed: int = 0
+    """Unknown attempts the provider's list never showed within the lookup bound, named by no callback: recorded
+    ``not_placed`` and their events dialled again (``CallLookup.redial_not_found``)."""
+    awaiting_callback: int = 0
+    """Of ``extended``: calls the provider says are over whose terminal status has not arrived yet, waiting for it
+    within the callback grace (their callbacks may be queued at the provider or in the engine's webhook path)."""
 
 
 def _same_instant(instant: datetime) -> datetime:
@@ -70,6 +76,9 @@ class CallLookup:
     every: timedelta
     until: timedelta
     provider_time: Callable[[datetime], datetime] = field(default=_same_instant)
+    redial_not_found: bool = False
+    """At ``until``, an attempt the list still does not show, read without error, and that no callback named
+    (it is still ``unknown``), was not placed: ``not_placed`` and dialled again, instead of failing closed."""
 
 
 @dataclass(frozen=True)
@@ -122,11 +131,16 @@ def reconcile_expired_leases(
     limit: int = 500,
     resend_within: timedelta | None = None,
     lookup: CallLookup | None = None,
+    callback_grace: timedelta = timedelta(0),
 ) -> ReconcileReport:
     """Settle ``in_progress`` events whose lease expired without a terminal outcome.
 
     - never sent (attempt still ``claimed``, or no attempt): withdrawn, event back to ``pending`` now;
     - sent and the provider says the call is still up: lease extended;
+    - sent and the provider says the call is over, but its terminal status has not arrived: it waits for it until
+      ``callback_grace`` after the provider first said so (``provider_ended_at``): the callbacks may be queued at
+      the provider or in the engine's own webhook path, and an engine that is behind must not close the call as
+      lost; past the grace, closed as unknown (a terminal status arriving later still wins);
     - sent and the provider cannot tell (``call_is_alive`` is ``None``: a 404, a 5xx, a timeout): lease extended,
       never past the longest the call could last (``LONGEST_CALL`` from its request); past that, closed as unknown;
     - an SMS the provider accepted (``sent``) with no final receipt: completed, as Telnyx would report it;
@@ -169,9 +183,23 @@ def reconcile_expired_leases(
     if questions.lookups and lookup is not None:
         _look_up(sessions, questions.lookups, providers=providers, now=now, lookup=lookup, call_lease=call_lease,
                  report=report)  # fmt: skip
-    checks = questions.checks
-    if not checks:
-        return report
+    if questions.checks:
+        _check_alive(sessions, questions.checks, providers=providers, now=now, call_lease=call_lease,
+                     callback_grace=callback_grace, report=report)  # fmt: skip
+    return report
+
+
+def _check_alive(
+    sessions: sessionmaker[Session],
+    checks: list[_LiveCheck],
+    *,
+    providers: Providers,
+    now: datetime,
+    call_lease: timedelta,
+    callback_grace: timedelta,
+    report: ReconcileReport,
+) -> None:
+    """Ask whether each call is still up, with no lock held; then extend, wait for the callback, or fail closed."""
 
     def ask(check: _LiveCheck) -> tuple[uuid.UUID, bool | None]:
         return check.attempt_id, providers.by_name(check.provider).call_is_alive(check.provider_id)
@@ -195,15 +223,29 @@ def reconcile_expired_leases(
                 report.extended += 1
                 report.undetermined += 1
                 continue
+            if verdict is not None:
+                if attempt.provider_ended_at is None:
+                    attempt.provider_ended_at = now
+                waited_until = attempt.provider_ended_at + callback_grace
+                if now < waited_until:
+                    # Over at the provider, its terminal status on the way: the engine behind is not a lost call.
+                    event.lease_expires_at = waited_until
+                    report.extended += 1
+                    report.awaiting_callback += 1
+                    continue
             why = (
-                "no terminal status arrived before the lease expired"
+                (
+                    f"the provider said the call was over, but no terminal status arrived within "
+                    f"{callback_grace.total_seconds():g} s"
+                    if callback_grace
+                    else "no terminal status arrived before the lease expired"
+                )
                 if verdict is not None
                 else "no terminal status arrived and the provider could not tell within the call's time limit"
             )
             transitions.fail_unknown(attempt, event, now, why)
             report.failed_unknown += 1
         session.flush()
-    return report
 
 
 def _resend(
@@ -280,9 +322,23 @@ def _look_up(
                 continue
             answer = answers[attempt.id]
             request = over[attempt.id].request
+            bound = lookup.until.total_seconds()
+            if answer is None and lookup.redial_not_found:
+                # The list, read without error, never showed it, and no callback named it (it is still unknown):
+                # by the provider's own records nobody was contacted.
+                transitions.not_placed(
+                    attempt,
+                    event,
+                    f"not placed: the provider's list showed no call or message from {request.from_} to "
+                    f"{request.to} within {bound:g} s of the request, and no callback named the attempt",
+                    now,
+                )
+                report.not_placed += 1
+                report.looked_up -= 1
+                continue
             why = (
                 f"the provider request timed out after sending, and the provider's call list showed no call from "
-                f"{request.from_} to {request.to} within {lookup.until.total_seconds():g} s"
+                f"{request.from_} to {request.to} within {bound:g} s"
                 if answer is None
                 else f"the provider request timed out after sending, and the provider's call list could not be "
                 f"read: {type(answer).__name__}: {answer}"

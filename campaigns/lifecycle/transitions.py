@@ -203,6 +203,20 @@ def provider_refused(attempt: CallAttempt, event: ScheduledEvent, detail: str, n
     event.free_attempts += 1
 
 
+def not_placed(attempt: CallAttempt, event: ScheduledEvent, detail: str, now: datetime) -> None:
+    """An attempt whose outcome was unknown never reached the provider, by the provider's own records (its list
+    shows nothing, no callback named it): it stays on the record as ``not_placed`` with no call status, spends no
+    budget (``free_attempts``), and the event is pending again now (``canceled`` if a cancel was asked)."""
+    attempt.state = AttemptState.FINISHED
+    attempt.finished_at = now
+    attempt.error = detail
+    attempt.outcome = Outcome.NOT_PLACED
+    metrics.count_outcome(event.telnyx_conversation_channel, Outcome.NOT_PLACED, None)
+    event.free_attempts += 1
+    release(event, now, now=now)
+    log.info("attempt not placed, by the provider's records: dialled again", extra=logs.event_fields(event))
+
+
 def fail_unknown(attempt: CallAttempt, event: ScheduledEvent, now: datetime, why: str) -> None:
     """Close the attempt as unknown and fail the event closed: it may have rung, so it is never re-dialled."""
     finish_attempt(attempt, CallStatus.UNKNOWN, now)

@@ -26,7 +26,14 @@ LATE_SECS = 10
 
 @pytest.fixture
 def late_stack(database_url: str, redis_url: str, tmp_path: Path, sessions: object) -> Iterator[Stack]:
-    env = {"CAMPAIGNS_TIME_WARP": "60", "CAMPAIGNS_CALL_LEASE_SECS": "1", "CAMPAIGNS_RECONCILE_INTERVAL_SECS": "1"}
+    # No callback grace: the reconciler closes the call as unknown as soon as the provider says it is over, so the
+    # late callback meets an attempt already closed (the grace itself: test_reconcile.py).
+    env = {
+        "CAMPAIGNS_TIME_WARP": "60",
+        "CAMPAIGNS_CALL_LEASE_SECS": "1",
+        "CAMPAIGNS_RECONCILE_INTERVAL_SECS": "1",
+        "CAMPAIGNS_CALLBACK_GRACE_SECS": "0",
+    }
     sim_args = ("--ring-delay", "0.1", "--talk-delay", "0.2", "--late-callback-delay", str(LATE_SECS))
     with running_stack(database_url, redis_url, tmp_path, env=env, sim_args=sim_args) as running:
         yield running

@@ -196,17 +196,22 @@ class Delivery:
             task.cancel()
 
     def lanes(self) -> asyncio.Queue[httpx.AsyncClient]:
-        """The free outgoing clients, created on first use inside the running loop."""
+        """The free outgoing clients (created inside the running loop, one more each time all are busy)."""
         if self._lanes is None:
-            # trust_env=False: callbacks go to local or cluster-internal URLs, never through a proxy.
-            self._clients = [
-                httpx.AsyncClient(timeout=CALLBACK_TIMEOUT, limits=LANE_LIMITS, trust_env=False, verify=tls_context())
-                for _ in range(max(1, self.config.callback_lanes))
-            ]
             self._lanes = asyncio.Queue()
-            for client in self._clients:
-                self._lanes.put_nowait(client)
         return self._lanes
+
+    async def _lane(self) -> httpx.AsyncClient:
+        """A free lane: an idle one, a new one while fewer than ``callback_lanes`` exist, else the next freed."""
+        lanes = self.lanes()
+        if lanes.empty() and len(self._clients) < max(1, self.config.callback_lanes):
+            # trust_env=False: callbacks go to local or cluster-internal URLs, never through a proxy.
+            client = httpx.AsyncClient(
+                timeout=CALLBACK_TIMEOUT, limits=LANE_LIMITS, trust_env=False, verify=tls_context()
+            )
+            self._clients.append(client)
+            return client
+        return await lanes.get()
 
     async def close(self) -> None:
         """Cancel pending callbacks and close the outgoing client."""
@@ -240,7 +245,7 @@ class Delivery:
             queued = time.monotonic()
             try:
                 lanes = self.lanes()
-                client = await lanes.get()
+                client = await self._lane()
                 started = time.monotonic()
                 waited += started - queued
                 try:

@@ -114,5 +114,7 @@ def reconcile_as_beat(rt: Runtime) -> lifecycle.ReconcileReport:
         lookup=lifecycle.CallLookup(
             every=timedelta(seconds=sending_lease(rt.settings)),
             until=timedelta(seconds=rt.settings.unknown_lookup_secs),
+            redial_not_found=rt.settings.redial_not_found,
         ),
+        callback_grace=timedelta(seconds=rt.settings.callback_grace_secs),
     )

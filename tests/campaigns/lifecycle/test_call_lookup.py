@@ -15,7 +15,15 @@ from campaigns.clock import FrozenClock, iso
 from campaigns.db import unit_of_work
 from campaigns.models import CallAttempt
 from campaigns.settings import sending_lease
-from tests.campaigns.lifecycle.harness import TEXML, claim, create, load, reconcile_as_beat, runtime_with
+from tests.campaigns.lifecycle.harness import (
+    TEXML,
+    claim,
+    create,
+    load,
+    reconcile_as_beat,
+    runtime_with,
+    texml_callback,
+)
 from tests.conftest import TEST_TELNYX_BASE_URL
 from tests.factories import call_body
 from worker.runtime import Runtime
@@ -75,7 +83,9 @@ def test_a_call_the_list_shows_is_the_attempts_call(rt: Runtime, clock: FrozenCl
 @respx.mock
 def test_the_list_is_asked_again_until_the_bound_then_the_event_fails_closed(rt: Runtime, clock: FrozenClock) -> None:
     """A call made before the request, and another attempt's call, are not this attempt's; the list is eventually
-    consistent, so an empty answer is asked again a sending lease later, until ``unknown_lookup_secs``."""
+    consistent, so an empty answer is asked again a sending lease later, until ``unknown_lookup_secs``; with
+    ``redial_not_found`` off, the event then fails closed."""
+    rt = runtime_with(rt, redial_not_found=False)
     event_id, _attempt_id, sent_at = died_while_sending(rt, clock)
     with unit_of_work(rt.sessions) as s:  # the event's earlier attempt, to the same number
         s.add(CallAttempt(event_id=event_id, attempt_number=0, state="finished", provider="texml",
@@ -126,3 +136,43 @@ def test_without_an_account_sid_nothing_is_asked(runtime: Runtime, clock: Frozen
     assert reconcile_as_beat(runtime).failed_unknown == 1
     assert route.call_count == 0
     assert "the provider request timed out after sending" in load(runtime.sessions, event_id).errors[-1]
+
+
+@respx.mock
+def test_an_attempt_the_list_never_shows_was_not_placed_and_is_dialled_again(rt: Runtime, clock: FrozenClock) -> None:
+    """Issue 21: at the bound, the list (read without error) still shows no call and no callback named the attempt:
+    by the provider's records nobody was called. The attempt stays on the record as ``not_placed``, no budget is
+    spent, and the event is dialled again."""
+    event_id, attempt_id, sent_at = died_while_sending(rt, clock)
+    respx.get(LIST).mock(return_value=listed())
+    assert reconcile_as_beat(rt).looked_up == 1
+    clock.set(sent_at + timedelta(seconds=rt.settings.unknown_lookup_secs))
+    report = reconcile_as_beat(rt)
+    assert (report.not_placed, report.failed_unknown, report.looked_up) == (1, 0, 0)
+    event = load(rt.sessions, event_id)
+    (attempt,) = event.attempts
+    assert (event.status, event.retry_count, event.free_attempts, event.errors) == ("pending", 0, 1, [])
+    assert (attempt.id, attempt.state, attempt.call_status) == (attempt_id, "finished", None)
+    assert attempt.outcome == "not_placed"
+    assert "showed no call or message from +15553456789 to +15551234567 within 300 s" in (attempt.error or "")
+    respx.post(TEXML).mock(return_value=httpx.Response(200, json={"call_sid": "v3:second"}))
+    (second,) = claim(rt)
+    assert second != attempt_id
+    assert [a.attempt_number for a in load(rt.sessions, event_id).attempts] == [1, 2]
+
+
+@respx.mock
+def test_a_callback_during_the_lookup_proves_the_call_placed(rt: Runtime, clock: FrozenClock) -> None:
+    """The list lags, but the call's own callback names the attempt: placed, never "not placed" nor dialled again."""
+    event_id, attempt_id, sent_at = died_while_sending(rt, clock)
+    respx.get(LIST).mock(return_value=listed())
+    assert reconcile_as_beat(rt).looked_up == 1
+    assert texml_callback(rt, attempt_id, "in-progress", 2) in ("progress", "answered")
+    respx.get(url__startswith=f"{TEST_TELNYX_BASE_URL}/calls/").mock(
+        return_value=httpx.Response(200, json={"data": {"is_alive": True}})
+    )
+    clock.set(sent_at + timedelta(seconds=rt.settings.unknown_lookup_secs))
+    report = reconcile_as_beat(rt)
+    assert (report.not_placed, report.failed_unknown) == (0, 0)
+    (attempt,) = load(rt.sessions, event_id).attempts
+    assert attempt.outcome != "not_placed" and attempt.state == "sent"

@@ -343,3 +343,57 @@ def test_a_late_callback_after_a_query_that_could_not_tell_settles_the_call(
     assert texml_callback(runtime, attempt_id, "completed", 5, "300") == "completed"
     event = load(runtime.sessions, event_id)
     assert (event.status, event.call_duration, event.errors) == ("completed", 300, [])
+
+
+def _over(call_sid: str) -> None:
+    respx.get(f"{TEST_TELNYX_BASE_URL}/calls/{call_sid}").mock(
+        return_value=httpx.Response(200, json={"data": {"call_control_id": call_sid, "is_alive": False}})
+    )
+
+
+def _reconcile_with_grace(runtime: Runtime, clock: FrozenClock, grace_secs: float) -> lifecycle.ReconcileReport:
+    return lifecycle.reconcile_expired_leases(
+        runtime.sessions,
+        now=clock.now(),
+        providers=runtime.providers,
+        call_lease=timedelta(hours=1),
+        callback_grace=timedelta(seconds=grace_secs),
+    )
+
+
+@respx.mock
+def test_a_call_over_at_the_provider_waits_for_its_callback_and_a_late_one_completes_it(
+    runtime: Runtime, clock: FrozenClock
+) -> None:
+    """Issue 21: the call ended at the provider, but its terminal callback is still queued (the engine's webhook
+    path behind): the event is not failed closed; it waits, and the callback completes it with no error."""
+    event_id, attempt_id = _sent_call_with_expired_lease(runtime, clock, "v3:queued")
+    _over("v3:queued")
+    report = _reconcile_with_grace(runtime, clock, 600)
+    assert (report.failed_unknown, report.awaiting_callback, report.extended) == (0, 1, 1)
+    event = load(runtime.sessions, event_id)
+    assert event.status == "in_progress" and event.lease_expires_at == clock.now() + timedelta(seconds=600)
+    assert [a.call_status for a in event.attempts] == [None]
+    clock.advance(300)
+    assert _reconcile_with_grace(runtime, clock, 600).failed_unknown == 0  # the lease runs to the grace's end
+    assert texml_callback(runtime, attempt_id, "completed", 5, "42") == "completed"
+    event = load(runtime.sessions, event_id)
+    assert (event.status, event.call_duration, event.errors) == ("completed", 42, [])
+
+
+@respx.mock
+def test_a_call_over_at_the_provider_fails_closed_when_the_grace_runs_out(runtime: Runtime, clock: FrozenClock) -> None:
+    """The grace counts from the first time the provider said the call was over, not from each look."""
+    event_id, _ = _sent_call_with_expired_lease(runtime, clock, "v3:never")
+    _over("v3:never")
+    assert _reconcile_with_grace(runtime, clock, 600).awaiting_callback == 1
+    first_said = clock.now()
+    clock.advance(599)
+    assert _reconcile_with_grace(runtime, clock, 600).failed_unknown == 0  # lease not expired yet: nothing asked
+    clock.advance(2)
+    report = _reconcile_with_grace(runtime, clock, 600)
+    assert (report.failed_unknown, report.awaiting_callback) == (1, 0)
+    event = load(runtime.sessions, event_id)
+    assert event.status == "failed"
+    assert "the provider said the call was over, but no terminal status arrived within 600 s" in event.errors[-1]
+    assert [(a.call_status, a.provider_ended_at) for a in event.attempts] == [("unknown", first_said)]

@@ -15,8 +15,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from campaigns import lifecycle, telephony
 from campaigns.clock import FrozenClock
 from campaigns.db import unit_of_work
-from campaigns.settings import Settings
-from tests.campaigns.lifecycle.harness import claim, create, load
+from campaigns.settings import Settings, sending_lease
+from tests.campaigns.lifecycle.harness import claim, create, dispatch, load
 from tests.conftest import TEST_TELNYX_BASE_URL
 from tests.factories import call_body
 from worker.runtime import Runtime
@@ -92,3 +92,27 @@ def test_texml_has_no_idempotency_key_so_nothing_is_sent_again(runtime: Runtime,
     report = reconcile(runtime, clock)
     assert (report.resent, report.failed_unknown, route.call_count) == (0, 1, 0)
     assert load(runtime.sessions, event_id).status == "failed"
+
+
+@respx.mock
+def test_a_dial_that_timed_out_is_sent_again_within_the_dedupe_window(cc_runtime: Runtime, clock: FrozenClock) -> None:
+    """The worker's own request timed out (no answer after sending): the attempt gets the short sending lease,
+    not the hour-long call lease, so the reconciler repeats it while Telnyx still ignores a repeated command_id."""
+    route = respx.post(CALLS).mock(
+        side_effect=[
+            httpx.ReadTimeout("no answer"),
+            httpx.Response(200, json={"data": {"call_control_id": "v3:cc-late"}}),
+        ]
+    )
+    event_id = create(cc_runtime, call_body(clock.now()))
+    clock.advance(600)
+    (attempt_id,) = claim(cc_runtime)
+    assert dispatch(cc_runtime, attempt_id) == "unknown"
+    lease = timedelta(seconds=sending_lease(cc_runtime.settings))
+    assert load(cc_runtime.sessions, event_id).lease_expires_at == clock.now() + lease
+    clock.advance(lease.total_seconds() + 1)
+    report = reconcile(cc_runtime, clock)
+    assert (report.resent, report.failed_unknown) == (1, 0)
+    assert [json.loads(c.request.content)["command_id"] for c in route.calls] == [str(attempt_id)] * 2
+    (attempt,) = load(cc_runtime.sessions, event_id).attempts
+    assert (attempt.state, attempt.provider_id) == ("sent", "v3:cc-late")

@@ -43,8 +43,9 @@ class CallAttempt(ResponseBody):
     telnyx_call_control_id: str | None
     outcome: str | None = Field(
         description="Extension: the engine's classification of the finished attempt (answered, voicemail, "
-        "screened, busy, no-answer, failed, canceled, channel_limited, provider_rejected, unknown: nobody "
-        "reported the outcome, so the call is never re-dialled); null while the attempt runs."
+        "screened, busy, no-answer, failed, canceled, channel_limited, provider_rejected, not_placed: the "
+        "provider's records show it never arrived, so the event was dialled again, unknown: nobody reported the "
+        "outcome, so the call is never re-dialled); null while the attempt runs."
     )
     answered_by: AnsweredByValue | None = Field(
         description="Extension: who answered, as answering-machine detection reported it; null when it did not run"
