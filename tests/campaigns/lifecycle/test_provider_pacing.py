@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 import httpx
 import pytest
 import respx
+from sqlalchemy import text
 
 from campaigns import lifecycle
 from campaigns.clock import FrozenClock
@@ -118,6 +119,21 @@ def test_a_429_backs_the_whole_provider_off_increasingly(runtime: Runtime, clock
         clock.advance(3600)  # long after: from the start again
         assert holds.note_refusal(s, "texml", now=clock.now(), base=base, cap=cap) == clock.now() + base
     assert holds.backoff_delay(12, base=base, cap=cap) == cap
+
+
+def test_a_refusal_during_a_running_wait_takes_no_lock(runtime: Runtime, clock: FrozenClock) -> None:
+    """The webhook committers note a refusal for every batch with a D1 callback: while the wait runs, they must not
+    queue on the provider's backoff row (another transaction holds it locked here; 100 ms lock timeout)."""
+    base, cap = timedelta(seconds=30), timedelta(seconds=60)
+    with unit_of_work(runtime.sessions) as s:
+        until = holds.note_refusal(s, "texml", now=clock.now(), base=base, cap=cap, escalate=False)
+    with runtime.sessions() as holder, runtime.sessions() as other:
+        holder.execute(text("SELECT 1 FROM provider_backoffs WHERE provider = 'texml' FOR UPDATE"))
+        other.execute(text("SET LOCAL lock_timeout = '100ms'"))
+        clock.advance(5)
+        assert holds.note_refusal(other, "texml", now=clock.now(), base=base, cap=cap, escalate=False) == until
+        other.commit()
+        holder.rollback()
 
 
 @pytest.mark.parametrize(
