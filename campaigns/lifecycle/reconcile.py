@@ -48,10 +48,10 @@ class ReconcileReport:
     """Unknown attempts sent again, with the same id, to a provider that ignores repeats (Call Control's
     ``command_id``) and accepted: the call exists exactly once, and its callbacks settle it."""
     found_placed: int = 0
-    """Unknown attempts whose call the provider's call list shows (TeXML): placed, their call id kept; the status
-    query and the callbacks settle them."""
+    """Unknown attempts whose call or message the provider's list shows (TeXML, messaging): placed, their id kept;
+    the status query and the callbacks settle them."""
     looked_up: int = 0
-    """Unknown attempts looked up in the provider's call list and not found yet (asked again later)."""
+    """Unknown attempts looked up in the provider's list and not found yet (asked again later)."""
     not_placed: int = 0
     """Unknown attempts the provider's list never showed within the lookup bound, named by no callback: recorded
     ``not_placed`` and their events dialled again (``CallLookup.redial_not_found``)."""
@@ -148,10 +148,12 @@ def reconcile_expired_leases(
       timed out) to a provider that ignores repeats (``dedupes_repeats``: Call Control's ``command_id``), no more
       than ``resend_within`` after it left: sent again with the same id; accepted, the attempt is ``sent`` (one
       call either way);
-    - such a request to a provider that lists calls (``lists_calls``: TeXML with an account SID), with
-      ``lookup`` given: looked up in the call list; a call from the agent number to the target created after the
-      request is this attempt's (``sent`` with its id: the status query and the callbacks settle it); none yet:
-      asked again ``lookup.every`` later, until ``lookup.until`` after the request, then failed closed;
+    - such a request to a provider that lists what it sent (``lists_calls``: TeXML's call list with an account
+      SID, messaging's detail records), with ``lookup`` given: looked up there; a call or message from the agent
+      number to the target created after the request is this attempt's (``sent`` with its id: the status query
+      and the callbacks settle it); none yet: asked again ``lookup.every`` later, until ``lookup.until`` after
+      the request; then, the list read without error and no callback having named the attempt, it was not
+      placed (``not_placed``, dialled again, with ``lookup.redial_not_found``), else failed closed;
     - otherwise the attempt is closed as unknown and the event fails closed. It is never re-dialled.
 
     A ``sending`` attempt the reconciler acts on becomes ``unknown`` first: its worker, if it is alive after all
@@ -323,13 +325,15 @@ def _look_up(
             answer = answers[attempt.id]
             request = over[attempt.id].request
             bound = lookup.until.total_seconds()
+            sms = request.channel == Channel.SMS_CHAT
+            listing, thing = ("message records", "message") if sms else ("call list", "call")
             if answer is None and lookup.redial_not_found:
                 # The list, read without error, never showed it, and no callback named it (it is still unknown):
                 # by the provider's own records nobody was contacted.
                 transitions.not_placed(
                     attempt,
                     event,
-                    f"not placed: the provider's list showed no call or message from {request.from_} to "
+                    f"not placed: the provider's {listing} showed no {thing} from {request.from_} to "
                     f"{request.to} within {bound:g} s of the request, and no callback named the attempt",
                     now,
                 )
@@ -337,10 +341,10 @@ def _look_up(
                 report.looked_up -= 1
                 continue
             why = (
-                f"the provider request timed out after sending, and the provider's call list showed no call from "
-                f"{request.from_} to {request.to} within {bound:g} s"
+                f"the provider request timed out after sending, and the provider's {listing} showed no {thing} "
+                f"from {request.from_} to {request.to} within {bound:g} s"
                 if answer is None
-                else f"the provider request timed out after sending, and the provider's call list could not be "
+                else f"the provider request timed out after sending, and the provider's {listing} could not be "
                 f"read: {type(answer).__name__}: {answer}"
             )
             transitions.fail_unknown(attempt, event, now, why)

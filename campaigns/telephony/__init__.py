@@ -7,7 +7,8 @@ per thread (``transport``):
   on this endpoint, so a request whose outcome is unknown must never be re-sent.
 - ``call_control.TelnyxCallControl``: ``POST /calls`` with ``command_id`` = attempt id (Telnyx ignores a repeated
   dial).
-- ``messaging.TelnyxMessaging``: ``POST /messages`` with ``Idempotency-Key`` = attempt id.
+- ``messaging.TelnyxMessaging``: ``POST /messages`` with ``Idempotency-Key`` = attempt id; a message whose outcome
+  is unknown is looked up in the message detail records (``GET /detail_records``).
 
 ``providers`` picks the adapter per channel; ``errors`` holds the typed errors the lifecycle tells apart;
 ``callbacks`` parses what Telnyx sends back and ``signatures`` verifies (and, for the simulator, makes) the

@@ -55,11 +55,12 @@ class Telephony(Protocol):
 
     @property
     def lists_calls(self) -> bool:
-        """The provider can list the calls from one number to another (``find_call`` may be asked)."""
+        """The provider can list the calls (or messages) from one number to another (``find_call`` may be
+        asked)."""
         ...
 
     def find_call(self, request: DispatchRequest, *, since: datetime, exclude: Collection[str]) -> str | None:
-        """The id of a call from ``request.from_`` to ``request.to`` created at or after ``since`` (provider time)
-        whose id is not in ``exclude``, or ``None`` when the provider lists none. Raises a ``ProviderError`` when
-        the list cannot be read (the provider cannot tell)."""
+        """The id of a call (for messaging: a message) from ``request.from_`` to ``request.to`` created at or
+        after ``since`` (provider time) whose id is not in ``exclude``, or ``None`` when the provider lists none.
+        Raises a ``ProviderError`` when the list cannot be read (the provider cannot tell)."""
         ...

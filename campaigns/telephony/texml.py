@@ -6,8 +6,7 @@ No idempotency key exists on this endpoint, so a request whose outcome is unknow
 from __future__ import annotations
 
 from collections.abc import Collection
-from datetime import UTC, datetime, timedelta
-from email.utils import parsedate_to_datetime
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -15,7 +14,7 @@ from campaigns.states import CallStatus, MachineDetection
 from campaigns.telephony.call_control import call_control_is_alive
 from campaigns.telephony.errors import OutcomeUnknown, PermanentProviderError
 from campaigns.telephony.protocol import DispatchRequest, DispatchResult
-from campaigns.telephony.transport import HttpAdapter, callback_url, get_json, post_json
+from campaigns.telephony.transport import LIST_PAGE_SIZE, HttpAdapter, callback_url, earliest_since, get_json, post_json
 
 
 def texml_detection(mode: str, status_callback: str) -> dict[str, Any]:
@@ -100,39 +99,20 @@ class TelnyxTexml(HttpAdapter):
         calls = data.get("calls")
         if not isinstance(calls, list):
             raise OutcomeUnknown("the TeXML call list answered without a 'calls' list")
-        placed = sorted(
-            (created, str(call["sid"]))
-            for call in calls
-            if isinstance(call, dict)
-            and isinstance(call.get("sid"), str)
-            and call["sid"] not in exclude
-            and call.get("from") == request.from_
-            and call.get("to") == request.to
-            and (created := provider_instant(call.get("date_created") or call.get("start_time"))) is not None
-            and created >= since - CLOCK_SKEW
+        placed = earliest_since(
+            (
+                (call["sid"], call.get("date_created") or call.get("start_time"))
+                for call in calls
+                if isinstance(call, dict)
+                and isinstance(call.get("sid"), str)
+                and call.get("from") == request.from_
+                and call.get("to") == request.to
+            ),
+            since=since,
+            exclude=exclude,
         )
-        if placed:
-            return placed[0][1]
+        if placed is not None:
+            return placed
         if data.get("next_page_uri"):
             raise OutcomeUnknown(f"the TeXML call list has more than {LIST_PAGE_SIZE} calls to {request.to}")
         return None
-
-
-LIST_PAGE_SIZE = 50
-CLOCK_SKEW = timedelta(seconds=5)
-"""How far the provider's clock may be behind ours when it stamps a call's creation."""
-
-
-def provider_instant(value: object) -> datetime | None:
-    """A call's timestamp as the TeXML API writes it: ISO 8601, or RFC 2822 as in Twilio-style APIs; ``None``
-    when it is neither (such a call is not taken for this attempt's)."""
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        try:
-            parsed = parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)

@@ -11,9 +11,10 @@ import ssl
 import threading
 import time
 import uuid
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 from urllib.parse import urlencode
 
@@ -112,7 +113,7 @@ class HttpAdapter:
 
     @property
     def lists_calls(self) -> bool:
-        """Whether ``find_call`` can be asked (only TeXML with an account SID can)."""
+        """Whether ``find_call`` can be asked (TeXML with an account SID, and messaging, can)."""
         return False
 
     def find_call(self, request: DispatchRequest, *, since: datetime, exclude: Collection[str]) -> str | None:
@@ -121,6 +122,43 @@ class HttpAdapter:
     @property
     def client(self) -> httpx.Client:
         return self._client if self._client is not None else shared_client(self.settings)
+
+
+LIST_PAGE_SIZE = 50
+"""Records asked for in one ``find_call`` list (the detail records search allows 1 to 50 a page)."""
+CLOCK_SKEW = timedelta(seconds=5)
+"""How far the provider's clock may be behind ours when it stamps a call's or a message's creation."""
+
+
+def provider_instant(value: object) -> datetime | None:
+    """A timestamp as a listing writes it (a TeXML call's ``date_created``, a message detail record's
+    ``created_at``): ISO 8601, or RFC 2822 as in Twilio-style APIs; ``None`` when it is neither (such an entry is
+    not taken for the attempt's)."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        try:
+            parsed = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def earliest_since(listed: Iterable[tuple[str, object]], *, since: datetime, exclude: Collection[str]) -> str | None:
+    """The id of the earliest of ``listed`` (``(id, creation timestamp as the provider writes it)``, already
+    narrowed to the attempt's numbers) created at or after ``since`` less ``CLOCK_SKEW``, whose id is not in
+    ``exclude``; ``None`` when there is none."""
+    created = sorted(
+        (at, entry_id)
+        for entry_id, stamp in listed
+        if entry_id
+        and entry_id not in exclude
+        and (at := provider_instant(stamp)) is not None
+        and at >= since - CLOCK_SKEW
+    )
+    return created[0][1] if created else None
 
 
 def _first_error(response: httpx.Response) -> dict[str, Any]:

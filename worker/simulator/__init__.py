@@ -3,10 +3,12 @@
 It implements the small part of the Telnyx API the worker calls (``/v2/texml/ai_calls/{connection_id}``,
 ``/v2/calls``, ``/v2/messages``, ``GET /v2/calls/{id}``, the TeXML call list ``GET
 /v2/texml/Accounts/{account_sid}/Calls`` filtered by ``From`` / ``To`` / ``StartTime_gt``, where a call shows
-``list_delay`` seconds after it was placed: Telnyx calls that list eventually consistent), decides each call's
-or message's outcome from a script or a random mix, and posts **signed** status callbacks and webhooks back, so
-the real provider adapters and the webhook path run end to end. It keeps everything in memory and answers any
-non-empty bearer token.
+``list_delay`` seconds after it was placed: Telnyx calls that list eventually consistent; the message detail
+records search ``GET /v2/detail_records?filter[record_type]=messaging`` filtered by ``cli`` / ``cld`` /
+``direction`` / ``created_at`` ``gte``, where an accepted message shows ``list_delay`` seconds later), decides
+each call's or message's outcome from a script or a random mix, and posts **signed** status callbacks and
+webhooks back, so the real provider adapters and the webhook path run end to end. It keeps everything in memory
+and answers any non-empty bearer token.
 
 Control endpoints (no auth): ``POST /_simulator/script``, ``GET /_simulator/calls``,
 ``GET /_simulator/messages``, ``GET /_simulator/public-key``, ``POST /_simulator/reset``, ``GET /healthz``,

@@ -80,8 +80,9 @@ class SimulatorConfig:
     """Callbacks in flight at once (each on its own single-connection client, a "lane"); more wait for a free one.
     Telnyx sets no such limit that the engine could see; 128 keeps the simulator from being the bottleneck."""
     list_delay: float = 0.0
-    """Real seconds before a placed call shows in ``GET /texml/Accounts/{account_sid}/Calls``: Telnyx calls that
-    list "eventually consistent", so a lookup right after a request may not see its call yet."""
+    """Real seconds before a placed call shows in ``GET /texml/Accounts/{account_sid}/Calls`` (and an accepted
+    message in ``GET /detail_records``): Telnyx calls that list "eventually consistent", so a lookup right after a
+    request may not see its call yet."""
 
 
 def parse_mix(text: str) -> dict[str, float]:

@@ -92,9 +92,10 @@ class SimulatorState:
         self.messages_by_key: dict[str, Accepted] = {}
         self.calls: dict[str, Call] = {}
         self.blocked: set[str] = set()
-        self.queries: Counter[str] = Counter()
-        """Status questions asked (``call_status``: ``GET /v2/calls/{id}``; ``call_list``: the TeXML call list)."""
         """Numbers that opted out of messages (Telnyx block rules)."""
+        self.queries: Counter[str] = Counter()
+        """Status questions asked (``call_status``: ``GET /v2/calls/{id}``; ``call_list``: the TeXML call list;
+        ``detail_records``: the message detail records search)."""
 
     def record(
         self, kind_log: list[dict[str, Any]], path: str, idempotency_key: str | None, raw: bytes

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -38,6 +38,22 @@ def claim(rt: Runtime) -> list[uuid.UUID]:
             s, now=rt.clock.now(), limit=100, lease=timedelta(minutes=2), providers=rt.providers
         )
     return [c.attempt_id for c in claimed]
+
+
+def died_while_sending(
+    rt: Runtime, clock: FrozenClock, body: dict[str, object], *, provider: str
+) -> tuple[uuid.UUID, uuid.UUID, datetime]:
+    """An event from ``body`` whose worker committed ``sending`` to ``provider`` and died; the sending lease has
+    expired. Its id, the attempt's, and when the request left."""
+    event_id = create(rt, body)
+    clock.advance(600)
+    (attempt_id,) = claim(rt)
+    sent_at = clock.now()
+    lease = timedelta(seconds=sending_lease(rt.settings))
+    with unit_of_work(rt.sessions) as s:
+        assert lifecycle.begin_dispatch(s, attempt_id, provider=provider, now=sent_at, dispatch_lease=lease)
+    clock.advance(sending_lease(rt.settings) + 1)
+    return event_id, attempt_id, sent_at
 
 
 def dispatch(rt: Runtime, attempt_id: uuid.UUID) -> str:

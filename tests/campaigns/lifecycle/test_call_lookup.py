@@ -10,20 +10,12 @@ import httpx
 import pytest
 import respx
 
-from campaigns import lifecycle
 from campaigns.clock import FrozenClock, iso
 from campaigns.db import unit_of_work
 from campaigns.models import CallAttempt
 from campaigns.settings import sending_lease
-from tests.campaigns.lifecycle.harness import (
-    TEXML,
-    claim,
-    create,
-    load,
-    reconcile_as_beat,
-    runtime_with,
-    texml_callback,
-)
+from tests.campaigns.lifecycle import harness
+from tests.campaigns.lifecycle.harness import TEXML, claim, load, reconcile_as_beat, runtime_with, texml_callback
 from tests.conftest import TEST_TELNYX_BASE_URL
 from tests.factories import call_body
 from worker.runtime import Runtime
@@ -38,15 +30,7 @@ def rt(runtime: Runtime) -> Runtime:
 
 def died_while_sending(rt: Runtime, clock: FrozenClock) -> tuple[uuid.UUID, uuid.UUID, datetime]:
     """The worker committed ``sending`` and died; the sending lease has expired."""
-    event_id = create(rt, call_body(clock.now()))
-    clock.advance(600)
-    (attempt_id,) = claim(rt)
-    sent_at = clock.now()
-    lease = timedelta(seconds=sending_lease(rt.settings))
-    with unit_of_work(rt.sessions) as s:
-        assert lifecycle.begin_dispatch(s, attempt_id, provider="texml", now=sent_at, dispatch_lease=lease)
-    clock.advance(sending_lease(rt.settings) + 1)
-    return event_id, attempt_id, sent_at
+    return harness.died_while_sending(rt, clock, call_body(clock.now()), provider="texml")
 
 
 def listed(*calls: tuple[str, datetime], to: str = "+15551234567", from_: str = "+15553456789") -> httpx.Response:
@@ -154,7 +138,7 @@ def test_an_attempt_the_list_never_shows_was_not_placed_and_is_dialled_again(rt:
     assert (event.status, event.retry_count, event.free_attempts, event.errors) == ("pending", 0, 1, [])
     assert (attempt.id, attempt.state, attempt.call_status) == (attempt_id, "finished", None)
     assert attempt.outcome == "not_placed"
-    assert "showed no call or message from +15553456789 to +15551234567 within 300 s" in (attempt.error or "")
+    assert "call list showed no call from +15553456789 to +15551234567 within 300 s" in (attempt.error or "")
     respx.post(TEXML).mock(return_value=httpx.Response(200, json={"call_sid": "v3:second"}))
     (second,) = claim(rt)
     assert second != attempt_id
