@@ -195,26 +195,26 @@ def provider_refused(attempt: CallAttempt, event: ScheduledEvent, detail: str, n
     the attempt stays on the record with outcome ``provider_rejected`` and no call status (no call or message
     was created), and spends no budget (``free_attempts``, as a channel-limited attempt); the caller parks the
     event until the hold closes."""
-    attempt.state = AttemptState.FINISHED
-    attempt.finished_at = now
-    attempt.error = detail
-    attempt.outcome = Outcome.PROVIDER_REJECTED
-    metrics.count_outcome(event.telnyx_conversation_channel, Outcome.PROVIDER_REJECTED, None)
-    event.free_attempts += 1
+    _finish_free(attempt, event, Outcome.PROVIDER_REJECTED, detail, now)
 
 
 def not_placed(attempt: CallAttempt, event: ScheduledEvent, detail: str, now: datetime) -> None:
     """An attempt whose outcome was unknown never reached the provider, by the provider's own records (its list
     shows nothing, no callback named it): it stays on the record as ``not_placed`` with no call status, spends no
     budget (``free_attempts``), and the event is pending again now (``canceled`` if a cancel was asked)."""
+    _finish_free(attempt, event, Outcome.NOT_PLACED, detail, now)
+    release(event, now, now=now)
+    log.info("attempt not placed, by the provider's records: dialled again", extra=logs.event_fields(event))
+
+
+def _finish_free(attempt: CallAttempt, event: ScheduledEvent, outcome: Outcome, detail: str, now: datetime) -> None:
+    """Finished with ``outcome`` and no call status (nothing was created), ``detail`` as its error; no budget."""
     attempt.state = AttemptState.FINISHED
     attempt.finished_at = now
     attempt.error = detail
-    attempt.outcome = Outcome.NOT_PLACED
-    metrics.count_outcome(event.telnyx_conversation_channel, Outcome.NOT_PLACED, None)
+    attempt.outcome = outcome
+    metrics.count_outcome(event.telnyx_conversation_channel, outcome, None)
     event.free_attempts += 1
-    release(event, now, now=now)
-    log.info("attempt not placed, by the provider's records: dialled again", extra=logs.event_fields(event))
 
 
 def fail_unknown(attempt: CallAttempt, event: ScheduledEvent, now: datetime, why: str) -> None:

@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from bench import harness
 from campaigns.telephony.signatures import private_key_b64, public_key_b64
+from worker.simulator.delivery import percentiles
 
 FULL = os.environ.get("CHAOS_FULL") == "1"
 TERMINAL = ("completed", "failed", "canceled")
@@ -62,6 +63,8 @@ class Stack:
     api_port: int = field(default_factory=harness.free_port)
     origin: datetime = field(default_factory=lambda: datetime.now(UTC))
     in_flight_at_kills: int = 0
+    cpu_of_killed: collections.Counter[str] = field(default_factory=collections.Counter)
+    """CPU seconds the killed processes had used, by name (added to the running ones' in ``cpu_seconds``)."""
     """Attempts ``sending`` (committed, answer not recorded) right after each worker kill: the requests that were
     on the wire, the most a kill can leave unknown."""
 
@@ -105,8 +108,10 @@ class Stack:
     # -- processes ---------------------------------------------------------------------------------------
 
     def start_simulator(self, mix: str) -> None:
-        self.procs.cli("simulator", "simulator", "--port", str(self.sim_port), "--mix", mix, "--seed", "7",
-                       "--ring-delay", "0.05", "--talk-delay", "0.1", "--list-delay", "1")  # fmt: skip
+        self.running["simulator"] = self.procs.cli(
+            "simulator", "simulator", "--port", str(self.sim_port), "--mix", mix, "--seed", "7",
+            "--ring-delay", "0.05", "--talk-delay", "0.1", "--list-delay", "1",
+        )  # fmt: skip
         harness.wait_for_port(self.sim_port)
 
     def start(self, name: str) -> None:
@@ -120,6 +125,7 @@ class Stack:
             harness.wait_for_port(self.api_port)
 
     def kill(self, name: str) -> None:
+        self.cpu_of_killed[name] += process_cpu_seconds(self.running[name].pid)
         self.procs.kill(self.running[name], signal.SIGKILL)
         if name == "worker":  # only the worker sends; the killed one's requests are the ``sending`` attempts now
             with psycopg.connect(self.dsn()) as conn:
@@ -187,7 +193,10 @@ class Stack:
             delay = (real - sent[key]).total_seconds()
             first[key] = min(first.get(key, delay), delay)
             last[key] = max(last.get(key, delay), delay)
-        return {"first_callback": percentiles(list(first.values())), "last_callback": percentiles(list(last.values()))}
+        return {
+            "first_callback": percentiles(list(first.values()), digits=3),
+            "last_callback": percentiles(list(last.values()), digits=3),
+        }
 
     def check(self) -> dict[str, Any]:
         """The invariants of the reliability suite; returns what was observed, raises on a violation."""
@@ -264,7 +273,17 @@ class Stack:
             "webhook_receipts": receipts,
             "callback_delay_secs": self.callback_delays(calls, [tuple(r) for r in receipt_times]),
             "callback_delivery": self.deliveries(),
+            "cpu_secs": self.cpu_seconds(),
         }
+
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU seconds (user + system) each of the stack's processes used so far, killed ones included; where
+        the machine's two cores went (PostgreSQL, a shared server, is not counted)."""
+        used = collections.Counter(self.cpu_of_killed)
+        for name, process in self.running.items():
+            if process.poll() is None:
+                used[name] += process_cpu_seconds(process.pid)
+        return {name: round(seconds, 1) for name, seconds in sorted(used.items())}
 
     def deliveries(self) -> dict[str, Any]:
         """The simulator's side of the callback delay: its wait for a free lane and the receiver's answer."""
@@ -274,16 +293,14 @@ class Stack:
         return result
 
 
-def percentiles(values: list[float]) -> dict[str, float]:
-    """p50, p90, p99 and max of ``values`` (seconds, 3 decimals); empty when there are none."""
-    if not values:
-        return {}
-    ordered = sorted(values)
-
-    def at(q: float) -> float:
-        return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 3)
-
-    return {"n": len(ordered), "p50": at(0.5), "p90": at(0.9), "p99": at(0.99), "max": round(ordered[-1], 3)}
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a running process and its reaped children (Linux ``/proc``; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    # After the command: state is field 3 of stat(5), so utime, stime, cutime, cstime (14-17) are [11:15] here.
+    return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
 
 
 def wait_settled(stack: Stack, timeout: float) -> None:

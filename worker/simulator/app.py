@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from worker.simulator.config import SimulatorConfig
 from worker.simulator.delivery import Delivery
 from worker.simulator.errors import ApiError
+from worker.simulator.records import router as records_router
 from worker.simulator.routes import router
 from worker.simulator.state import SimulatorState
 
@@ -35,6 +36,7 @@ def create_app(config: SimulatorConfig) -> FastAPI:
         return exc.response()
 
     app.include_router(router)
+    app.include_router(records_router)
     return app
 
 

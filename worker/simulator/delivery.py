@@ -130,15 +130,16 @@ class DeliveryTiming:
     delivered: bool
 
 
-def _percentiles(values: list[float]) -> dict[str, float]:
+def percentiles(values: list[float], digits: int = 4) -> dict[str, float]:
+    """How many, p50, p90, p99 and max of ``values`` (rounded to ``digits``); empty when there are none."""
     if not values:
         return {}
     ordered = sorted(values)
 
     def at(q: float) -> float:
-        return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 4)
+        return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], digits)
 
-    return {"p50": at(0.5), "p90": at(0.9), "p99": at(0.99), "max": round(ordered[-1], 4)}
+    return {"n": len(ordered), "p50": at(0.5), "p90": at(0.9), "p99": at(0.99), "max": round(ordered[-1], digits)}
 
 
 def _json_dumps(value: object) -> bytes:
@@ -168,8 +169,8 @@ class Delivery:
             "retried": sum(1 for t in timings if t.tries > 1),
             "given_up": sum(1 for t in timings if not t.delivered),
             "lanes": self.config.callback_lanes,
-            "lane_wait_secs": _percentiles([t.lane_wait for t in timings]),
-            "round_trip_secs": _percentiles([t.round_trip for t in timings]),
+            "lane_wait_secs": percentiles([t.lane_wait for t in timings]),
+            "round_trip_secs": percentiles([t.round_trip for t in timings]),
             "failed_tries": dict(self.problems.most_common(10)),
         }
 

@@ -8,17 +8,15 @@ the benchmarks that drive it.
 from __future__ import annotations
 
 import asyncio
-import datetime
 import re
 import time
 import uuid
-from collections.abc import Coroutine, Mapping
+from collections.abc import Coroutine
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from campaigns.clock import iso, utcnow_real
 from campaigns.states import CallStatus, MessageStatus
 from worker.simulator.config import (
     ACCOUNT_REJECTIONS,
@@ -58,17 +56,17 @@ def authorize(request: Request) -> None:
     """A bearer token is required; while the script's default is ``http_401`` / ``http_403`` the whole account is
     refused, every authenticated endpoint included (a rejected or rotated key, as the real network has it)."""
     check_bearer(request)
-    default = _state(request).script.default
+    default = state_of(request).script.default
     if default in ACCOUNT_REJECTIONS:
         raise ACCOUNT_ERRORS[default]
 
 
-def _state(request: Request) -> SimulatorState:
+def state_of(request: Request) -> SimulatorState:
     state: SimulatorState = request.app.state.simulator
     return state
 
 
-def _delivery(request: Request) -> Delivery:
+def delivery_of(request: Request) -> Delivery:
     delivery: Delivery = request.app.state.delivery
     return delivery
 
@@ -86,7 +84,7 @@ async def _answer(entry: dict[str, Any], handle: Coroutine[Any, Any, JSONRespons
 async def _hold(request: Request, entry: dict[str, Any]) -> None:
     """The ``timeout`` outcome: the request was placed, but the answer comes too late for the client."""
     entry["status_code"] = 200
-    await asyncio.sleep(_delivery(request).config.response_delay_on_timeout)
+    await asyncio.sleep(delivery_of(request).config.response_delay_on_timeout)
 
 
 def _fail_after_placing(outcome: str) -> None:
@@ -120,7 +118,7 @@ def answerer(outcome: str) -> str:
 @router.post("/v2/texml/ai_calls/{connection_id}")
 async def create_ai_call(connection_id: str, request: Request) -> JSONResponse:
     """TeXML outbound AI-assistant call; status callbacks are form-encoded."""
-    sim, delivery = _state(request), _delivery(request)
+    sim, delivery = state_of(request), delivery_of(request)
     raw = await request.body()
     entry = sim.record(sim.calls_log, request.url.path, request.headers.get("idempotency-key"), raw)
 
@@ -163,7 +161,7 @@ async def create_ai_call(connection_id: str, request: Request) -> JSONResponse:
 @router.post("/v2/calls")
 async def dial(request: Request) -> JSONResponse:
     """Call Control dial; a ``command_id`` repeated within 60 s gets the first answer and places nothing."""
-    sim, delivery = _state(request), _delivery(request)
+    sim, delivery = state_of(request), delivery_of(request)
     raw = await request.body()
     entry = sim.record(sim.calls_log, request.url.path, request.headers.get("idempotency-key"), raw)
 
@@ -236,179 +234,10 @@ async def balance(request: Request) -> JSONResponse:
     )
 
 
-@router.get("/v2/calls/{call_control_id}")
-async def retrieve_call(call_control_id: str, request: Request) -> JSONResponse:
-    """Call status: ``is_alive`` until the call ends (its terminal callback goes out then, or for
-    ``completed_late`` later), then the duration."""
-    authorize(request)
-    _state(request).queries["call_status"] += 1
-    call = _state(request).calls.get(call_control_id)
-    if call is None:
-        raise ApiError(
-            404,
-            {
-                "code": "10005",
-                "title": "Resource not found",
-                "detail": f"No call with call_control_id {call_control_id!r}.",
-            },
-        )
-    return JSONResponse(
-        {
-            "data": {
-                "call_control_id": call.call_control_id,
-                "call_leg_id": call.call_leg_id,
-                "call_session_id": call.call_session_id,
-                "is_alive": call.is_alive,
-                "call_duration": call.call_duration,
-                "record_type": "call",
-            }
-        }
-    )
-
-
-@router.get("/v2/texml/Accounts/{account_sid}/Calls")
-async def list_texml_calls(account_sid: str, request: Request) -> JSONResponse:
-    """TeXML's call list, filtered by ``From``, ``To`` and ``StartTime_gt`` (a date: calls started after that day),
-    in the shape of the official SDK's ``texml/accounts/call_retrieve_calls_response.py``. A call shows only
-    ``list_delay`` seconds after it was placed (Telnyx: "This endpoint is eventually consistent")."""
-    authorize(request)
-    _state(request).queries["call_list"] += 1
-    query = request.query_params
-    after = query.get("StartTime_gt")
-    try:
-        after_day = datetime.date.fromisoformat(after) if after else None
-    except ValueError:
-        raise invalid("'StartTime_gt' must be a date, YYYY-MM-DD.", "StartTime_gt") from None
-    visible_until = utcnow_real() - datetime.timedelta(seconds=_delivery(request).config.list_delay)
-    calls = [
-        {
-            "account_sid": account_sid,
-            "sid": call.call_control_id,
-            "from": call.from_,
-            "to": call.to,
-            "direction": "outbound",
-            "status": call.status or ("in-progress" if call.is_alive else CallStatus.COMPLETED),
-            "date_created": iso(call.started_at),
-            "start_time": iso(call.started_at),
-            "duration": str(call.call_duration or 0),
-            "uri": f"/v2/texml/Accounts/{account_sid}/Calls/{call.call_control_id}",
-        }
-        for call in _state(request).calls.values()
-        if call.started_at <= visible_until
-        and query.get("From") in (None, call.from_)
-        and query.get("To") in (None, call.to)
-        and (after_day is None or call.started_at.date() > after_day)
-    ]
-    return JSONResponse({"calls": calls, "page": 0, "page_size": len(calls), "start": 0, "next_page_uri": None})
-
-
-_MDR_STATUS = {
-    MessageStatus.DELIVERED: "delivered",
-    MessageStatus.DELIVERY_UNCONFIRMED: "dlr_unconfirmed",
-    MessageStatus.DELIVERY_FAILED: "failed",
-    MessageStatus.SENDING_FAILED: "gw_reject",
-    MessageStatus.EXPIRED: "dlr_timeout",
-}
-"""A message's final status as its detail record writes it (``status``: ``gw_timeout | delivered |
-dlr_unconfirmed | dlr_timeout | received | gw_reject | failed``, the official SDK's
-``telnyx/types/detail_record_list_response.py``)."""
-
-_RECORD_TYPES = ("messaging",)
-"""The ``filter[record_type]`` values the simulator answers (Telnyx has many more, none the engine asks for)."""
-
-
-def _created_at_gte(value: str | None) -> datetime.datetime | None:
-    """``filter[created_at][gte]``: a date (Telnyx's documented form, read as midnight UTC) or an ISO 8601
-    instant; a 400 naming the parameter for anything else."""
-    if value is None:
-        return None
-    try:
-        day = datetime.date.fromisoformat(value)
-    except ValueError:
-        pass
-    else:
-        return datetime.datetime(day.year, day.month, day.day, tzinfo=datetime.UTC)
-    try:
-        instant = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise invalid(
-            "'filter[created_at][gte]' must be a date (YYYY-MM-DD) or an ISO 8601 date-time.",
-            "filter[created_at][gte]",
-            400,
-        ) from None
-    return instant if instant.tzinfo else instant.replace(tzinfo=datetime.UTC)
-
-
-def _page_param(query: Mapping[str, str], name: str, default: int, most: int | None = None) -> int:
-    """``page[number]`` / ``page[size]``: an integer from 1 (to ``most``); a 400 naming the parameter else."""
-    raw = query.get(name)
-    try:
-        value = int(raw) if raw is not None else default
-    except ValueError:
-        value = 0
-    if value < 1 or (most is not None and value > most):
-        bounds = f"between 1 and {most}" if most is not None else "at least 1"
-        raise invalid(f"'{name}' must be an integer {bounds}.", name, 400)
-    return value
-
-
-@router.get("/v2/detail_records")
-async def search_detail_records(request: Request) -> JSONResponse:
-    """Message detail records of the messages accepted (``filter[record_type]=messaging``), filtered by exact
-    ``filter[cli]`` / ``filter[cld]`` / ``filter[direction]`` and ``filter[created_at][gte]``, sorted by
-    ``created_at`` (``sort=-created_at``: newest first), paged by ``page[number]`` / ``page[size]`` (1 to 50,
-    default 20), in the shape of the official SDK's ``telnyx/types/detail_record_list_response.py`` with
-    ``pagination.py``'s ``meta``. A message shows ``list_delay`` seconds after it was accepted, as the TeXML call
-    list does (how soon a real MDR shows is not documented)."""
-    authorize(request)
-    sim = _state(request)
-    sim.queries["detail_records"] += 1
-    query = request.query_params
-    record_type = query.get("filter[record_type]")
-    if record_type not in _RECORD_TYPES:
-        raise invalid(
-            f"'filter[record_type]' is required and must be one of {', '.join(_RECORD_TYPES)}.",
-            "filter[record_type]",
-            400,
-        )
-    since = _created_at_gte(query.get("filter[created_at][gte]"))
-    page_number = _page_param(query, "page[number]", 1)
-    page_size = _page_param(query, "page[size]", 20, most=50)
-    visible_until = utcnow_real() - datetime.timedelta(seconds=_delivery(request).config.list_delay)
-    wanted = {key: query.get(f"filter[{key}]") for key in ("cli", "cld", "direction")}
-    records: list[dict[str, Any]] = []  # in the order accepted, which is created_at order
-    for entry in sim.messages_log:
-        if not entry["provider_id"] or entry["duplicate"]:
-            continue  # refused before it was sent, or a repeated Idempotency-Key: no message of its own
-        fields = {"cli": entry["from"], "cld": entry["to"], "direction": "outbound"}
-        if any(value is not None and value != fields[key] for key, value in wanted.items()):
-            continue
-        created = datetime.datetime.fromisoformat(entry["received_at"].replace("Z", "+00:00"))
-        if created > visible_until or (since is not None and created < since):
-            continue
-        records.append(
-            {
-                "record_type": "message_detail_record",
-                "uuid": entry["provider_id"],
-                **fields,
-                "message_type": "SMS",
-                "created_at": entry["received_at"],
-                "status": _MDR_STATUS.get(message_status(entry["outcome"]), "delivered"),
-                "parts": 1,
-            }
-        )
-    if query.get("sort") == "-created_at":
-        records.reverse()
-    total_pages = max(1, -(-len(records) // page_size))
-    page = records[(page_number - 1) * page_size : page_number * page_size]
-    meta = {"page_number": page_number, "page_size": page_size, "total_pages": total_pages}
-    return JSONResponse({"data": page, "meta": {**meta, "total_results": len(records)}})
-
-
 @router.post("/v2/messages")
 async def send_message(request: Request) -> JSONResponse:
     """Send an SMS; a repeated ``Idempotency-Key`` gets the first answer and sends nothing."""
-    sim, delivery = _state(request), _delivery(request)
+    sim, delivery = state_of(request), delivery_of(request)
     raw = await request.body()
     entry = sim.record(sim.messages_log, request.url.path, request.headers.get("idempotency-key"), raw)
 
@@ -485,7 +314,7 @@ async def set_script(request: Request) -> JSONResponse:
         script = parse_script(body)
     except ScriptError as exc:
         raise invalid(exc.detail, exc.pointer, 400) from None
-    _state(request).script = script
+    state_of(request).script = script
     return JSONResponse(script.as_json())
 
 
@@ -496,7 +325,7 @@ async def inbound_message(request: Request) -> JSONResponse:
     Opt-out and opt-in keywords update the block rules first, as Telnyx does. Answers once the webhook was
     delivered (or given up on).
     """
-    sim = _state(request)
+    sim = state_of(request)
     body = json_object(await request.body(), status_code=400)
     from_ = required_str(body, "from")
     to = required_str(body, "to")
@@ -519,14 +348,14 @@ async def inbound_message(request: Request) -> JSONResponse:
         "received_at": now_iso(),
         "errors": [],
     }
-    await _delivery(request).deliver_event(webhook_url, "message.received", payload)
+    await delivery_of(request).deliver_event(webhook_url, "message.received", payload)
     return JSONResponse({"id": payload["id"], "blocked": from_ in sim.blocked})
 
 
 @router.post("/_simulator/block")
 async def block(request: Request) -> JSONResponse:
     """``{"phone_number", "blocked"?: true}``: set a block rule (sends to it get 40300) without a webhook."""
-    sim = _state(request)
+    sim = state_of(request)
     body = json_object(await request.body(), status_code=400)
     phone = required_str(body, "phone_number")
     if body.get("blocked", True):
@@ -539,35 +368,35 @@ async def block(request: Request) -> JSONResponse:
 @router.get("/_simulator/calls")
 async def list_calls(request: Request) -> JSONResponse:
     """Every call request received, in order, rejected ones included."""
-    return JSONResponse({"data": _state(request).calls_log})
+    return JSONResponse({"data": state_of(request).calls_log})
 
 
 @router.get("/_simulator/messages")
 async def list_messages(request: Request) -> JSONResponse:
     """Every message request received, in order, rejected ones included."""
-    return JSONResponse({"data": _state(request).messages_log})
+    return JSONResponse({"data": state_of(request).messages_log})
 
 
 @router.get("/_simulator/deliveries")
 async def deliveries(request: Request) -> JSONResponse:
     """How the callbacks went out: how many, retried, given up, and percentiles of the wait for a free lane and
     of the receiver's answer (real seconds); and how many status questions the engine asked."""
-    return JSONResponse({**_delivery(request).timing_summary(), "queries": dict(_state(request).queries)})
+    return JSONResponse({**delivery_of(request).timing_summary(), "queries": dict(state_of(request).queries)})
 
 
 @router.get("/_simulator/public-key")
 async def public_key(request: Request) -> JSONResponse:
     """The base64 Ed25519 public key the callbacks are signed with."""
-    return JSONResponse({"public_key": _delivery(request).public_key})
+    return JSONResponse({"public_key": delivery_of(request).public_key})
 
 
 @router.post("/_simulator/reset")
 async def reset(request: Request) -> JSONResponse:
     """Clear logs, script, dedupe tables and calls; pending callbacks are cancelled."""
-    _delivery(request).cancel_pending()
-    _delivery(request).timings.clear()
-    _delivery(request).problems.clear()
-    _state(request).reset()
+    delivery_of(request).cancel_pending()
+    delivery_of(request).timings.clear()
+    delivery_of(request).problems.clear()
+    state_of(request).reset()
     return JSONResponse({"status": "ok"})
 
 
