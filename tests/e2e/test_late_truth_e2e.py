@@ -47,7 +47,7 @@ def test_a_late_completed_after_an_unknown_outcome_completes_the_event(late_stac
         "telnyx_conversation_channel": "phone_call",
         "telnyx_end_user_target": TARGET,
         "telnyx_agent_target": AGENT,
-        "scheduled_at_fixed_datetime": in_app_minutes(api, 1).isoformat(),
+        "scheduled_at_fixed_datetime": in_app_minutes(api, 3).isoformat(),  # 3 real seconds: time to post it
         "max_retries_client_errors": 2,
         "retry_interval_secs": 60,
     }
