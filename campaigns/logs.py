@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -55,6 +56,18 @@ class ContextFilter(logging.Filter):
         return True
 
 
+PHONE_NUMBER = re.compile(r"(?<![\w+])\+([1-9])(\d{4,12})(\d{2})(?!\d)")
+"""An E.164 number (``+`` and 7 to 15 digits) standing on its own in a log line."""
+
+
+def redact(text: str) -> str:
+    """``text`` with every E.164 number masked to its first digit and its last two (``+1********67``): a line
+    never carries a whole phone number, whoever wrote it (an exception that quotes a PostgreSQL ``DETAIL`` such as
+    "Key (phone_number)=(+15551234567) already exists", a library's message), while the country and the ending
+    still tell numbers apart when reading it."""
+    return PHONE_NUMBER.sub(lambda m: f"+{m[1]}{'*' * len(m[2])}{m[3]}", text)
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         payload: dict[str, object] = {
@@ -66,14 +79,14 @@ class JsonFormatter(logging.Formatter):
         payload.update({k: v for k, v in record.__dict__.items() if k not in _STANDARD})
         if record.exc_info:
             payload["exc_info"] = self.formatException(record.exc_info)
-        return json.dumps(payload, default=str)
+        return redact(json.dumps(payload, default=str))
 
 
 class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         base = super().format(record)
         extra = {k: v for k, v in record.__dict__.items() if k not in _STANDARD}
-        return base + ("".join(f" {k}={v}" for k, v in extra.items()) if extra else "")
+        return redact(base + ("".join(f" {k}={v}" for k, v in extra.items()) if extra else ""))
 
 
 def configure_logging(level: int = logging.INFO) -> None:
