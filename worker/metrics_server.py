@@ -12,6 +12,7 @@ there, not only the api's own counters (before, the api showed ``campaigns_provi
 
 from __future__ import annotations
 
+import hmac
 import logging
 import os
 import sys
@@ -85,8 +86,15 @@ class _ThreadingServer(WSGIServer):
             self.shutdown_request(request)
 
 
-def metrics_app(health: Health | None = None) -> WSGIApplication:
-    """``/metrics`` (this process group's metrics) and ``/healthz`` (``health``, else always ok)."""
+def _bearer_matches(environ: WSGIEnvironment, token: str) -> bool:
+    """``Authorization: Bearer <token>``, compared in constant time (as the api's ``/metrics`` does)."""
+    scheme, _, given = str(environ.get("HTTP_AUTHORIZATION", "")).partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
+
+
+def metrics_app(health: Health | None = None, token: str | None = None) -> WSGIApplication:
+    """``/metrics`` (this process group's metrics; with ``token``, only for ``Authorization: Bearer <token>``,
+    as the api's) and ``/healthz`` (``health``, else always ok; open, for liveness probes)."""
     from prometheus_client import make_wsgi_app
 
     from campaigns.metrics import process_registry
@@ -98,16 +106,27 @@ def metrics_app(health: Health | None = None) -> WSGIApplication:
             ok, detail = health() if health is not None else (True, "ok")
             start_response("200 OK" if ok else "503 Service Unavailable", [("Content-Type", "text/plain")])
             return [detail.encode() + b"\n"]
+        if token and not _bearer_matches(environ, token):
+            headers = [("Content-Type", "text/plain"), ("WWW-Authenticate", 'Bearer realm="metrics"')]
+            start_response("401 Unauthorized", headers)
+            return [b"the metrics token is required: Authorization: Bearer $CAMPAIGNS_METRICS_TOKEN\n"]
         body: Iterable[bytes] = metrics(environ, start_response)
         return body
 
     return app
 
 
-def serve_metrics(port: int, host: str = "0.0.0.0", health: Health | None = None) -> WSGIServer | None:  # noqa: S104
-    """Serve the metrics port in a daemon thread. A port that cannot be bound is logged, not fatal."""
+def serve_metrics(
+    port: int,
+    host: str = "127.0.0.1",
+    health: Health | None = None,
+    token: str | None = None,
+) -> WSGIServer | None:
+    """Serve the metrics port in a daemon thread (``token``: ``/metrics`` requires it). A port that cannot be
+    bound is logged, not fatal."""
     try:
-        server = make_server(host, port, metrics_app(health), _ThreadingServer, handler_class=_QuietHandler)
+        app = metrics_app(health, token)
+        server = make_server(host, port, app, _ThreadingServer, handler_class=_QuietHandler)
     except OSError as exc:
         log.error("metrics port unavailable", extra={"port": port, "error": str(exc)})
         return None

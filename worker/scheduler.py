@@ -193,7 +193,7 @@ def main(metrics_port: int | None = None, metrics_host: str = "127.0.0.1") -> No
     if metrics_port:
         from worker.metrics_server import serve_metrics
 
-        serve_metrics(metrics_port, metrics_host, health=scheduler.health)
+        serve_metrics(metrics_port, metrics_host, health=scheduler.health, token=scheduler.rt.settings.metrics_token)
 
     def stop(*_: object) -> None:
         scheduler.stopping.set()

@@ -92,7 +92,8 @@ def worker(
     configure_logging()
     settings = get_settings()
     if metrics_port or settings.metrics_port:
-        metrics_server.serve_metrics(metrics_port or settings.metrics_port or 0, settings.metrics_host)
+        port = metrics_port or settings.metrics_port or 0
+        metrics_server.serve_metrics(port, settings.metrics_host, token=settings.metrics_token)
     if pool != "prefork":  # prefork children warm up after the fork (worker.celery_app)
         from worker.runtime import warm_up
 
