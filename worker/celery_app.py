@@ -22,6 +22,20 @@ def reconcile_every(settings: Settings) -> float:
     return min(settings.reconcile_interval_secs, max(1.0, room / 2))
 
 
+DISPATCH_QUEUE = "celery"
+"""Celery's default queue: the dispatch batches (the scheduler's backpressure counts them, ``MAX_QUEUED_BATCHES``)."""
+MAINTENANCE_QUEUE = "campaigns.maintenance"
+"""Beat's periodic tasks. Behind a backlog of dispatch batches in the same queue the reconciler waited its turn,
+while the leases it settles were expiring (issue 21); in a queue of its own a worker takes its messages in turn
+with the dispatch queue's (kombu's Redis transport rotates the queues it consumes after each message)."""
+MAINTENANCE_TASKS = (
+    "campaigns.reconcile",
+    "campaigns.probe_providers",
+    "campaigns.purge_webhook_receipts",
+    "campaigns.recurring_tick",
+)
+
+
 def make_celery() -> Celery:
     settings = get_settings()
     app = Celery("campaigns", broker=settings.redis_url or "redis://127.0.0.1:6379/0", include=["worker.tasks"])
@@ -36,6 +50,10 @@ def make_celery() -> Celery:
         worker_hijack_root_logger=False,
         broker_connection_retry_on_startup=True,
         broker_transport_options={"visibility_timeout": 3600},
+        # Every worker consumes both (a plain ``celery worker`` too: with ``task_queues`` set, it is the default).
+        task_default_queue=DISPATCH_QUEUE,
+        task_queues={name: {"exchange": name, "routing_key": name} for name in (DISPATCH_QUEUE, MAINTENANCE_QUEUE)},
+        task_routes={name: {"queue": MAINTENANCE_QUEUE} for name in MAINTENANCE_TASKS},
         beat_schedule={
             "reconcile-expired-leases": {
                 "task": "campaigns.reconcile",
