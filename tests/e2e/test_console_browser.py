@@ -155,8 +155,10 @@ def _run(
     page.locator("#report").screenshot(path=str(shots / "check.png"))
     assert api.get("/v1/campaigns").json()["meta"]["total_results"] == 0
 
-    # Create, starting one app hour from now (6 real seconds): time to pause and resume before the calls.
-    start = (app_now + timedelta(hours=1)).isoformat()
+    # Create, starting two app hours from now (12 real seconds: time to pause and resume before the calls on a
+    # loaded machine), "now" read again here: signing in and checking took real seconds, app hours at 600x.
+    now = datetime.fromisoformat(healthz(api)["time"])
+    start = (now + timedelta(hours=2)).isoformat()
     page.get_by_label("Call list").set_input_files(str(sample))
     page.get_by_label("Start time").fill(start)
     page.get_by_role("button", name="Create campaign").click()

@@ -53,7 +53,12 @@ async def test_callbacks_beyond_the_in_flight_limit_wait_and_all_arrive() -> Non
             assert {r.status_code for r in await asyncio.gather(*dials)} == {200}
             # initiated, answered, hangup, conversation.ended per call
             await eventually(lambda: seen["total"] == calls * 4, timeout=30)
+            # The simulator notes a delivery once it has read the answer, just after the receiver counted it.
+            deadline = time.monotonic() + 5
             stats = (await client.get("/_simulator/deliveries")).json()
+            while stats["callbacks"] < calls * 4 and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+                stats = (await client.get("/_simulator/deliveries")).json()
     finally:
         server.shutdown()
         server.server_close()
