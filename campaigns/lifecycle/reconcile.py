@@ -235,16 +235,15 @@ def _check_alive(
                     report.extended += 1
                     report.awaiting_callback += 1
                     continue
-            why = (
-                (
+            if verdict is None:
+                why = "no terminal status arrived and the provider could not tell within the call's time limit"
+            elif callback_grace:
+                why = (
                     f"the provider said the call was over, but no terminal status arrived within "
                     f"{callback_grace.total_seconds():g} s"
-                    if callback_grace
-                    else "no terminal status arrived before the lease expired"
                 )
-                if verdict is not None
-                else "no terminal status arrived and the provider could not tell within the call's time limit"
-            )
+            else:
+                why = "no terminal status arrived before the lease expired"
             transitions.fail_unknown(attempt, event, now, why)
             report.failed_unknown += 1
         session.flush()
